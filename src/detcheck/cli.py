@@ -1,0 +1,222 @@
+"""The `detcheck` command line: parse options, call one plain function, print. Nothing else.
+
+Heavy imports (openai, pyarrow, numpy) happen inside the commands, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from detcheck.errors import DetcheckError
+
+app = typer.Typer(
+    help="Measure how non-deterministic an LLM endpoint's token log-probabilities are.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+AsJson = Annotated[
+    bool,
+    typer.Option("--json", help="Print exactly one JSON object on stdout; the rest on stderr."),
+]
+Thresholds = Annotated[
+    list[float] | None,
+    typer.Option(
+        "--threshold",
+        help="Cluster gap in percentage points; a new cluster starts where neighbouring distinct "
+        "values differ by more. Repeat for several.",
+        show_default="0.01",
+    ),
+]
+Token = Annotated[
+    str | None,
+    typer.Option("--token", help="Analyse this token instead of the one the run measured."),
+]
+
+
+def err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def cli_errors(func):
+    """One line on stderr and the error's exit code; a traceback only with --debug."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        debug = kwargs.get("debug") or os.environ.get("DETCHECK_DEBUG") == "1"
+        try:
+            return func(*args, **kwargs)
+        except DetcheckError as exc:
+            if debug:
+                raise
+            err(f"detcheck: error: {exc}")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err("detcheck: interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if debug:
+                raise
+            err(f"detcheck: internal error: {type(exc).__name__}: {exc} (rerun with --debug)")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def emit(report: dict, as_json: bool, extra: dict | None = None) -> None:
+    from detcheck.report import render_text
+
+    text = render_text(report)
+    if as_json:
+        err(text)
+        typer.echo(json.dumps({**report, **(extra or {})}, indent=2))
+    else:
+        typer.echo(text)
+
+
+@app.command()
+@cli_errors
+def flip(
+    n: Annotated[int, typer.Option("--n", help="Successful responses to collect.")] = 1000,
+    model: Annotated[
+        str | None, typer.Option(help="Model name.", show_default="gpt-4o-2024-08-06")
+    ] = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option(
+            help="The user message.", show_default="Flip a coin. Return Heads or Tails only."
+        ),
+    ] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated answers; the first is reported.", show_default="Heads,Tails"
+        ),
+    ] = None,
+    target_token: Annotated[
+        str | None,
+        typer.Option(
+            help="The token the first label arrives as (for models tiktoken does not know)."
+        ),
+    ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            help="Sampling temperature (it does not change the logits).", show_default="0"
+        ),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed.", show_default="42")] = None,
+    top_logprobs: Annotated[
+        int | None, typer.Option(help="Top tokens per response, 0-20.", show_default="20")
+    ] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Output tokens.", show_default="1")] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="OPENAI_BASE_URL",
+            help="OpenAI-compatible endpoint. The key is read from OPENAI_API_KEY only.",
+            show_default="https://api.openai.com/v1",
+        ),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 16,
+    rpm: Annotated[float | None, typer.Option(help="Cap on requests per minute.")] = None,
+    max_attempts: Annotated[
+        int,
+        typer.Option(
+            help="Attempts per call before the run stops. Retried: 408, 409, 429, 5xx, "
+            "timeouts, dropped connections, bodies without logprobs; waits 0.5 s doubling to "
+            "30 s with jitter, or the server's Retry-After (up to 120 s)."
+        ),
+    ] = 6,
+    timeout: Annotated[float, typer.Option(help="Seconds before one request times out.")] = 60.0,
+    out: Annotated[Path, typer.Option(help="Directory the run is written under.")] = Path("runs"),
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            help="Serve the responses of this stored run instead of calling an endpoint "
+            "(no key, no network)."
+        ),
+    ] = None,
+    threshold: Thresholds = None,
+    as_json: AsJson = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Send one single-token request N times, store every response, report distinct values."""
+    from detcheck.commands import FlipOptions, flip_command
+
+    options = FlipOptions(
+        n=n,
+        model=model,
+        prompt=prompt,
+        labels=labels,
+        target_token=target_token,
+        temperature=temperature,
+        seed=seed,
+        top_logprobs=top_logprobs,
+        max_tokens=max_tokens,
+        base_url=base_url,
+        concurrency=concurrency,
+        rpm=rpm,
+        max_attempts=max_attempts,
+        timeout_s=timeout,
+        out=out,
+        replay=replay,
+        progress=not quiet,
+    )
+    report, run_path, outcome = flip_command(options, thresholds=threshold or [0.01], log=err)
+    emit(report, as_json, {"run_path": str(run_path)})
+    if outcome.interrupted:
+        err(f"detcheck: interrupted; {outcome.successes:,} of {n:,} responses kept in {run_path}")
+        raise typer.Exit(130)
+
+
+@app.command()
+@cli_errors
+def analyze(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Runs, run directories, or directories of runs.")
+    ],
+    threshold: Thresholds = None,
+    token: Token = None,
+    as_json: AsJson = False,
+    debug: Debug = False,
+) -> None:
+    """Report the distinct values and clusters of stored runs."""
+    from detcheck.report import ANALYSIS_COLUMNS, build_report
+    from detcheck.store import read_runs
+
+    runs = read_runs(paths, columns=ANALYSIS_COLUMNS, warn=lambda m: err(f"detcheck: warning: {m}"))
+    emit(build_report(runs, threshold or [0.01], token=token), as_json)
+
+
+@app.command()
+@cli_errors
+def show(
+    path: Annotated[Path, typer.Argument(help="A run (directory or Parquet file).")],
+    row: Annotated[
+        int, typer.Option(help="Which successful response, 0 = the first received.")
+    ] = 0,
+    debug: Debug = False,
+) -> None:
+    """Print one response's top-logprobs table and the probability it covers."""
+    from detcheck.commands import show_command
+
+    typer.echo(show_command(path, row))
+
+
+def main() -> None:
+    app(prog_name="detcheck")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

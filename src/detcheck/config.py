@@ -1,0 +1,87 @@
+"""What a measurement asks for: the request parameters, with the publication's defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from detcheck.errors import UsageError
+
+DEFAULT_MODEL = "gpt-4o-2024-08-06"
+DEFAULT_PROMPT = "Flip a coin. Return Heads or Tails only."
+DEFAULT_LABELS = ("Heads", "Tails")
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+@dataclass(frozen=True)
+class FlipConfig:
+    """The parameters of one measurement. Everything that reaches the request body lives here."""
+
+    model: str = DEFAULT_MODEL
+    prompt: str = DEFAULT_PROMPT
+    labels: tuple[str, ...] = DEFAULT_LABELS
+    temperature: float = 0.0
+    seed: int | None = 42
+    top_logprobs: int = 20
+    max_tokens: int = 1
+    # the token each label arrives as (resolved with tiktoken, or given)
+    targets: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not self.labels:
+            raise UsageError("--labels needs at least one label")
+        if not 0 <= self.top_logprobs <= 20:
+            raise UsageError(f"--top-logprobs must be between 0 and 20, got {self.top_logprobs}")
+        if self.max_tokens < 1:
+            raise UsageError(f"--max-tokens must be at least 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
+
+    def request_body(self) -> dict:
+        """The keyword arguments for `chat.completions.create`, identical for every call."""
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": self.prompt}],
+            "temperature": self.temperature,
+            "logprobs": True,
+            "top_logprobs": self.top_logprobs,
+            "max_tokens": self.max_tokens,
+        }
+        if self.seed is not None:
+            body["seed"] = self.seed
+        return body
+
+    @property
+    def primary_target(self) -> str:
+        """The token the report is about: the first label's token."""
+        return self.targets.get(self.labels[0], self.labels[0])
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["labels"] = list(self.labels)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FlipConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        if "labels" in kwargs:
+            kwargs["labels"] = tuple(kwargs["labels"])
+        return cls(**kwargs)
+
+
+def strip_credentials(url: str) -> str:
+    """The URL without user:password and without a query string or fragment (where tokens hide)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def parse_labels(text: str) -> tuple[str, ...]:
+    labels = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not labels:
+        raise UsageError("--labels needs at least one label, e.g. 'Heads,Tails'")
+    return labels

@@ -1,0 +1,29 @@
+"""One exception family; the CLI maps each to an exit code and a one-line message."""
+
+from __future__ import annotations
+
+
+class DetcheckError(Exception):
+    """A failure the user can act on. `exit_code` is what the CLI exits with."""
+
+    exit_code = 2
+
+
+class UsageError(DetcheckError):
+    """Bad options or arguments."""
+
+
+class DataError(DetcheckError):
+    """A file or directory that is not a readable detcheck run."""
+
+
+class EndpointError(DetcheckError):
+    """The endpoint refused the measurement in a way retrying cannot fix."""
+
+    exit_code = 3
+
+
+class Interrupted(DetcheckError):
+    """The run was stopped by Ctrl-C or SIGTERM; what arrived is on disk."""
+
+    exit_code = 130

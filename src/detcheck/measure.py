@@ -1,0 +1,92 @@
+"""One measurement end to end: build the run's metadata, open the writer, send, close.
+
+The CLI calls `start_run` + `run_flip`; `measure` reads the result back from disk, so what is
+reported is exactly what was stored.
+"""
+
+from __future__ import annotations
+
+import platform
+import secrets
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from detcheck import __version__
+from detcheck.config import FlipConfig, strip_credentials
+from detcheck.request import RetryPolicy
+from detcheck.schema import SCHEMA_VERSION
+from detcheck.store import RunWriter, utc_now
+from detcheck.tokens import Target
+
+
+def versions() -> dict:
+    import numpy
+    import openai
+    import pyarrow
+
+    return {
+        "detcheck": __version__,
+        "openai": openai.__version__,
+        "python": platform.python_version(),
+        "pyarrow": pyarrow.__version__,
+        "numpy": numpy.__version__,
+        "platform": sys.platform,
+    }
+
+
+def new_run_id(model: str) -> str:
+    stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
+    slug = "".join(c if c.isalnum() or c in "-._" else "-" for c in model)[:60]
+    return f"{stamp}-{slug}-{secrets.token_hex(3)}"
+
+
+def run_meta(
+    config: FlipConfig,
+    targets: list[Target],
+    *,
+    n: int,
+    endpoint: str,
+    concurrency: int,
+    rpm: float | None,
+    policy: RetryPolicy,
+    replay_of: str | None = None,
+) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": new_run_id(config.model),
+        "status": "running",
+        "n_requested": n,
+        "started_at": utc_now().isoformat(),
+        "ended_at": None,
+        "config": config.to_dict(),
+        "request": config.request_body(),
+        "label": targets[0].label,
+        "target": targets[0].token,
+        "targets": {t.label: t.token for t in targets},
+        "target_how": {t.label: t.how for t in targets},
+        "endpoint": strip_credentials(endpoint) if "://" in endpoint else endpoint,
+        "api": "chat",
+        "replay_of": replay_of,
+        "concurrency": concurrency,
+        "rpm": rpm,
+        "retry_policy": asdict(policy),
+        "versions": versions(),
+    }
+
+
+def open_run(out_dir: Path, meta: dict) -> RunWriter:
+    return RunWriter(Path(out_dir) / meta["run_id"], meta)
+
+
+def replay_source(path: Path) -> tuple[list[bytes], dict]:
+    """The successful response bodies of a stored run, in the order they were received."""
+    from detcheck.errors import DataError
+    from detcheck.store import read_run
+
+    run = read_run(Path(path), columns=["ok", "seq", "raw_body"])
+    table = run.table.filter(run.table.column("ok")).sort_by("seq")
+    bodies = [b.encode() for b in table.column("raw_body").to_pylist() if b]
+    if not bodies:
+        raise DataError(f"{path}: no successful responses with a stored body to replay")
+    return bodies, run.meta

@@ -1,0 +1,181 @@
+"""Turning one HTTP exchange into one stored row: parse the body, keep allowed headers, redact.
+
+Parsing is our own (json + dict walking) rather than the SDK's pydantic models: we keep the raw
+body anyway, and odd bodies (missing fields, NaN, non-UTF-8 bytes) must become rows, not crashes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from detcheck.schema import RESPONSE_HEADER_ALLOWLIST
+
+REDACTED = "[REDACTED]"
+MAX_ERROR_BODY_CHARS = 16_384
+
+
+class MalformedResponse(Exception):
+    """A 200 whose body is not a usable chat completion with logprobs."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class Parsed:
+    response_id: str | None
+    model: str | None
+    system_fingerprint: str | None
+    token: str | None
+    logprob: float | None
+    top_logprobs: list[dict]
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cached_tokens: int | None
+
+
+def _int_or_none(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float_or_none(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _bytes_or_none(value) -> list[int] | None:
+    if not isinstance(value, list):
+        return None
+    if all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in value):
+        return value
+    return None
+
+
+def _str_or_none(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _top_entry(entry) -> dict | None:
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("token"), str):
+        return None
+    return {
+        "token": entry["token"],
+        "logprob": _float_or_none(entry.get("logprob")),
+        "bytes": _bytes_or_none(entry.get("bytes")),
+    }
+
+
+def parse_chat_body(body: bytes | str) -> Parsed:
+    """The first generated token of a chat completion, with its top logprobs."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MalformedResponse("malformed_body", f"response body is not JSON: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise MalformedResponse("malformed_body", "response body is not a JSON object")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+        raise MalformedResponse("malformed_body", "response has no choices")
+    logprobs = choices[0].get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+    if not isinstance(content, list) or not content or not isinstance(content[0], Mapping):
+        raise MalformedResponse("no_logprobs", "response carries no logprobs")
+    first = content[0]
+    top = first.get("top_logprobs")
+    top_entries = [e for e in map(_top_entry, top if isinstance(top, list) else []) if e]
+    usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    return Parsed(
+        response_id=_str_or_none(data.get("id")),
+        model=_str_or_none(data.get("model")),
+        system_fingerprint=_str_or_none(data.get("system_fingerprint")),
+        token=_str_or_none(first.get("token")),
+        logprob=_float_or_none(first.get("logprob")),
+        top_logprobs=top_entries,
+        prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
+        completion_tokens=_int_or_none(usage.get("completion_tokens")),
+        cached_tokens=_int_or_none(cached),
+    )
+
+
+def redact(text: str | None, secrets: Sequence[str]) -> str | None:
+    """Remove every secret (the API key) from text bound for disk, even if an endpoint echoed it."""
+    if text is None:
+        return None
+    for secret in secrets:
+        if secret and len(secret) >= 8 and secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def allowed_headers(headers: Mapping[str, str] | None, secrets: Sequence[str]) -> list | None:
+    if headers is None:
+        return None
+    kept = []
+    for name in RESPONSE_HEADER_ALLOWLIST:
+        value = headers.get(name)
+        if value is not None:
+            kept.append((name, redact(value, secrets)))
+    return kept
+
+
+def json_safe_float(value: float | None) -> float | None:
+    """NaN and infinities cannot travel through JSON journals; they are stored as null."""
+    return value if value is None or math.isfinite(value) else None
+
+
+def success_fields(parsed: Parsed) -> dict:
+    return {
+        "response_id": parsed.response_id,
+        "model": parsed.model,
+        "system_fingerprint": parsed.system_fingerprint,
+        "token": parsed.token,
+        "logprob": json_safe_float(parsed.logprob),
+        "top_logprobs": [
+            {**e, "logprob": json_safe_float(e["logprob"])} for e in parsed.top_logprobs
+        ],
+        "prompt_tokens": parsed.prompt_tokens,
+        "completion_tokens": parsed.completion_tokens,
+        "cached_tokens": parsed.cached_tokens,
+    }
+
+
+def error_message_from_body(body: bytes | str | None) -> str | None:
+    """The `error.message` of an OpenAI-style error body, if there is one."""
+    if not body:
+        return None
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    error = data.get("error") if isinstance(data, Mapping) else None
+    if isinstance(error, Mapping) and isinstance(error.get("message"), str):
+        return error["message"]
+    if isinstance(error, str):
+        return error
+    return None
+
+
+def error_code_from_body(body: bytes | str | None) -> str | None:
+    try:
+        data = json.loads(body or b"")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    error = data.get("error") if isinstance(data, Mapping) else None
+    if isinstance(error, Mapping):
+        code = error.get("code") or error.get("type")
+        return code if isinstance(code, str) else None
+    return None
+
+
+def body_text(body: bytes | None, limit: int | None = None) -> str | None:
+    if body is None:
+        return None
+    text = body.decode("utf-8", errors="replace")
+    return text if limit is None else text[:limit]

@@ -1,0 +1,342 @@
+"""Sending the N identical requests: concurrency, rate cap, retries, and one stored row per attempt.
+
+The SDK's own retries are switched off (`max_retries=0`): an attempt retried inside the SDK would
+be paid for but invisible. Every attempt goes through `_attempt`, which writes its row before
+deciding whether to retry, so failures are recorded, not dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx2
+import openai
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_exponential_jitter
+
+from detcheck.config import FlipConfig
+from detcheck.errors import EndpointError, Interrupted
+from detcheck.record import (
+    MAX_ERROR_BODY_CHARS,
+    MalformedResponse,
+    allowed_headers,
+    body_text,
+    error_code_from_body,
+    error_message_from_body,
+    parse_chat_body,
+    redact,
+    success_fields,
+)
+from detcheck.store import RunWriter, to_micros, utc_now
+
+RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+
+
+@dataclass
+class Endpoint:
+    base_url: str
+    api_key: str
+    # A transport to hand the real client (replay, fault injection); None means the network.
+    transport: httpx2.AsyncBaseTransport | None = None
+    timeout_s: float = 60.0
+
+
+@dataclass
+class RetryPolicy:
+    max_attempts: int = 6  # per call, the first try included
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    max_retry_after_s: float = 120.0  # a longer Retry-After is capped, not obeyed
+
+
+@dataclass
+class Outcome:
+    successes: int = 0
+    attempts: int = 0
+    errors: Counter = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    short_top_logprobs: int = 0  # responses with fewer top logprobs than asked for
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+
+
+class _Abandoned(Exception):
+    """Stopping between two attempts of one call: the call is left for --resume."""
+
+
+class TransientError(Exception):
+    def __init__(self, kind: str, message: str, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after_s = retry_after_s
+
+
+def _retry_after_s(headers) -> float | None:
+    """Seconds to wait as the server asked (retry-after-ms, or retry-after in seconds)."""
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) * scale)
+        except ValueError:
+            continue  # an HTTP date: rare for APIs; fall back to backoff
+    return None
+
+
+class Flip:
+    """One measurement in progress. `run()` returns when n calls have succeeded, or raises."""
+
+    def __init__(
+        self,
+        config: FlipConfig,
+        endpoint: Endpoint,
+        writer: RunWriter,
+        *,
+        n: int,
+        concurrency: int = 16,
+        rpm: float | None = None,
+        policy: RetryPolicy | None = None,
+        on_progress: Callable[[Outcome], None] | None = None,
+        on_notice: Callable[[str], None] | None = None,
+        start_call: int = 0,
+        start_seq: int = 0,
+    ):
+        self.config = config
+        self.endpoint = endpoint
+        self.writer = writer
+        self.n = n
+        self.concurrency = concurrency
+        self.rpm = rpm
+        self.policy = policy or RetryPolicy()
+        self.on_progress = on_progress or (lambda outcome: None)
+        self.on_notice = on_notice or (lambda message: None)
+        self.body = config.request_body()
+        self.secrets = [endpoint.api_key]
+        self.outcome = Outcome()
+        self._next_call = start_call
+        self._end_call = start_call + n
+        self._seq = start_seq
+        self._in_flight = 0
+        self._stop = asyncio.Event()
+        self._fatal: EndpointError | None = None
+
+    def _client(self) -> openai.AsyncOpenAI:
+        http_client = None
+        if self.endpoint.transport is not None:
+            http_client = openai.DefaultAsyncHttpx2Client(transport=self.endpoint.transport)
+        return openai.AsyncOpenAI(
+            api_key=self.endpoint.api_key,
+            base_url=self.endpoint.base_url,
+            max_retries=0,
+            timeout=self.endpoint.timeout_s,
+            http_client=http_client,
+        )
+
+    async def run(self) -> Outcome:
+        from aiolimiter import AsyncLimiter
+
+        # A bucket of one refilled every 60/rpm s: evenly spaced, no burst at the start.
+        self._limiter = AsyncLimiter(1, 60.0 / self.rpm) if self.rpm else None
+        t0 = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        workers: list[asyncio.Task] = []
+        self._install_signal_handlers(loop, workers)
+        try:
+            async with self._client() as client:
+                self.client = client
+                workers.extend(asyncio.create_task(self._worker()) for _ in range(self.concurrency))
+                await asyncio.gather(*workers, return_exceptions=True)
+        finally:
+            self._remove_signal_handlers(loop)
+            self.outcome.elapsed_s = time.perf_counter() - t0
+        if self._fatal is not None:
+            raise self._fatal
+        self.outcome.interrupted = self._stop.is_set() and self.outcome.successes < self.n
+        return self.outcome
+
+    def _install_signal_handlers(self, loop, workers) -> None:
+        def stop() -> None:
+            if self._stop.is_set():  # second signal: abandon what is in flight
+                for task in workers:
+                    task.cancel()
+                return
+            self._stop.set()
+            self.on_notice(
+                f"stopping: waiting for {self._in_flight} in-flight request(s) to be recorded "
+                "(press Ctrl-C again to abandon them)"
+            )
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop)
+
+    def _remove_signal_handlers(self, loop) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+    async def _worker(self) -> None:
+        while not self._stop.is_set() and self._next_call < self._end_call:
+            call = self._next_call
+            self._next_call += 1
+            try:
+                await self._serve(call)
+            except _Abandoned:
+                return
+            except EndpointError as exc:
+                if self._fatal is None:
+                    self._fatal = exc
+                self._stop.set()
+            except TransientError as exc:
+                if self._stop.is_set():
+                    return
+                self._fatal = EndpointError(
+                    f"call {call} failed {self.policy.max_attempts} times in a row; last: "
+                    f"{exc.kind}: {exc}"
+                )
+                self._stop.set()
+
+    def _wait_s(self, retry_state) -> float:
+        exc = retry_state.outcome.exception()
+        if isinstance(exc, TransientError) and exc.retry_after_s is not None:
+            return min(exc.retry_after_s, self.policy.max_retry_after_s)
+        backoff = wait_exponential_jitter(
+            initial=self.policy.initial_backoff_s, max=self.policy.max_backoff_s
+        )
+        return backoff(retry_state)
+
+    async def _serve(self, call: int) -> None:
+        """Attempts for one call until it succeeds (or the policy gives up, or we are stopping)."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.policy.max_attempts),
+            wait=self._wait_s,
+            retry=retry_if_exception_type(TransientError),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1 and self._stop.is_set():
+                    raise _Abandoned
+                await self._attempt(call, attempt.retry_state.attempt_number)
+
+    async def _attempt(self, call: int, attempt_no: int) -> None:
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        seq = self._seq
+        self._seq += 1
+        self._in_flight += 1
+        row = {
+            "run_id": self.writer.meta["run_id"],
+            "seq": seq,
+            "call": call,
+            "attempt": attempt_no,
+            "in_flight": self._in_flight,
+            "ok": False,
+        }
+        started = utc_now()
+        t0 = time.perf_counter()
+        failure: Exception | None = None
+        try:
+            failure = await self._exchange(row)
+        finally:
+            self._in_flight -= 1
+            row["started_at"] = to_micros(started)
+            row["latency_ms"] = (time.perf_counter() - t0) * 1000.0
+            row["finished_at"] = row["started_at"] + int(row["latency_ms"] * 1000)
+            self.outcome.attempts += 1
+            self.writer.append(row)
+        if failure is not None:
+            self.outcome.errors[getattr(failure, "kind", "error")] += 1
+            self.on_progress(self.outcome)
+            raise failure
+        self.outcome.successes += 1
+        self.outcome.prompt_tokens += row.get("prompt_tokens") or 0
+        self.outcome.cached_tokens += row.get("cached_tokens") or 0
+        self.outcome.completion_tokens += row.get("completion_tokens") or 0
+        if len(row["top_logprobs"]) < self.config.top_logprobs:
+            self.outcome.short_top_logprobs += 1
+        self.on_progress(self.outcome)
+
+    async def _exchange(self, row: dict) -> Exception | None:
+        """Send one request and fill `row`; return the failure to raise, if any."""
+        try:
+            raw = await self.client.chat.completions.with_raw_response.create(**self.body)
+        except openai.APIStatusError as exc:
+            return self._status_failure(row, exc)
+        except openai.APITimeoutError:
+            row.update(error_type="timeout", error="request timed out")
+            return TransientError("timeout", "request timed out")
+        except openai.APIConnectionError as exc:
+            message = redact(
+                f"could not connect to {self.endpoint.base_url}: {exc.__cause__ or exc}",
+                self.secrets,
+            )
+            row.update(error_type="connection", error=message)
+            return TransientError("connection", message)
+        response = raw.http_response
+        body = response.content
+        row.update(
+            http_status=response.status_code,
+            request_id=response.headers.get("x-request-id"),
+            response_headers=allowed_headers(response.headers, self.secrets),
+            raw_body=redact(body_text(body), self.secrets),
+        )
+        try:
+            parsed = parse_chat_body(body)
+        except MalformedResponse as exc:
+            row.update(error_type=exc.kind, error=str(exc))
+            return TransientError(exc.kind, str(exc))
+        row.update(success_fields(parsed), ok=True)
+        return None
+
+    def _status_failure(self, row: dict, exc: openai.APIStatusError) -> Exception:
+        response = exc.response
+        body = response.content if response is not None else None
+        status = exc.status_code
+        message = redact(error_message_from_body(body) or str(exc), self.secrets)
+        code = error_code_from_body(body)
+        row.update(
+            http_status=status,
+            request_id=response.headers.get("x-request-id") if response is not None else None,
+            response_headers=allowed_headers(response.headers if response else None, self.secrets),
+            raw_body=redact(body_text(body, MAX_ERROR_BODY_CHARS), self.secrets),
+            error_type=f"http_{status}",
+            error=message,
+        )
+        if status == 429 and code == "insufficient_quota":
+            return EndpointError(
+                f"the account has no quota left (429 insufficient_quota): {message}"
+            )
+        if status in RETRYABLE_STATUS:
+            retry_after = _retry_after_s(response.headers if response is not None else None)
+            return TransientError(f"http_{status}", message, retry_after)
+        return EndpointError(_fatal_message(status, message, self.body["model"]))
+
+
+def _fatal_message(status: int, message: str, model: str) -> str:
+    if status == 401:
+        return f"the endpoint rejected the API key (401): {message}"
+    if status == 403:
+        return f"the endpoint refused access (403): {message}"
+    if status == 404:
+        return f"not found (404) - is {model!r} a model this endpoint serves? {message}"
+    return f"the endpoint refused the request ({status}): {message}"
+
+
+def run_flip(flip: Flip) -> Outcome:
+    """Run a measurement to the end; Ctrl-C / SIGTERM end it early with what arrived kept."""
+    try:
+        return asyncio.run(flip.run())
+    except KeyboardInterrupt:  # signal handlers could not be installed (not the main thread)
+        raise Interrupted("interrupted") from None

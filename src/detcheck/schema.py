@@ -1,0 +1,71 @@
+"""The stored form of a run: one row per request attempt. Changed in one place, pinned by a test.
+
+Bump SCHEMA_VERSION whenever a column is added, removed, renamed or retyped.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+# Key of the run metadata (JSON) in every Parquet file's schema metadata.
+RUN_META_KEY = b"detcheck.run"
+SCHEMA_VERSION_KEY = b"detcheck.schema_version"
+
+TOP_LOGPROB = pa.struct(
+    [
+        pa.field("token", pa.string()),
+        pa.field("logprob", pa.float64()),
+        pa.field("bytes", pa.list_(pa.uint8())),  # as the API sends it; null if not bytes
+    ]
+)
+
+# Response headers worth keeping. Everything else is dropped: request headers never reach disk.
+RESPONSE_HEADER_ALLOWLIST = (
+    "x-request-id",
+    "openai-processing-ms",
+    "openai-version",
+    "openai-model",
+    "retry-after",
+    "retry-after-ms",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+    "date",
+    "server",
+)
+
+RUN_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.dictionary(pa.int32(), pa.string())),
+        pa.field("seq", pa.int64(), nullable=False),  # attempt order within the run
+        pa.field("call", pa.int64(), nullable=False),  # which of the n calls this attempt serves
+        pa.field("attempt", pa.int32(), nullable=False),  # 1 for the first try of a call
+        pa.field("started_at", pa.timestamp("us", tz="UTC")),
+        pa.field("finished_at", pa.timestamp("us", tz="UTC")),
+        pa.field("latency_ms", pa.float64()),
+        pa.field("in_flight", pa.int32()),  # requests in flight when this one started
+        pa.field("ok", pa.bool_(), nullable=False),
+        pa.field("http_status", pa.int32()),
+        pa.field("error_type", pa.dictionary(pa.int32(), pa.string())),
+        pa.field("error", pa.string()),
+        pa.field("response_id", pa.string()),
+        pa.field("request_id", pa.string()),
+        pa.field("model", pa.dictionary(pa.int32(), pa.string())),
+        pa.field("system_fingerprint", pa.dictionary(pa.int32(), pa.string())),
+        pa.field("token", pa.string()),
+        pa.field("logprob", pa.float64()),
+        pa.field("top_logprobs", pa.list_(TOP_LOGPROB)),
+        pa.field("prompt_tokens", pa.int32()),
+        pa.field("completion_tokens", pa.int32()),
+        pa.field("cached_tokens", pa.int32()),
+        pa.field("response_headers", pa.map_(pa.string(), pa.string())),
+        pa.field("raw_body", pa.string()),
+    ]
+)
+
+COLUMNS = tuple(RUN_SCHEMA.names)

