@@ -114,15 +114,24 @@ def redact(text: str | None, secrets: Sequence[str]) -> str | None:
     return text
 
 
-def allowed_headers(headers: Mapping[str, str] | None, secrets: Sequence[str]) -> list | None:
+def allowed_headers(headers: Mapping[str, str] | None) -> dict | None:
+    """Only the allow-listed response headers (a dict: it survives the JSON journal as is)."""
     if headers is None:
         return None
-    kept = []
-    for name in RESPONSE_HEADER_ALLOWLIST:
-        value = headers.get(name)
-        if value is not None:
-            kept.append((name, redact(value, secrets)))
-    return kept
+    return {name: headers[name] for name in RESPONSE_HEADER_ALLOWLIST if name in headers}
+
+
+def redact_row(row: dict, secrets: Sequence[str]) -> dict:
+    """The last step before a row reaches disk: no secret survives in any text it carries."""
+    for key, value in row.items():
+        if isinstance(value, str):
+            row[key] = redact(value, secrets)
+        elif key == "response_headers" and value:
+            row[key] = {k: redact(v, secrets) for k, v in value.items()}
+        elif key == "top_logprobs" and value:
+            for entry in value:
+                entry["token"] = redact(entry["token"], secrets)
+    return row
 
 
 def json_safe_float(value: float | None) -> float | None:

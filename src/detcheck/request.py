@@ -31,6 +31,7 @@ from detcheck.record import (
     error_message_from_body,
     parse_chat_body,
     redact,
+    redact_row,
     success_fields,
 )
 from detcheck.store import RunWriter, to_micros, utc_now
@@ -212,7 +213,7 @@ class Flip:
         if isinstance(exc, TransientError) and exc.retry_after_s is not None:
             return min(exc.retry_after_s, self.policy.max_retry_after_s)
         backoff = wait_exponential_jitter(
-            initial=self.policy.initial_backoff_s, max=self.policy.max_backoff_s
+            multiplier=self.policy.initial_backoff_s, max=self.policy.max_backoff_s
         )
         return backoff(retry_state)
 
@@ -255,7 +256,7 @@ class Flip:
             row["latency_ms"] = (time.perf_counter() - t0) * 1000.0
             row["finished_at"] = row["started_at"] + int(row["latency_ms"] * 1000)
             self.outcome.attempts += 1
-            self.writer.append(row)
+            self.writer.append(redact_row(row, self.secrets))
         if failure is not None:
             self.outcome.errors[getattr(failure, "kind", "error")] += 1
             self.on_progress(self.outcome)
@@ -278,10 +279,7 @@ class Flip:
             row.update(error_type="timeout", error="request timed out")
             return TransientError("timeout", "request timed out")
         except openai.APIConnectionError as exc:
-            message = redact(
-                f"could not connect to {self.endpoint.base_url}: {exc.__cause__ or exc}",
-                self.secrets,
-            )
+            message = f"could not connect to {self.endpoint.base_url}: {exc.__cause__ or exc}"
             row.update(error_type="connection", error=message)
             return TransientError("connection", message)
         response = raw.http_response
@@ -289,8 +287,8 @@ class Flip:
         row.update(
             http_status=response.status_code,
             request_id=response.headers.get("x-request-id"),
-            response_headers=allowed_headers(response.headers, self.secrets),
-            raw_body=redact(body_text(body), self.secrets),
+            response_headers=allowed_headers(response.headers),
+            raw_body=body_text(body),
         )
         try:
             parsed = parse_chat_body(body)
@@ -304,13 +302,13 @@ class Flip:
         response = exc.response
         body = response.content if response is not None else None
         status = exc.status_code
-        message = redact(error_message_from_body(body) or str(exc), self.secrets)
+        message = redact(error_message_from_body(body) or str(exc), self.secrets)  # also raised
         code = error_code_from_body(body)
         row.update(
             http_status=status,
             request_id=response.headers.get("x-request-id") if response is not None else None,
-            response_headers=allowed_headers(response.headers if response else None, self.secrets),
-            raw_body=redact(body_text(body, MAX_ERROR_BODY_CHARS), self.secrets),
+            response_headers=allowed_headers(response.headers if response is not None else None),
+            raw_body=body_text(body, MAX_ERROR_BODY_CHARS),
             error_type=f"http_{status}",
             error=message,
         )

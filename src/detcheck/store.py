@@ -211,6 +211,8 @@ def _empty(columns: Sequence[str] | None) -> pa.Table:
 def read_run(path: Path, columns: Sequence[str] | None = None) -> Run:
     """A run directory or a single part file, journals included, parts in order."""
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory")
     if path.is_file():
         meta = read_meta_from_parquet(path)
         return Run(path, meta, _read_parquet(path, columns))

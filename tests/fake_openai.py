@@ -1,0 +1,119 @@
+"""A small OpenAI-compatible chat server on 127.0.0.1 for tests: real sockets, real HTTP.
+
+Each request is answered by `respond(request_number, body) -> Reply`. The default answers a coin
+flip whose Heads logprob cycles through a few values; tests pass their own to inject faults.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False  # close the connection without answering
+
+
+def chat_body(
+    i: int,
+    heads_logprob: float,
+    fingerprint: str | None = "fp_test",
+    top_k: int = 20,
+    model: str = "gpt-4o-2024-08-06",
+) -> dict:
+    tokens = [("Heads", heads_logprob), ("T", math.log1p(-math.exp(heads_logprob)))]
+    tokens += [(f"tok{j}", -12.0 - 0.125 * j) for j in range(max(0, top_k - 2))]
+    top = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in tokens[:top_k]]
+    body = {
+        "id": f"chatcmpl-test-{i}",
+        "object": "chat.completion",
+        "created": 1_700_000_000 + i,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": top[0]["token"]},
+                "logprobs": {"content": [dict(top[0], top_logprobs=top)]},
+                "finish_reason": "length",
+            }
+        ],
+        "usage": {"prompt_tokens": 18, "completion_tokens": 1, "total_tokens": 19},
+    }
+    if fingerprint is not None:
+        body["system_fingerprint"] = fingerprint
+    return body
+
+
+COIN_LOGPROBS = (-0.0380541235211714, -0.0380541235211714, -0.01105206273458597)
+
+
+def coin_flip(i: int, request: dict) -> Reply:
+    body = chat_body(
+        i, COIN_LOGPROBS[i % len(COIN_LOGPROBS)], top_k=request.get("top_logprobs", 20)
+    )
+    return Reply(200, json.dumps(body).encode(), {"x-request-id": f"req_{i}"})
+
+
+class FakeOpenAI:
+    """Start with `with FakeOpenAI(respond) as server:`; `server.base_url` ends in /v1."""
+
+    def __init__(self, respond: Callable[[int, dict], Reply] = coin_flip):
+        self.respond = respond
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        self.replies: list[Reply] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("content-length", 0))
+                request = json.loads(self.rfile.read(length) or b"{}")
+                with outer._lock:
+                    i = len(outer.requests)
+                    outer.requests.append(request)
+                    outer.headers.append({k.lower(): v for k, v in self.headers.items()})
+                reply = outer.respond(i, request)
+                with outer._lock:
+                    outer.replies.append(reply)
+                if reply.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                self.send_response(reply.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(reply.body)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(reply.body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> FakeOpenAI:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def successes(self) -> int:
+        return sum(1 for r in self.replies if r.status == 200 and not r.drop)

@@ -1,0 +1,120 @@
+"""The pure analysis functions, on the published data and on cases with known answers."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from conftest import SOURCE
+from detcheck.analysis import (
+    cluster_ids,
+    clusters_of,
+    count_clusters,
+    distinct_values,
+    fingerprint_counts,
+    target_logprobs,
+)
+from detcheck.schema import TOP_LOGPROB
+
+
+def published():
+    """Every call of the publication as (logprob, fingerprint), the count split arbitrarily."""
+    logprobs, fps = [], []
+    with open(SOURCE / "gpt-4o-2024-08-06-coinflip-10000.csv") as f:
+        for row in csv.DictReader(f):
+            lp = math.log(float(row["heads_probability_pct"]) / 100)
+            listed = row["fingerprints"].split()
+            for k in range(int(row["count"])):
+                logprobs.append(lp)
+                fps.append(listed[k % len(listed)])
+    return np.array(logprobs), fps
+
+
+def test_published_data_gives_published_figures():
+    logprobs, fps = published()
+    d = distinct_values(logprobs, fps)
+    assert len(d) == 42
+    assert int(d.count.sum()) == 10_000
+    assert [count_clusters(d.prob_pct, t) for t in (0.01, 0.001, 0.0001)] == [12, 13, 17]
+    assert d.prob_pct[0] == pytest.approx(85.1854379113, abs=1e-9)
+    assert d.prob_pct[-1] == pytest.approx(98.9008786933, abs=1e-9)
+
+
+def test_gap_equal_to_threshold_does_not_split():
+    # strictly greater starts a new cluster
+    values = np.array([1.0, 1.5, 2.0, 2.75])
+    assert cluster_ids(values, 0.5).tolist() == [0, 0, 0, 1]
+    assert count_clusters(values, 0.49) == 4
+    assert count_clusters(values, 0.75) == 1
+
+
+def test_bit_identical_floats_only_are_the_same_value():
+    a = 0.1 + 0.2  # 0.30000000000000004
+    d = distinct_values(np.log([a, 0.3, a]), ["x", "x", "x"])
+    assert len(d) == 2
+    assert sorted(d.count.tolist()) == [1, 2]
+
+
+def test_one_value_only():
+    d = distinct_values(np.full(5, -0.5), ["fp"] * 5)
+    assert len(d) == 1
+    clusters = clusters_of(d, 0.01)
+    assert len(clusters) == 1 and clusters[0]["count"] == 5
+    assert clusters[0]["min_pct"] == clusters[0]["max_pct"]
+
+
+def test_all_distinct_and_null_fingerprint():
+    lp = np.log(np.linspace(0.5, 0.9, 7))
+    d = distinct_values(lp, [None, "a", None, "a", "b", None, "a"])
+    assert len(d) == 7 and d.count.tolist() == [1] * 7
+    assert d.fingerprints[0] == {"null": 1}
+    assert fingerprint_counts([None, "a", None]) == {"a": 1, "null": 2}
+
+
+def test_empty_input():
+    d = distinct_values(np.array([]), [])
+    assert len(d) == 0
+    assert clusters_of(d, 0.01) == []
+    assert count_clusters(d.prob_pct, 0.01) == 0
+
+
+def test_per_value_fingerprint_counts_add_up():
+    d = distinct_values(np.array([-1.0, -1.0, -2.0, -1.0]), ["a", "b", "a", "a"])
+    assert d.logprob.tolist() == [-2.0, -1.0]
+    assert d.fingerprints == [{"a": 1}, {"a": 2, "b": 1}]
+
+
+def _tops(rows):
+    return pa.array(rows, pa.list_(TOP_LOGPROB))
+
+
+def test_target_logprobs_missing_and_duplicate_tokens():
+    tops = _tops(
+        [
+            [{"token": "Heads", "logprob": -0.1, "bytes": None}, {"token": "T", "logprob": -2.0}],
+            [{"token": "T", "logprob": -0.2}],  # no Heads
+            [],
+            None,
+            # the same text twice (collisions on some servers): the first counts
+            [{"token": "Heads", "logprob": -0.3}, {"token": "Heads", "logprob": -5.0}],
+        ]
+    )
+    out = target_logprobs(tops, "Heads")
+    assert out[0] == -0.1 and out[4] == -0.3
+    assert np.isnan(out[1:4]).all()
+    assert target_logprobs(tops, "T")[1] == -0.2
+
+
+def test_target_is_exact_text_match():
+    tops = _tops([[{"token": " Heads", "logprob": -0.1}, {"token": "heads", "logprob": -0.2}]])
+    assert np.isnan(target_logprobs(tops, "Heads")[0])
+
+
+def test_target_logprobs_on_chunked_array():
+    tops = pa.chunked_array([_tops([[{"token": "a", "logprob": -1.0}]]), _tops([[]])])
+    out = target_logprobs(tops, "a")
+    assert out[0] == -1.0 and np.isnan(out[1])

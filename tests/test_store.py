@@ -1,0 +1,137 @@
+"""Runs on disk: nothing received is lost on a crash, nothing is read twice, bad files are named."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from detcheck.errors import DataError
+from detcheck.store import RunWriter, find_runs, read_run, read_runs
+
+
+def row(i: int, ok: bool = True) -> dict:
+    return {
+        "run_id": "r1",
+        "seq": i,
+        "call": i,
+        "attempt": 1,
+        "ok": ok,
+        "started_at": 1_700_000_000_000_000 + i,
+        "system_fingerprint": "fp",
+        "top_logprobs": [{"token": "Heads", "logprob": -0.01 * i, "bytes": [72]}],
+        "response_headers": {"x-request-id": f"req_{i}"},
+    }
+
+
+META = {"run_id": "r1", "target": "Heads", "label": "Heads"}
+
+
+def test_rows_are_readable_before_close(tmp_path):
+    writer = RunWriter(tmp_path / "r1", dict(META))
+    for i in range(5):
+        writer.append(row(i))
+    # no close(): as if the process had been killed
+    run = read_run(tmp_path / "r1")
+    assert run.table.column("seq").to_pylist() == [0, 1, 2, 3, 4]
+    assert list(tmp_path.joinpath("r1").glob("part-*.parquet")) == []
+
+
+def test_truncated_last_journal_line_is_ignored(tmp_path):
+    writer = RunWriter(tmp_path / "r1", dict(META))
+    writer.append(row(0))
+    writer.append(row(1))
+    writer._journal.write('{"run_id": "r1", "seq": 2, "ca')  # died mid-write
+    writer._journal.flush()
+    assert read_run(tmp_path / "r1").table.num_rows == 2
+
+
+def test_parts_and_journals_are_never_double_counted(tmp_path):
+    writer = RunWriter(tmp_path / "r1", dict(META), rows_per_part=3)
+    for i in range(7):
+        writer.append(row(i))
+    run_dir = tmp_path / "r1"
+    assert sorted(p.name for p in run_dir.glob("part-*")) == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+    ]
+    # a crash between writing a part and deleting its journal leaves both behind
+    shutil.copy(run_dir / "_journal-00002.jsonl", run_dir / "_journal-00001.jsonl")
+    assert read_run(run_dir).table.column("seq").to_pylist() == list(range(7))
+
+
+def test_reopening_compacts_journals(tmp_path):
+    writer = RunWriter(tmp_path / "r1", dict(META), rows_per_part=100)
+    for i in range(4):
+        writer.append(row(i))
+    reopened = RunWriter(tmp_path / "r1", dict(META), rows_per_part=100)
+    assert not list((tmp_path / "r1").glob("_journal-0000[0].jsonl"))
+    reopened.append(row(4))
+    reopened.close(status="complete")
+    run = read_run(tmp_path / "r1")
+    assert run.table.column("seq").to_pylist() == [0, 1, 2, 3, 4]
+    assert run.meta["status"] == "complete"
+    assert not list((tmp_path / "r1").glob("_journal-*"))
+
+
+def test_parts_carry_the_run_metadata_and_zstd(tmp_path):
+    writer = RunWriter(tmp_path / "r1", dict(META))
+    writer.append(row(0))
+    writer.close()
+    part = next((tmp_path / "r1").glob("part-*.parquet"))
+    assert read_run(part).meta["run_id"] == "r1"  # a loose part file is self-describing
+    assert pq.ParquetFile(part).metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_foreign_and_corrupt_files_give_clear_errors(tmp_path):
+    foreign = tmp_path / "foreign.parquet"
+    pq.write_table(pa.table({"a": [1]}), foreign)
+    with pytest.raises(DataError, match="not one detcheck wrote"):
+        read_run(foreign)
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DataError, match="not a readable Parquet"):
+        read_run(garbage)
+    with pytest.raises(DataError, match="no such file"):
+        find_runs(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no detcheck runs"):
+        find_runs(tmp_path / "empty")
+
+
+def test_bad_run_in_a_directory_is_skipped_with_a_warning(tmp_path):
+    for name in ("good", "bad"):
+        writer = RunWriter(tmp_path / name, dict(META, run_id=name))
+        writer.append(row(0))
+        writer.close()
+    part = next((tmp_path / "bad").glob("part-*.parquet"))
+    part.write_bytes(part.read_bytes()[: len(part.read_bytes()) // 2])  # truncated
+    warnings = []
+    runs = read_runs([tmp_path], warn=warnings.append)
+    assert [r.meta["run_id"] for r in runs] == ["good"]
+    assert len(warnings) == 1 and "bad" in warnings[0]
+    with pytest.raises(DataError):
+        read_runs([tmp_path / "bad"])
+
+
+def test_newer_schema_version_is_refused(tmp_path):
+    writer = RunWriter(tmp_path / "r1", dict(META))
+    writer.append(row(0))
+    writer.close()
+    part = next((tmp_path / "r1").glob("part-*.parquet"))
+    table = pq.read_table(part)
+    md = dict(table.schema.metadata)
+    md[b"detcheck.schema_version"] = b"99"
+    pq.write_table(table.replace_schema_metadata(md), part)
+    with pytest.raises(DataError, match="schema version 99"):
+        read_run(tmp_path / "r1")
+
+
+def test_run_json_is_valid_json_after_close(tmp_path):
+    writer = RunWriter(tmp_path / "r1", dict(META))
+    writer.close(status="complete", successes=0)
+    meta = json.loads((tmp_path / "r1" / "run.json").read_text())
+    assert meta["status"] == "complete"

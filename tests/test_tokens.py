@@ -1,0 +1,42 @@
+"""Target tokens come from tiktoken, offline: the rank files come from an installed package."""
+
+from __future__ import annotations
+
+from detcheck import tokens
+
+
+def fresh_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "tiktoken"))
+    tokens.encoding_for_model.cache_clear()
+
+
+def test_gpt4o_targets_offline_from_an_empty_cache(monkeypatch, tmp_path):
+    fresh_cache(monkeypatch, tmp_path)  # network is blocked by conftest: a download would fail
+    targets = tokens.resolve_targets("gpt-4o-2024-08-06", ("Heads", "Tails"))
+    assert [(t.label, t.token) for t in targets] == [("Heads", "Heads"), ("Tails", "T")]
+    assert any((tmp_path / "tiktoken").iterdir())
+
+
+def test_cl100k_models_split_heads(monkeypatch, tmp_path):
+    fresh_cache(monkeypatch, tmp_path)
+    targets = tokens.resolve_targets("gpt-3.5-turbo", ("Heads", "Tails"))
+    assert [t.token for t in targets] == ["He", "T"]
+
+
+def test_unknown_model_uses_label_or_override():
+    targets = tokens.resolve_targets("llama-3-8b", ("Heads", "Tails"))
+    assert [t.token for t in targets] == ["Heads", "Tails"]
+    assert "does not know" in targets[0].how
+    targets = tokens.resolve_targets("llama-3-8b", ("Heads",), override=" Heads")
+    assert targets[0].token == " Heads"
+
+
+def test_prompt_token_count_and_cost():
+    assert (
+        tokens.count_prompt_tokens("gpt-4o-2024-08-06", "Flip a coin. Return Heads or Tails only.")
+        == 18
+    )
+    assert tokens.count_prompt_tokens("some-local-model", "x") is None
+    # 10,000 calls x (18 x $2.50 + 1 x $10.00) / 1M tokens
+    assert abs(tokens.estimate_cost_usd("gpt-4o-2024-08-06", 18, 1, 10_000) - 0.55) < 1e-9
+    assert tokens.estimate_cost_usd("unknown-model", 18, 1, 10) is None
