@@ -10,15 +10,16 @@ import pyarrow as pa
 import pytest
 
 from conftest import SOURCE
-from detcheck.analysis import (
-    cluster_ids,
-    clusters_of,
-    count_clusters,
-    distinct_values,
-    fingerprint_counts,
-    target_logprobs,
-)
+from detcheck.analysis import cluster_ids, clusters_of, count_clusters, distinct_values
+from detcheck.features import Codebook, target_values, vector_hashes
 from detcheck.schema import TOP_LOGPROB
+
+
+def dv(logprobs, fps):
+    """distinct_values over fingerprint names (None = missing)."""
+    book = Codebook()
+    codes = book.encode(pa.array(fps, pa.string()))
+    return distinct_values(np.asarray(logprobs, dtype=float), codes, book.names)[0]
 
 
 def published():
@@ -36,7 +37,7 @@ def published():
 
 def test_published_data_gives_published_figures():
     logprobs, fps = published()
-    d = distinct_values(logprobs, fps)
+    d = dv(logprobs, fps)
     assert len(d) == 42
     assert int(d.count.sum()) == 10_000
     assert [count_clusters(d.prob_pct, t) for t in (0.01, 0.001, 0.0001)] == [12, 13, 17]
@@ -54,13 +55,13 @@ def test_gap_equal_to_threshold_does_not_split():
 
 def test_bit_identical_floats_only_are_the_same_value():
     a = 0.1 + 0.2  # 0.30000000000000004
-    d = distinct_values(np.log([a, 0.3, a]), ["x", "x", "x"])
+    d = dv(np.log([a, 0.3, a]), ["x", "x", "x"])
     assert len(d) == 2
     assert sorted(d.count.tolist()) == [1, 2]
 
 
 def test_one_value_only():
-    d = distinct_values(np.full(5, -0.5), ["fp"] * 5)
+    d = dv(np.full(5, -0.5), ["fp"] * 5)
     assert len(d) == 1
     clusters = clusters_of(d, 0.01)
     assert len(clusters) == 1 and clusters[0]["count"] == 5
@@ -69,21 +70,20 @@ def test_one_value_only():
 
 def test_all_distinct_and_null_fingerprint():
     lp = np.log(np.linspace(0.5, 0.9, 7))
-    d = distinct_values(lp, [None, "a", None, "a", "b", None, "a"])
+    d = dv(lp, [None, "a", None, "a", "b", None, "a"])
     assert len(d) == 7 and d.count.tolist() == [1] * 7
     assert d.fingerprints[0] == {"null": 1}
-    assert fingerprint_counts([None, "a", None]) == {"a": 1, "null": 2}
 
 
 def test_empty_input():
-    d = distinct_values(np.array([]), [])
+    d = dv(np.array([]), [])
     assert len(d) == 0
     assert clusters_of(d, 0.01) == []
     assert count_clusters(d.prob_pct, 0.01) == 0
 
 
 def test_per_value_fingerprint_counts_add_up():
-    d = distinct_values(np.array([-1.0, -1.0, -2.0, -1.0]), ["a", "b", "a", "a"])
+    d = dv(np.array([-1.0, -1.0, -2.0, -1.0]), ["a", "b", "a", "a"])
     assert d.logprob.tolist() == [-2.0, -1.0]
     assert d.fingerprints == [{"a": 1}, {"a": 2, "b": 1}]
 
@@ -103,18 +103,49 @@ def test_target_logprobs_missing_and_duplicate_tokens():
             [{"token": "Heads", "logprob": -0.3}, {"token": "Heads", "logprob": -5.0}],
         ]
     )
-    out = target_logprobs(tops, "Heads")
+    out = target_values(tops, "Heads")
     assert out[0] == -0.1 and out[4] == -0.3
     assert np.isnan(out[1:4]).all()
-    assert target_logprobs(tops, "T")[1] == -0.2
+    assert target_values(tops, "T")[1] == -0.2
 
 
 def test_target_is_exact_text_match():
     tops = _tops([[{"token": " Heads", "logprob": -0.1}, {"token": "heads", "logprob": -0.2}]])
-    assert np.isnan(target_logprobs(tops, "Heads")[0])
+    assert np.isnan(target_values(tops, "Heads")[0])
 
 
 def test_target_logprobs_on_chunked_array():
     tops = pa.chunked_array([_tops([[{"token": "a", "logprob": -1.0}]]), _tops([[]])])
-    out = target_logprobs(tops, "a")
+    out = target_values(tops, "a")
     assert out[0] == -1.0 and np.isnan(out[1])
+
+
+def test_label_mass_sums_prefix_tokens():
+    tops = _tops(
+        [
+            [
+                {"token": "Heads", "logprob": math.log(0.5)},
+                {"token": " Head", "logprob": math.log(0.2)},
+                {"token": "He", "logprob": math.log(0.1)},
+                {"token": "heads", "logprob": math.log(0.05)},  # case differs: not a prefix
+                {"token": "T", "logprob": math.log(0.15)},
+            ],
+            [{"token": "T", "logprob": -0.1}],
+        ]
+    )
+    out = target_values(tops, "Heads", label_mass="Heads")
+    assert out[0] == pytest.approx(math.log(0.8))
+    assert np.isnan(out[1])
+
+
+def test_vector_hash_tells_lists_apart_by_token_value_and_order():
+    a = [{"token": "x", "logprob": -1.0}, {"token": "y", "logprob": -2.0}]
+    b = [{"token": "x", "logprob": -1.0}, {"token": "y", "logprob": -2.0000000001}]
+    c = [{"token": "y", "logprob": -2.0}, {"token": "x", "logprob": -1.0}]
+    d = [{"token": "z", "logprob": -1.0}, {"token": "y", "logprob": -2.0}]
+    book = Codebook()
+    hashes = vector_hashes(_tops([a, b, c, d, a]), book)
+    assert len(set(hashes[:4].tolist())) == 4
+    assert hashes[0] == hashes[4]
+    # a sliced array (offsets not starting at 0, as in batches) hashes the same list the same
+    assert vector_hashes(_tops([b, a]).slice(1), book)[0] == hashes[0]

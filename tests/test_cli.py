@@ -22,7 +22,7 @@ def invoke(*args, **kwargs):
 def test_readme_demo_replays_the_publication(recording, tmp_path):
     result = invoke("flip", "--n", "10000", "--replay", recording, "--out", tmp_path, "-q")
     assert result.exit_code == 0, result.stderr
-    assert "42 distinct probabilities in 10,000 responses" in result.stdout
+    assert result.stdout.startswith("42 distinct Heads probabilities in 10,000 calls")
     assert "clusters: 12 at 0.01 pp" in result.stdout
     assert "fp_eb9dce56a8 5,512, fp_f9f4fb6dbf 4,488" in result.stdout
     (run_dir,) = tmp_path.iterdir()
@@ -74,7 +74,7 @@ def test_flip_json_is_one_object_on_stdout(recording, tmp_path):
     assert len(values) == data["distinct"]
     assert [v["prob_pct"] for v in values] == sorted(v["prob_pct"] for v in values)
     assert sum(sum(v["fingerprints"].values()) for v in values) == 300
-    assert "distinct probabilities" in result.stderr  # the human report went to stderr
+    assert "distinct Heads probabilities" in result.stderr  # the human report went to stderr
 
 
 def test_analyze_reproduces_the_published_clusters(recording):
@@ -167,3 +167,68 @@ def test_every_command_has_help_and_readme_docs():
         name = command.name or command.callback.__name__
         assert command.callback.__doc__, f"{name} has no help"
         assert f"detcheck {name}" in readme, f"README does not document detcheck {name}"
+
+
+def test_analyze_json_has_the_statistics_keys(recording):
+    data = json.loads(invoke("analyze", recording, "--json").stdout)
+    assert data["headline"].startswith("42 distinct Heads probabilities in 10,000 calls")
+    assert "about 83 exist by Chao1" in data["headline"]
+    assert data["modal"]["count"] == 3391 and data["modal"]["share"] == 0.3391
+    lo, hi = data["modal"]["share_ci95"]
+    assert lo < 0.3391 < hi
+    assert data["unseen"] == {
+        "observed": 42,
+        "singletons": 9,
+        "doubletons": 1,
+        "chao1": 82.5,
+        "p_new": 0.0009,
+    }
+    assoc = data["fingerprint_association"]
+    assert set(assoc) >= {"chi2", "dof", "p_value", "mutual_information_bits"}
+    assert assoc["dof"] == (12 - 1) * (2 - 1)
+    assert data["top_token"]["modal_token"] == "Heads" and data["top_token"]["flips"] == 0
+    assert set(data["decomposition"]) >= {
+        "absolute_vectors",
+        "relative_signatures",
+        "logit_grid_step",
+    }
+    assert data["decomposition"]["absolute_vectors"] == 42
+    assert data["spread"]["min_pct"] == pytest.approx(85.1854379113, abs=1e-9)
+    assert data["accumulation"][-1] == {"calls": 10000, "distinct": pytest.approx(42.0)}
+
+
+def test_space_logprob_and_label_mass(recording):
+    data = json.loads(
+        invoke("analyze", recording, "--json", "--space", "logprob", "--threshold", "0.001").stdout
+    )
+    assert data["space"] == "logprob" and data["distinct"] == 42
+    assert 1 <= data["by_threshold"]["0.001"] <= 42
+    mass = json.loads(invoke("analyze", recording, "--json", "--label-mass").stdout)
+    assert mass["label_mass"] and mass["n"] == 10_000
+    # Heads + Head + " Heads" (+ HEAD? no: case differs) carry more mass than Heads alone
+    assert mass["clusters"][0]["min_pct"] > 85.1854379113
+    bad = invoke("analyze", recording, "--space", "bits")
+    assert bad.exit_code == 2 and "--space must be one of" in bad.stderr
+
+
+def test_plot_writes_an_image(recording, tmp_path):
+    pytest.importorskip("matplotlib")
+    result = invoke("plot", recording, "-o", tmp_path / "p.png")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert invoke("plot", recording, "-o", tmp_path / "p.gif").exit_code == 2
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(recording, tmp_path):
+    import subprocess
+    import sys
+
+    # a Python in which matplotlib cannot be imported (the import system, not detcheck, is faked)
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; from detcheck.cli import main; "
+        f"sys.argv = ['detcheck', 'plot', {str(recording)!r}, '-o', {str(tmp_path / 'p.png')!r}]; "
+        "main()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "pip install 'detcheck[plot]'" in result.stderr

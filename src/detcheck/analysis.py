@@ -1,4 +1,4 @@
-"""Pure analysis of stored responses: target extraction, distinct values, gap clustering.
+"""Pure analysis of per-response values: distinct values and gap clustering.
 
 Functions take arrays and return arrays or plain data; no I/O. Values are compared as the exact
 float64 the endpoint returned (two responses agree only if their logprobs are bit-identical).
@@ -10,8 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 NULL_FINGERPRINT = "null"
 
@@ -19,34 +17,6 @@ NULL_FINGERPRINT = "null"
 def logprob_to_pct(logprob: np.ndarray | float) -> np.ndarray | float:
     """Logprobs are natural logs; the publication and users think in percent."""
     return np.exp(logprob) * 100.0
-
-
-def target_logprobs(top_logprobs: pa.Array | pa.ChunkedArray, token: str) -> np.ndarray:
-    """For each response, the logprob of `token` in its top list (NaN where it is absent).
-
-    A list that names the token twice (endpoints whose token texts collide) counts the first.
-    """
-    if isinstance(top_logprobs, pa.ChunkedArray):
-        top_logprobs = (
-            top_logprobs.combine_chunks()
-            if top_logprobs.num_chunks
-            else pa.array([], top_logprobs.type)
-        )
-    n = len(top_logprobs)
-    out = np.full(n, np.nan)
-    if n == 0:
-        return out
-    flat = pc.list_flatten(top_logprobs)
-    parents = pc.list_parent_indices(top_logprobs).to_numpy()
-    hit = pc.equal(pc.struct_field(flat, "token"), token).to_numpy(zero_copy_only=False)
-    hit = np.asarray(hit, dtype=bool) & ~np.asarray(pc.is_null(pc.struct_field(flat, "token")))
-    idx = np.flatnonzero(hit)
-    if idx.size == 0:
-        return out
-    rows, first = np.unique(parents[idx], return_index=True)
-    values = pc.struct_field(flat, "logprob").to_numpy(zero_copy_only=False)
-    out[rows] = np.asarray(values[idx[first]], dtype=float)
-    return out
 
 
 @dataclass
@@ -65,21 +35,25 @@ class DistinctValues:
         return len(self.logprob)
 
 
-def distinct_values(logprobs: np.ndarray, fingerprints: Sequence[str | None]) -> DistinctValues:
-    """Group identical floats. `logprobs` must be finite (drop missing targets first)."""
-    logprobs = np.asarray(logprobs, dtype=float)
-    fps = np.asarray([NULL_FINGERPRINT if f is None else f for f in fingerprints], dtype=object)
-    values, inverse, counts = np.unique(logprobs, return_inverse=True, return_counts=True)
-    fp_names, fp_codes = np.unique(fps.astype(str), return_inverse=True) if len(fps) else ([], [])
+def distinct_values(
+    logprobs: np.ndarray, fingerprint_codes: np.ndarray, fingerprint_names: Sequence[str]
+) -> tuple[DistinctValues, np.ndarray]:
+    """Group identical floats (drop missing targets first). Returns the distinct values and, for
+    each input, the index of its value."""
+    values, inverse, counts = np.unique(
+        np.asarray(logprobs, dtype=float), return_inverse=True, return_counts=True
+    )
+    inverse = inverse.ravel()
     per_value: list[dict[str, int]] = [{} for _ in values]
-    if len(values):
+    if values.size:
+        k = len(fingerprint_names)
         pairs, pair_counts = np.unique(
-            inverse.ravel() * len(fp_names) + np.asarray(fp_codes).ravel(), return_counts=True
+            inverse * k + np.asarray(fingerprint_codes, dtype=np.int64), return_counts=True
         )
         for pair, c in zip(pairs.tolist(), pair_counts.tolist()):
-            value_index, fp_index = divmod(pair, len(fp_names))
-            per_value[value_index][str(fp_names[fp_index])] = c
-    return DistinctValues(values, counts, per_value)
+            value_index, fp_index = divmod(pair, k)
+            per_value[value_index][fingerprint_names[fp_index]] = c
+    return DistinctValues(values, counts, per_value), inverse
 
 
 def cluster_ids(sorted_values: np.ndarray, threshold: float) -> np.ndarray:
@@ -93,14 +67,6 @@ def cluster_ids(sorted_values: np.ndarray, threshold: float) -> np.ndarray:
 def count_clusters(sorted_values: np.ndarray, threshold: float) -> int:
     ids = cluster_ids(sorted_values, threshold)
     return int(ids[-1]) + 1 if ids.size else 0
-
-
-def fingerprint_counts(fingerprints: Sequence[str | None]) -> dict[str, int]:
-    names, counts = np.unique(
-        np.asarray([NULL_FINGERPRINT if f is None else f for f in fingerprints], dtype=str),
-        return_counts=True,
-    )
-    return {str(k): int(v) for k, v in zip(names, counts)}
 
 
 def clusters_of(distinct: DistinctValues, threshold_pct: float, space: str = "pct") -> list[dict]:

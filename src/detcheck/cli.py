@@ -37,6 +37,21 @@ Thresholds = Annotated[
         show_default="0.01",
     ),
 ]
+LabelMass = Annotated[
+    bool,
+    typer.Option(
+        "--label-mass",
+        help="Analyse the summed probability of every top token that is a prefix of the label "
+        "(He, Head, Heads ... for Heads) instead of one token.",
+    ),
+]
+Space = Annotated[
+    str,
+    typer.Option(
+        help="Cluster on 'pct' (threshold in percentage points) or 'logprob' (threshold in "
+        "nats: for rare tokens, where percentage-point gaps say nothing).",
+    ),
+]
 Token = Annotated[
     str | None,
     typer.Option("--token", help="Analyse this token instead of the one the run measured."),
@@ -45,6 +60,10 @@ Token = Annotated[
 
 def err(message: str) -> None:
     typer.echo(message, err=True)
+
+
+def warn(message: str) -> None:
+    err(f"detcheck: warning: {message}")
 
 
 def cli_errors(func):
@@ -188,15 +207,43 @@ def analyze(
     ],
     threshold: Thresholds = None,
     token: Token = None,
+    label_mass: LabelMass = False,
+    space: Space = "pct",
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
-    """Report the distinct values and clusters of stored runs."""
+    """Report the distinct values, clusters and statistics of stored runs."""
     from detcheck.report import ANALYSIS_COLUMNS, build_report
     from detcheck.store import read_runs
 
-    runs = read_runs(paths, columns=ANALYSIS_COLUMNS, warn=lambda m: err(f"detcheck: warning: {m}"))
-    emit(build_report(runs, threshold or [0.01], token=token), as_json)
+    runs = read_runs(paths, columns=ANALYSIS_COLUMNS, warn=warn)
+    report = build_report(
+        runs, threshold or [0.01], token=token, label_mass=label_mass, space=space
+    )
+    emit(report, as_json)
+
+
+@app.command()
+@cli_errors
+def plot(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Runs, run directories, or directories of runs.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Image to write (.png, .svg, .pdf).")
+    ],
+    threshold: Thresholds = None,
+    token: Token = None,
+    debug: Debug = False,
+) -> None:
+    """Draw the distinct values (by fingerprint, clusters shaded) and the accumulation curve."""
+    from detcheck.plot import plot_report
+    from detcheck.report import ANALYSIS_COLUMNS, build_report
+    from detcheck.store import read_runs
+
+    runs = read_runs(paths, columns=ANALYSIS_COLUMNS, warn=warn)
+    report = build_report(runs, threshold or [0.01], token=token)
+    typer.echo(f"wrote {plot_report(report, output)}")
 
 
 @app.command()

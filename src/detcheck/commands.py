@@ -64,17 +64,11 @@ def resolve_config(options: FlipOptions, recorded: dict | None = None):
     return replace(config, targets={t.label: t.token for t in targets}), targets
 
 
-def check_thresholds(thresholds: Sequence[float]) -> None:
-    for t in thresholds:
-        if not t >= 0:
-            raise UsageError(f"--threshold must be >= 0 percentage points, got {t}")
-
-
 def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
     """Run a measurement; return (report, run path, outcome)."""
     from detcheck.measure import open_run, replay_source, run_meta
     from detcheck.progress import ProgressBar
-    from detcheck.report import ANALYSIS_COLUMNS, build_report
+    from detcheck.report import ANALYSIS_COLUMNS, build_report, check_thresholds
     from detcheck.request import Endpoint, Flip, RetryPolicy, run_flip
     from detcheck.store import read_run, utc_now
 

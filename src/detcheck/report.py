@@ -6,24 +6,20 @@ it, so `--json` and the human table cannot disagree.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from detcheck.analysis import (
-    clusters_of,
-    count_clusters,
-    distinct_values,
-    fingerprint_counts,
-    target_logprobs,
-)
+from detcheck import stats
+from detcheck.analysis import cluster_ids, clusters_of, count_clusters, distinct_values
 from detcheck.errors import DataError, UsageError
+from detcheck.features import FEATURE_COLUMNS, extract
 from detcheck.store import Run
 
 # Analysis reads only these columns: never the raw bodies.
-ANALYSIS_COLUMNS = ("ok", "error_type", "system_fingerprint", "token", "top_logprobs")
+ANALYSIS_COLUMNS = FEATURE_COLUMNS
+SPACES = ("pct", "logprob")
 
 
 def run_target(runs: Sequence[Run], token: str | None) -> tuple[str, str | None]:
@@ -40,57 +36,134 @@ def run_target(runs: Sequence[Run], token: str | None) -> tuple[str, str | None]
     return next(iter(seen))
 
 
-def combined_table(runs: Sequence[Run]) -> pa.Table:
-    tables = [r.table.select(list(ANALYSIS_COLUMNS)) for r in runs]
-    return pa.concat_tables(tables, promote_options="permissive") if tables else None
+def check_thresholds(thresholds: Sequence[float]) -> None:
+    for t in thresholds:
+        if not t >= 0:
+            raise UsageError(f"--threshold must be >= 0, got {t}")
 
 
 def build_report(
     runs: Sequence[Run],
-    thresholds_pct: Sequence[float] = (0.01,),
+    thresholds: Sequence[float] = (0.01,),
     token: str | None = None,
+    label_mass: bool = False,
+    space: str = "pct",
 ) -> dict:
-    for threshold in thresholds_pct:
-        if not threshold >= 0:
-            raise UsageError(f"--threshold must be >= 0 percentage points, got {threshold}")
-    thresholds_pct = list(thresholds_pct) or [0.01]
+    check_thresholds(thresholds)
+    if space not in SPACES:
+        raise UsageError(f"--space must be one of {', '.join(SPACES)}, got {space!r}")
+    thresholds = list(thresholds) or [0.01]
     target, label = run_target(runs, token)
-    table = combined_table(runs)
-    ok = table.column("ok").to_numpy(zero_copy_only=False).astype(bool)
-    errors_by_type = _error_counts(table.filter(pc.invert(table.column("ok"))))
-    good = table.filter(table.column("ok"))
-    fps = good.column("system_fingerprint").to_pylist()
-    logprobs = target_logprobs(good.column("top_logprobs"), target)
-    present = np.isfinite(logprobs)
-    distinct = distinct_values(logprobs[present], [f for f, p in zip(fps, present) if p])
-    models = sorted({m for r in runs for m in [r.meta.get("config", {}).get("model")] if m})
-    return {
-        "n": int(ok.sum()),
+    if label_mass and not label:
+        label = target
+    batches = (b for r in runs for b in r.batches(ANALYSIS_COLUMNS))
+    f = extract(batches, target, label_mass=label if label_mass else None)
+    a = f.arrays()
+    lp_all = a["target_logprob"]
+    present = np.isfinite(lp_all)
+    lp = lp_all[present]
+    fp_codes = a["fingerprint"][present].astype(int)
+    distinct, inverse = distinct_values(lp, fp_codes, f.fingerprints.names)
+    axis = distinct.prob_pct if space == "pct" else distinct.logprob
+    value_cluster = cluster_ids(axis, thresholds[0])
+    response_cluster = value_cluster[inverse] if len(distinct) else np.zeros(0, int)
+    n = int(a["fingerprint"].size)
+    report = {
+        "n": n,
         "target": target,
         "label": label,
-        "models": models,
+        "label_mass": label_mass,
+        "space": space,
+        "models": sorted({m for r in runs for m in [r.meta.get("config", {}).get("model")] if m}),
         "runs": [str(r.path) for r in runs],
         "distinct": len(distinct),
-        "threshold_pct": thresholds_pct[0],
-        "clusters": clusters_of(distinct, thresholds_pct[0]),
-        "by_threshold": {_key(t): count_clusters(distinct.prob_pct, t) for t in thresholds_pct},
-        "fingerprints": fingerprint_counts(fps),
+        "threshold_pct": thresholds[0],
+        "clusters": clusters_of(distinct, thresholds[0], space),
+        "by_threshold": {format(t, "g"): count_clusters(axis, t) for t in thresholds},
+        "fingerprints": {
+            f.fingerprints.names[c]: int(k)
+            for c, k in zip(*np.unique(a["fingerprint"].astype(int), return_counts=True))
+        },
         "missing_target": int((~present).sum()),
-        "errors": int((~ok).sum()),
-        "errors_by_type": errors_by_type,
+        "errors": int(sum(f.errors_by_type.values())),
+        "errors_by_type": dict(sorted(f.errors_by_type.items())),
     }
+    report.update(_more(f, a, distinct, lp, present, response_cluster))
+    report["headline"] = headline(report)
+    return report
 
 
-def _key(threshold: float) -> str:
-    return format(threshold, "g")
+def _more(f, a, distinct, lp, present, response_cluster) -> dict:
+    """What the publication could not say: modal share, unseen values, explanations, flips."""
+    out: dict = {}
+    n_present = int(lp.size)
+    if n_present:
+        i = stats.modal(distinct.count)
+        count = int(distinct.count[i])
+        out["modal"] = {
+            "prob_pct": float(distinct.prob_pct[i]),
+            "logprob": float(distinct.logprob[i]),
+            "count": count,
+            "share": count / n_present,
+            "share_ci95": list(stats.wilson_ci95(count, n_present)),
+        }
+    else:
+        out["modal"] = None
+    out["unseen"] = stats.unseen(distinct.count)
+    out["accumulation"] = [
+        {"calls": m, "distinct": d} for m, d in stats.accumulation_curve(distinct.count)
+    ]
+    fp = a["fingerprint"][present]
+    out["fingerprint_association"] = stats.association(response_cluster, fp)
+    out["time_association"] = stats.association(
+        response_cluster, stats.time_buckets(a["started_at_us"][present])
+    )
+    in_flight = a["in_flight"][present]
+    out["concurrency_association"] = stats.association(
+        response_cluster,
+        np.minimum(in_flight, 64),  # beyond 64 in flight: one bucket
+    )
+    flips = stats.top_token_flips(a["top_token"])
+    out["top_token"] = {
+        "modal_token": f.tokens.names[flips["modal_code"]]
+        if flips["modal_code"] is not None
+        else None,
+        "flips": flips["flips"],
+        "share": flips["share"],
+        "risk": stats.flip_risk(a["top1_logprob"], a["top2_logprob"]),
+    }
+    hashes, weights = np.unique(a["vector_hash"], return_counts=True)
+    vectors = [f.vectors[int(h)] for h in hashes.tolist()]
+    out["decomposition"] = stats.decompose(vectors, weights.tolist())
+    modal_lp = out["modal"]["logprob"] if out["modal"] else None
+    out["spread"] = stats.spread(lp, modal_lp)
+    return out
 
 
-def _error_counts(failed: pa.Table) -> dict[str, int]:
-    if failed.num_rows == 0:
-        return {}
-    kinds = failed.column("error_type").to_pylist()
-    names, counts = np.unique([k or "unknown" for k in kinds], return_counts=True)
-    return {str(k): int(v) for k, v in zip(names, counts)}
+def headline(r: dict) -> str:
+    if r["n"] == 0:
+        return "no successful responses to analyse"
+    what = r["label"] if r.get("label_mass") else r["target"]
+    kind = "probability mass" if r.get("label_mass") else "probabilities"
+    parts = [
+        f"{r['distinct']:,} distinct {what} {kind} in {r['n']:,} calls"
+        + (
+            f" (about {math.floor(r['unseen']['chao1'] + 0.5):,} exist by Chao1)"
+            if r["distinct"] > 1
+            else ""
+        )
+    ]
+    if r["modal"]:
+        parts.append(f"the most common value came back in {r['modal']['share']:.1%} of calls")
+    fps = [k for k in r["fingerprints"] if k != "null"]
+    if len(fps) > 1:
+        subject = "the two fingerprints" if len(fps) == 2 else f"the {len(fps)} fingerprints"
+        parts.append(stats.association_verdict(subject, r["fingerprint_association"], plural=True))
+    flips = r["top_token"]["flips"]
+    parts.append(
+        f"the top token changed in {flips:,} calls" if flips else "the top token never changed"
+    )
+    return "; ".join(parts) + "."
 
 
 def fmt_pct(value: float) -> str:
@@ -100,6 +173,7 @@ def fmt_pct(value: float) -> str:
 def render_text(report: dict) -> str:
     from tabulate import SEPARATING_LINE, tabulate
 
+    lines = [report["headline"], ""]
     rows: list = []
     for i, cluster in enumerate(report["clusters"]):
         if i:
@@ -107,16 +181,6 @@ def render_text(report: dict) -> str:
         for value in cluster["values"]:
             fps = " ".join(f"{fp}:{c:,}" for fp, c in sorted(value["fingerprints"].items()))
             rows.append([fmt_pct(value["prob_pct"]), f"{value['count']:,}", fps])
-    what = (
-        report["target"]
-        if not report["label"] or report["label"] == report["target"]
-        else (f"{report['label']} (token {report['target']!r})")
-    )
-    lines = [
-        f"{what}: {report['distinct']:,} distinct probabilities in {report['n']:,} responses"
-        + (f" from {', '.join(report['models'])}" if report["models"] else ""),
-        "",
-    ]
     if rows:
         lines.append(
             tabulate(
@@ -128,7 +192,8 @@ def render_text(report: dict) -> str:
             )
         )
         lines.append("")
-    by = ", ".join(f"{c} at {t} pp" for t, c in report["by_threshold"].items())
+    unit = "pp" if report["space"] == "pct" else "nats (logprob)"
+    by = ", ".join(f"{c} at {t} {unit}" for t, c in report["by_threshold"].items())
     fps = ", ".join(f"{fp} {c:,}" for fp, c in sorted(report["fingerprints"].items()))
     lines += [
         f"responses {report['n']:,} | distinct values {report['distinct']:,} | clusters: {by}",
@@ -140,6 +205,80 @@ def render_text(report: dict) -> str:
             "top list (not counted above)"
         )
     if report["errors"]:
-        kinds = ", ".join(f"{k} {c:,}" for k, c in sorted(report["errors_by_type"].items()))
+        kinds = ", ".join(f"{k} {c:,}" for k, c in report["errors_by_type"].items())
         lines.append(f"failed attempts: {report['errors']:,} ({kinds})")
+    if report["n"]:
+        lines += ["", *_details(report)]
     return "\n".join(lines)
+
+
+def _details(r: dict) -> list[str]:
+    out = []
+    m = r["modal"]
+    if m:
+        lo, hi = m["share_ci95"]
+        out.append(
+            f"modal value   {fmt_pct(m['prob_pct'])}% in {m['count']:,} calls = {m['share']:.1%} "
+            f"(95% CI {lo:.1%} to {hi:.1%})"
+        )
+    u = r["unseen"]
+    curve = r["accumulation"]
+    picks = [p for p in curve if p["calls"] in _decades(curve)]
+    out.append(
+        f"unseen        f1 = {u['singletons']} seen once, f2 = {u['doubletons']} seen twice; "
+        f"Chao1 = {u['chao1']:,.1f} distinct values exist; P(next call is new) = {u['p_new']:.4f}"
+    )
+    if picks:
+        out.append(
+            "accumulation  "
+            + ", ".join(f"{p['calls']:,} calls -> {p['distinct']:.1f}" for p in picks)
+        )
+    for name, key in (
+        ("the fingerprint", "fingerprint_association"),
+        ("the time of the call", "time_association"),
+        ("the concurrency", "concurrency_association"),
+    ):
+        result = r[key]
+        mi = f" [MI {result['mutual_information_bits']:.3f} bits]" if result else ""
+        out.append("explains?     " + stats.association_verdict(name, result) + mi)
+    t = r["top_token"]
+    risk = t["risk"]
+    line = (
+        f"top token     {t['modal_token']!r} in {1 - t['share']:.2%} of calls, {t['flips']:,} flips"
+    )
+    if risk["min_gap_logprob"] is not None:
+        line += (
+            f"; closest top-2 gap {risk['min_gap_logprob']:.4f} nats vs top-1 range "
+            f"{risk['top1_range_logprob']:.4f}"
+        )
+    out.append(line)
+    d = r["decomposition"]
+    if d["absolute_vectors"]:
+        grid = d["logit_grid_step"]
+        out.append(
+            f"top-{d['full_top_k']} lists  {d['absolute_vectors']:,} distinct vectors, "
+            f"{d['relative_signatures']:,} distinct relative-logit signatures; vs the modal list: "
+            f"{d['responses_normaliser_only']:,} responses only the normaliser moved, "
+            f"{d['responses_logits_moved']:,} the logits moved"
+            + (f"; logit gaps on a {grid:g} grid" if grid else "; no logit grid")
+        )
+    s = r["spread"]
+    if s:
+        steps = s.get("range_float32_steps")
+        out.append(
+            f"spread        {fmt_pct(s['min_pct'])}% to {fmt_pct(s['max_pct'])}% "
+            f"(range {s['range_pct']:.6f} pp, sd {s['std_pct']:.6f} pp; logprob sd "
+            f"{s['std_logprob']:.3g}" + (f", {steps:,.0f} float32 steps" if steps else "") + ")"
+        )
+    if s and s.get("min_gap_float32_steps"):
+        out.append(
+            f"closest two   values differ by {s['min_gap_float32_steps']:,.0f} float32 steps "
+            "at the modal value"
+        )
+    return out
+
+
+def _decades(curve: list[dict]) -> set[int]:
+    calls = [p["calls"] for p in curve]
+    wanted = {10**k for k in range(0, 9)} | {calls[-1]} if calls else set()
+    return {min(calls, key=lambda c: abs(c - w)) for w in wanted if w <= calls[-1]}

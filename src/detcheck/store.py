@@ -17,8 +17,7 @@ import datetime as dt
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -163,13 +162,55 @@ def _recover_journals(run_dir: Path, meta: dict) -> int:
 # --- reading -------------------------------------------------------------------------------
 
 
-@dataclass
 class Run:
-    """One stored run: where it is, its metadata, and its attempts (only the columns asked for)."""
+    """One stored run: where it is, its metadata, and its attempts.
 
-    path: Path
-    meta: dict
-    table: pa.Table
+    `table` holds the columns asked for in `read_run`; `batches()` streams any columns without
+    holding the whole run in memory (what analysis of large datasets uses).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        meta: dict,
+        parts: list[Path],
+        pending: list[dict],
+        columns: Sequence[str] | None,
+    ):
+        self.path = path
+        self.meta = meta
+        self.parts = parts
+        self.pending = pending
+        self.columns = columns
+        self._table: pa.Table | None = None
+
+    @property
+    def table(self) -> pa.Table:
+        if self._table is None:
+            tables = [_read_parquet(p, self.columns) for p in self.parts]
+            if self.pending:
+                tables.append(self._pending_table(self.columns))
+            self._table = (
+                pa.concat_tables(tables, promote_options="permissive")
+                if tables
+                else _empty(self.columns)
+            )
+        return self._table
+
+    def _pending_table(self, columns: Sequence[str] | None) -> pa.Table:
+        table = rows_to_table(self.pending, self.meta).replace_schema_metadata(None)
+        return table.select(list(columns)) if columns else table
+
+    def batches(self, columns: Sequence[str], batch_size: int = 65_536) -> Iterator[pa.RecordBatch]:
+        for part in self.parts:
+            try:
+                yield from pq.ParquetFile(part).iter_batches(
+                    batch_size=batch_size, columns=list(columns)
+                )
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise DataError(f"{part}: cannot read ({_first_line(exc)})") from None
+        if self.pending:
+            yield from self._pending_table(columns).to_batches(max_chunksize=batch_size)
 
 
 def read_meta_from_parquet(path: Path) -> dict:
@@ -195,7 +236,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _read_parquet(path: Path, columns: Sequence[str] | None) -> pa.Table:
-    read_meta_from_parquet(path)
     try:
         table = pq.read_table(path, columns=list(columns) if columns else None)
     except (pa.ArrowInvalid, OSError, KeyError) as exc:
@@ -209,13 +249,15 @@ def _empty(columns: Sequence[str] | None) -> pa.Table:
 
 
 def read_run(path: Path, columns: Sequence[str] | None = None) -> Run:
-    """A run directory or a single part file, journals included, parts in order."""
+    """A run directory or a single part file, journals included, parts in order.
+
+    Every part's footer and metadata are checked here, so a bad file fails before any analysis.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
     if path.is_file():
-        meta = read_meta_from_parquet(path)
-        return Run(path, meta, _read_parquet(path, columns))
+        return Run(path, read_meta_from_parquet(path), [path], [], columns)
     meta_path = path / RUN_JSON
     if not meta_path.exists():
         raise DataError(f"{path}: not a detcheck run (no {RUN_JSON})")
@@ -223,14 +265,11 @@ def read_run(path: Path, columns: Sequence[str] | None = None) -> Run:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{meta_path}: not valid JSON ({exc})") from None
-    tables = [_read_parquet(p, columns) for p in sorted(path.glob("part-*.parquet"))]
+    parts = sorted(path.glob("part-*.parquet"))
+    for part in parts:
+        read_meta_from_parquet(part)
     pending = [row for _, j in _orphan_journals(path) for row in _read_journal(j)]
-    if pending:
-        table = rows_to_table(pending, meta).replace_schema_metadata(None)
-        tables.append(table.select(list(columns)) if columns else table)
-    if not tables:
-        return Run(path, meta, _empty(columns))
-    return Run(path, meta, pa.concat_tables(tables, promote_options="permissive"))
+    return Run(path, meta, parts, pending, columns)
 
 
 def find_runs(path: Path) -> list[Path]:

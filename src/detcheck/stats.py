@@ -1,0 +1,253 @@
+"""Statistics over per-response arrays: modal share, unseen variants, association, flips,
+normaliser-versus-logits decomposition, spread. Pure functions; no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+# Logprobs come back as float32 widened to float64: differences between tokens carry ~1e-6 noise.
+RELATIVE_TOLERANCE = 1e-4
+GRID_CANDIDATES = tuple(2.0**-k for k in range(0, 11))  # 1, 0.5, ..., 1/1024
+
+
+def wilson_ci95(successes: int, n: int) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 1.0)
+    from scipy.stats import binomtest
+
+    ci = binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return (float(ci.low), float(ci.high))
+
+
+def modal(counts: np.ndarray) -> int:
+    """Index of the most common value (the smallest index among ties)."""
+    return int(np.argmax(counts))
+
+
+def unseen(counts: np.ndarray) -> dict:
+    """Good-Turing chance that the next call returns a never-seen value, and Chao1's estimate of
+    how many distinct values exist (bias-corrected form when no value was seen twice)."""
+    counts = np.asarray(counts)
+    n = int(counts.sum())
+    observed = int(counts.size)
+    f1 = int((counts == 1).sum())
+    f2 = int((counts == 2).sum())
+    chao1 = observed + (f1 * f1 / (2 * f2) if f2 else f1 * (f1 - 1) / 2)
+    return {
+        "observed": observed,
+        "singletons": f1,
+        "doubletons": f2,
+        "chao1": float(chao1),
+        "p_new": f1 / n if n else 0.0,
+    }
+
+
+def accumulation_curve(counts: np.ndarray) -> list[tuple[int, float]]:
+    """Expected distinct values among the first m calls, averaged over every ordering of the
+    calls (exact rarefaction: sum over values of 1 - C(n - c, m) / C(n, m))."""
+    counts = np.asarray(counts, dtype=float)
+    n = int(counts.sum())
+    if n == 0:
+        return []
+    from scipy.special import gammaln
+
+    # a 1-2-5 series up to n, and n itself
+    series = [m * 10**k for k in range(0, 13) for m in (1, 2, 5) if m * 10**k < n]
+    sizes = np.array(series + [n])
+    curve = []
+    for m in sizes:
+        # log C(n-c, m) - log C(n, m); zero probability of missing a value once n - c < m
+        with np.errstate(invalid="ignore"):
+            log_miss = (
+                gammaln(n - counts + 1)
+                - gammaln(n - counts - m + 1)
+                - gammaln(n + 1)
+                + gammaln(n - m + 1)
+            )
+        miss = np.where(n - counts >= m, np.exp(log_miss), 0.0)
+        curve.append((int(m), float((1 - miss).sum())))
+    return curve
+
+
+def association(groups: np.ndarray, labels: np.ndarray) -> dict | None:
+    """How much `labels` (fingerprint, time bucket, ...) tell about `groups` (clusters):
+    chi-square test of independence on the contingency table and mutual information in bits.
+    None when either side has a single category (nothing to test)."""
+    groups = np.asarray(groups)
+    labels = np.asarray(labels)
+    _, g = np.unique(groups, return_inverse=True)
+    _, lab = np.unique(labels, return_inverse=True)
+    if g.max(initial=0) == 0 or lab.max(initial=0) == 0:
+        return None
+    table = np.zeros((g.max() + 1, lab.max() + 1))
+    np.add.at(table, (g.ravel(), lab.ravel()), 1)
+    from scipy.stats import chi2_contingency
+
+    result = chi2_contingency(table, correction=False)
+    n = table.sum()
+    joint = table / n
+    outer = joint.sum(1, keepdims=True) @ joint.sum(0, keepdims=True)
+    nz = joint > 0
+    mi = float((joint[nz] * np.log2(joint[nz] / outer[nz])).sum())
+    h_groups = float(-(p := joint.sum(1)[joint.sum(1) > 0]) @ np.log2(p))
+    expected = result.expected_freq
+    return {
+        "chi2": float(result.statistic),
+        "dof": int(result.dof),
+        "p_value": float(result.pvalue),
+        "mutual_information_bits": mi,
+        # share of the cluster entropy the labels account for (0 = none, 1 = all)
+        "explained_share": mi / h_groups if h_groups > 0 else 0.0,
+        "sparse_cells_share": float((expected < 5).mean()),
+        "categories": int(table.shape[1]),
+    }
+
+
+def association_verdict(
+    subject: str,
+    result: dict | None,
+    plural: bool = False,
+    alpha: float = 0.01,
+    small_share: float = 0.05,
+) -> str:
+    """Plain words: not significant / significant but small / explains part."""
+    if result is None:
+        return f"{subject}: only one value, nothing to compare"
+    p, share = result["p_value"], result["explained_share"]
+    does, is_ = ("do", "are") if plural else ("does", "is")
+    if p >= alpha:
+        return f"{subject} {does} not explain the clusters (p = {p:.3g})"
+    if share < small_share:
+        return (
+            f"{subject} {is_} linked to the clusters beyond chance (p = {p:.3g}) but "
+            f"account{'' if plural else 's'} for only {share:.1%} of the cluster information"
+        )
+    return (
+        f"{subject} explain{'' if plural else 's'} part of the clusters (p = {p:.3g}; "
+        f"{share:.1%} of the cluster information)"
+    )
+
+
+def time_buckets(started_at_us: np.ndarray, buckets: int = 10) -> np.ndarray:
+    """Equal-count buckets of request start time (order of the run)."""
+    if started_at_us.size == 0:
+        return np.zeros(0, dtype=int)
+    ranks = np.argsort(np.argsort(started_at_us, kind="stable"), kind="stable")
+    return (ranks * buckets // started_at_us.size).astype(int)
+
+
+def top_token_flips(top_tokens: np.ndarray) -> dict:
+    """How often the generated (top-1) token differed from the most common one."""
+    codes, counts = np.unique(top_tokens, return_counts=True)
+    if counts.size == 0:
+        return {"modal_code": None, "flips": 0, "share": 0.0}
+    i = modal(counts)
+    n = int(counts.sum())
+    return {
+        "modal_code": int(codes[i]),
+        "flips": n - int(counts[i]),
+        "share": (n - int(counts[i])) / n,
+    }
+
+
+def flip_risk(top1: np.ndarray, top2: np.ndarray) -> dict:
+    """The closest the top two tokens came, against how far the top logprob moved."""
+    ok = np.isfinite(top1) & np.isfinite(top2)
+    if not ok.any():
+        return {"min_gap_logprob": None, "top1_range_logprob": None, "gap_over_range": None}
+    gap = float((top1[ok] - top2[ok]).min())
+    spread = float(np.ptp(top1[ok]))
+    return {
+        "min_gap_logprob": gap,
+        "top1_range_logprob": spread,
+        "gap_over_range": gap / spread if spread > 0 else None,
+    }
+
+
+def spread(logprobs: np.ndarray, modal_logprob: float | None) -> dict:
+    lp = logprobs[np.isfinite(logprobs)]
+    if lp.size == 0:
+        return {}
+    pct = np.exp(lp) * 100
+    ulp = abs(float(np.spacing(np.float32(modal_logprob)))) if modal_logprob is not None else None
+    gaps = np.diff(np.unique(lp))
+    return {
+        "min_pct": float(pct.min()),
+        "max_pct": float(pct.max()),
+        "range_pct": float(np.ptp(pct)),
+        "std_pct": float(pct.std()),
+        "min_logprob": float(lp.min()),
+        "max_logprob": float(lp.max()),
+        "std_logprob": float(lp.std()),
+        # in float32 steps at the modal value: the whole range, and the closest two values
+        "range_float32_steps": float(np.ptp(lp) / ulp) if ulp else None,
+        "min_gap_float32_steps": float(gaps.min() / ulp) if ulp and gaps.size else None,
+    }
+
+
+def grid_step(differences: np.ndarray, tolerance: float = RELATIVE_TOLERANCE) -> float | None:
+    """The coarsest step of which every difference is a multiple (within tolerance), if any.
+
+    Only steps of at least 8 x tolerance count: a finer grid would fit any number."""
+    d = np.asarray(differences, dtype=float)
+    d = d[np.isfinite(d) & (np.abs(d) > tolerance)]
+    if d.size == 0:
+        return None
+    for step in (s for s in GRID_CANDIDATES if s >= 8 * tolerance):
+        if np.all(np.abs(d / step - np.round(d / step)) * step < tolerance):
+            return step
+    return None
+
+
+def decompose(
+    vectors: Sequence[Sequence[tuple[str, float]]],
+    weights: Sequence[int],
+    tolerance: float = RELATIVE_TOLERANCE,
+) -> dict:
+    """Split each distinct top-k vector's difference from the modal one into a common shift (same
+    logits, different normaliser) and a change of the gaps between tokens (the logits moved).
+
+    `vectors` are the distinct top-k lists, `weights` how many responses returned each.
+    """
+    full = max((len(v) for v in vectors), default=0)
+    keep = [i for i, v in enumerate(vectors) if len(v) == full and full > 0]
+    if not keep:
+        return {"absolute_vectors": 0, "relative_signatures": 0, "logit_grid_step": None}
+    # relative signature: tokens in order and their gaps to the top token; two signatures are
+    # the same if every gap agrees within `tolerance` (the float32 noise, not a rounding grid)
+    signatures: list[tuple[tuple[str, ...], np.ndarray]] = []
+    relatives = []
+    for i in keep:
+        tokens = tuple(t for t, _ in vectors[i])
+        gaps = np.array([lp for _, lp in vectors[i]]) - vectors[i][0][1]
+        relatives.extend(gaps[1:])
+        if not any(
+            tokens == seen_tokens and np.max(np.abs(gaps - seen_gaps)) < tolerance
+            for seen_tokens, seen_gaps in signatures
+        ):
+            signatures.append((tokens, gaps))
+    ref = max(keep, key=lambda i: weights[i])
+    ref_map = dict(vectors[ref])
+    same, normaliser_only, logits_moved = 0, 0, 0
+    for i in keep:
+        shared = [(lp, ref_map[t]) for t, lp in vectors[i] if t in ref_map]
+        diffs = np.array([a - b for a, b in shared]) if shared else np.array([math.inf])
+        if i == ref:
+            same += weights[i]
+        elif len(shared) == full and np.ptp(diffs) < tolerance:
+            normaliser_only += weights[i]
+        else:
+            logits_moved += weights[i]
+    return {
+        "absolute_vectors": len(keep),
+        "relative_signatures": len(signatures),
+        "logit_grid_step": grid_step(np.array(relatives)),
+        "responses_like_modal": same,
+        "responses_normaliser_only": normaliser_only,
+        "responses_logits_moved": logits_moved,
+        "full_top_k": full,
+    }
