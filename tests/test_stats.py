@@ -121,4 +121,4 @@ def test_grid_step():
     assert stats.grid_step(np.array([-0.3333])) is None
     assert stats.grid_step(np.array([])) is None
     # float32 noise on a 1/8 grid still reads as the grid
-    assert stats.grid_step(np.array([-3.2500001043, -12.5000003427, -4.500000069])) == 0.125
+    assert stats.grid_step(np.array([-3.2500001043, -14.8750003427, -4.500000069])) == 0.125
