@@ -74,6 +74,8 @@ def cli_errors(func):
         debug = kwargs.get("debug") or os.environ.get("DETCHECK_DEBUG") == "1"
         try:
             return func(*args, **kwargs)
+        except typer.Exit:
+            raise
         except DetcheckError as exc:
             if debug:
                 raise
@@ -105,7 +107,10 @@ def emit(report: dict, as_json: bool, extra: dict | None = None) -> None:
 @app.command()
 @cli_errors
 def flip(
-    n: Annotated[int, typer.Option("--n", help="Successful responses to collect.")] = 1000,
+    n: Annotated[
+        int | None,
+        typer.Option("--n", help="Successful responses to collect.", show_default="1000"),
+    ] = None,
     model: Annotated[
         str | None, typer.Option(help="Model name.", show_default="gpt-4o-2024-08-06")
     ] = None,
@@ -156,6 +161,10 @@ def flip(
             "30 s with jitter, or the server's Retry-After (up to 120 s)."
         ),
     ] = 6,
+    backoff_s: Annotated[
+        float, typer.Option(help="First wait before a retry, doubling each time (with jitter).")
+    ] = 0.5,
+    max_backoff_s: Annotated[float, typer.Option(help="Longest wait between retries.")] = 30.0,
     timeout: Annotated[float, typer.Option(help="Seconds before one request times out.")] = 60.0,
     out: Annotated[Path, typer.Option(help="Directory the run is written under.")] = Path("runs"),
     replay: Annotated[
@@ -163,6 +172,13 @@ def flip(
         typer.Option(
             help="Serve the responses of this stored run instead of calling an endpoint "
             "(no key, no network)."
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue this interrupted or crashed run (its directory) to its own N, with "
+            "its own parameters.",
         ),
     ] = None,
     threshold: Thresholds = None,
@@ -187,6 +203,9 @@ def flip(
         concurrency=concurrency,
         rpm=rpm,
         max_attempts=max_attempts,
+        backoff_s=backoff_s,
+        max_backoff_s=max_backoff_s,
+        resume=resume,
         timeout_s=timeout,
         out=out,
         replay=replay,
@@ -195,7 +214,6 @@ def flip(
     report, run_path, outcome = flip_command(options, thresholds=threshold or [0.01], log=err)
     emit(report, as_json, {"run_path": str(run_path)})
     if outcome.interrupted:
-        err(f"detcheck: interrupted; {outcome.successes:,} of {n:,} responses kept in {run_path}")
         raise typer.Exit(130)
 
 

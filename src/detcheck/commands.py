@@ -9,14 +9,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from detcheck.config import DEFAULT_BASE_URL, FlipConfig, parse_labels
-from detcheck.errors import DataError, UsageError
+from detcheck.errors import DataError, DetcheckError, UsageError
 
 Log = Callable[[str], None]
 
 
+DEFAULT_N = 1000
+
+
 @dataclass
 class FlipOptions:
-    n: int = 1000
+    n: int | None = None  # None: DEFAULT_N, or the resumed run's own n
     model: str | None = None
     prompt: str | None = None
     labels: str | None = None
@@ -29,9 +32,12 @@ class FlipOptions:
     concurrency: int = 16
     rpm: float | None = None
     max_attempts: int = 6
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
     timeout_s: float = 60.0
     out: Path = Path("runs")
     replay: Path | None = None
+    resume: Path | None = None
     progress: bool = True
 
 
@@ -64,15 +70,10 @@ def resolve_config(options: FlipOptions, recorded: dict | None = None):
     return replace(config, targets={t.label: t.token for t in targets}), targets
 
 
-def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
-    """Run a measurement; return (report, run path, outcome)."""
-    from detcheck.measure import open_run, replay_source, run_meta
-    from detcheck.progress import ProgressBar
-    from detcheck.report import ANALYSIS_COLUMNS, build_report, check_thresholds
-    from detcheck.request import Endpoint, Flip, RetryPolicy, run_flip
-    from detcheck.store import read_run, utc_now
+def _check_operational(options: FlipOptions, thresholds: Sequence[float]) -> None:
+    from detcheck.report import check_thresholds
 
-    if options.n < 1:
+    if options.n is not None and options.n < 1:
         raise UsageError(f"--n must be at least 1, got {options.n}")
     if options.concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, got {options.concurrency}")
@@ -80,36 +81,59 @@ def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
         raise UsageError(f"--rpm must be positive, got {options.rpm}")
     if options.max_attempts < 1:
         raise UsageError(f"--max-attempts must be at least 1, got {options.max_attempts}")
+    if options.backoff_s < 0 or options.max_backoff_s < options.backoff_s:
+        raise UsageError("--backoff-s must be >= 0 and at most --max-backoff-s")
     check_thresholds(thresholds)
 
+
+def _live_endpoint(base_url: str, timeout_s: float):
+    from detcheck.request import Endpoint
+
+    key = os.environ.get("OPENAI_API_KEY")
+    if not key:
+        raise UsageError(
+            "OPENAI_API_KEY is not set. Export it, or try the offline demo: "
+            "detcheck flip --replay recordings/gpt-4o-2024-08-06-coinflip-10000"
+        )
+    if not base_url.startswith(("http://", "https://")):
+        raise UsageError(f"--base-url must start with http:// or https://, got {base_url!r}")
+    return Endpoint(base_url, key, timeout_s=timeout_s)
+
+
+def _replay_endpoint(path: Path, served: int = 0):
+    from detcheck.measure import replay_source
+    from detcheck.request import Endpoint
+    from detcheck.transport import ReplayTransport
+
+    bodies, recorded_meta = replay_source(path)
+    transport = ReplayTransport(bodies, start=served)
+    return Endpoint("http://replay.invalid/v1", "replay", transport), recorded_meta, len(bodies)
+
+
+def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
+    """Run a measurement (or continue one); return (report, run path, outcome)."""
+    from detcheck.measure import open_run, run_meta
+
+    _check_operational(options, thresholds)
+    if options.resume is not None:
+        return _resume(options, thresholds, log)
+    n = options.n or DEFAULT_N
     recorded = None
     if options.replay is not None:
-        from detcheck.transport import ReplayTransport
-
-        bodies, recorded_meta = replay_source(options.replay)
+        endpoint, recorded_meta, size = _replay_endpoint(options.replay)
         recorded = recorded_meta.get("config")
-        endpoint = Endpoint("http://replay.invalid/v1", "replay", ReplayTransport(bodies))
         endpoint_name = f"replay:{options.replay}"
-        if options.n > len(bodies):
-            log(f"note: the recording has {len(bodies):,} responses; replay wraps around")
+        if n > size:
+            log(f"note: the recording has {size:,} responses; replay wraps around")
     else:
-        key = os.environ.get("OPENAI_API_KEY")
-        if not key:
-            raise UsageError(
-                "OPENAI_API_KEY is not set. Export it, or try the offline demo: "
-                "detcheck flip --replay recordings/gpt-4o-2024-08-06-coinflip-10000"
-            )
-        base_url = options.base_url or DEFAULT_BASE_URL
-        if not base_url.startswith(("http://", "https://")):
-            raise UsageError(f"--base-url must start with http:// or https://, got {base_url!r}")
-        endpoint = Endpoint(base_url, key, timeout_s=options.timeout_s)
-        endpoint_name = base_url
+        endpoint_name = options.base_url or DEFAULT_BASE_URL
+        endpoint = _live_endpoint(endpoint_name, options.timeout_s)
     config, targets = resolve_config(options, recorded)
-    policy = RetryPolicy(max_attempts=options.max_attempts)
+    policy = _policy(options)
     meta = run_meta(
         config,
         targets,
-        n=options.n,
+        n=n,
         endpoint=endpoint_name,
         concurrency=options.concurrency,
         rpm=options.rpm,
@@ -118,41 +142,160 @@ def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
     )
     for t in targets:
         log(f"{t.label!r} is measured as token {t.token!r} ({t.how})")
-    log(cost_line(config, options.n, replay=options.replay is not None))
+    log(cost_line(config, n, replay=options.replay is not None))
     writer = open_run(options.out, meta)
     log(f"writing {writer.run_dir}")
+    return _execute(config, endpoint, writer, n, 0, 0, 0, options, policy, thresholds, log)
+
+
+def _policy(options: FlipOptions):
+    from detcheck.request import RetryPolicy
+
+    return RetryPolicy(
+        max_attempts=options.max_attempts,
+        initial_backoff_s=options.backoff_s,
+        max_backoff_s=options.max_backoff_s,
+    )
+
+
+def _execute(
+    config, endpoint, writer, n, done, start_call, start_seq, options, policy, thresholds, log
+):
+    """Send until the run holds n successes; close the run whatever happens."""
+    from detcheck.progress import ProgressBar
+    from detcheck.report import ANALYSIS_COLUMNS, build_report
+    from detcheck.request import Flip, run_flip
+    from detcheck.store import read_run, utc_now
+
     flip = Flip(
         config,
         endpoint,
         writer,
-        n=options.n,
+        n=n - done,
         concurrency=options.concurrency,
         rpm=options.rpm,
         policy=policy,
         on_notice=log,
+        start_call=start_call,
+        start_seq=start_seq,
     )
     status = "failed"
     try:
-        with ProgressBar(options.n, enabled=options.progress) as bar:
+        with ProgressBar(n, enabled=options.progress, done=done) as bar:
             flip.on_progress = bar.update
             outcome = run_flip(flip)
         status = "interrupted" if outcome.interrupted else "complete"
+    except DetcheckError as exc:
+        exc.args = (f"{exc}\n{_resume_hint(writer.run_dir, done + flip.outcome.successes, n)}",)
+        raise
     finally:
         o = flip.outcome
         writer.close(
             status=status,
             ended_at=utc_now().isoformat(),
-            successes=o.successes,
-            attempts=o.attempts,
+            successes=done + o.successes,
+            attempts=start_seq + o.attempts,
         )
-    log(usage_line(config, outcome, replay=options.replay is not None))
+    log(usage_line(config, outcome, replay=writer.meta.get("replay_of") is not None))
+    if flip.limit.lowest < options.concurrency:
+        log(f"note: 429s lowered concurrency to {flip.limit.lowest} at the lowest")
     if outcome.short_top_logprobs:
         log(
             f"warning: {outcome.short_top_logprobs:,} response(s) carried fewer than the "
             f"{config.top_logprobs} top logprobs asked for"
         )
+    if outcome.interrupted:
+        log(_resume_hint(writer.run_dir, done + outcome.successes, n))
     run = read_run(writer.run_dir, ANALYSIS_COLUMNS)
     return build_report([run], thresholds), writer.run_dir, outcome
+
+
+def _resume_hint(run_dir: Path, successes: int, n: int) -> str:
+    return (
+        f"kept {successes:,} of {n:,} responses in {run_dir}; continue with: "
+        f"detcheck flip --resume {run_dir}"
+    )
+
+
+def _resume(options: FlipOptions, thresholds: Sequence[float], log: Log):
+    """Carry on a stored run, with its own parameters, to exactly its n successes."""
+    import pyarrow.compute as pc
+
+    from detcheck.store import RunWriter, read_run, utc_now
+
+    run = read_run(options.resume, columns=["ok", "seq", "call"])
+    if not run.path.is_dir():
+        raise UsageError(f"--resume takes a run directory, got {run.path}")
+    if options.replay is not None:
+        raise UsageError("--resume takes no --replay: a replayed run resumes its own replay")
+    meta = run.meta
+    stored = FlipConfig.from_dict(meta["config"])
+    given_n = options.n
+    n = meta["n_requested"]
+    differ = _differences(options, stored, meta, given_n)
+    if differ:
+        raise UsageError(
+            "--resume continues a run with its own parameters; these differ: " + "; ".join(differ)
+        )
+    table = run.table
+    done = int(pc.sum(table.column("ok")).as_py() or 0)
+    start_seq = int(pc.max(table.column("seq")).as_py() + 1) if table.num_rows else 0
+    start_call = int(pc.max(table.column("call")).as_py() + 1) if table.num_rows else 0
+    if done >= n:
+        log(f"{run.path} already holds {done:,} of {n:,} responses: nothing to do")
+        from detcheck.report import ANALYSIS_COLUMNS, build_report
+        from detcheck.request import Outcome
+
+        report = build_report([read_run(run.path, ANALYSIS_COLUMNS)], thresholds)
+        return report, run.path, Outcome()
+    if meta.get("replay_of"):
+        endpoint, _, _ = _replay_endpoint(Path(meta["replay_of"]), served=done)
+    else:
+        endpoint = _live_endpoint(options.base_url or meta["endpoint"], options.timeout_s)
+    meta.setdefault("resumed", []).append({"at": utc_now().isoformat(), "successes": done})
+    meta["status"] = "running"
+    writer = RunWriter(run.path, meta)  # compacts what a crashed process left in journals
+    log(f"resuming {run.path}: {done:,} of {n:,} responses kept, {n - done:,} to go")
+    log(cost_line(stored, n - done, replay=bool(meta.get("replay_of"))))
+    return _execute(
+        stored,
+        endpoint,
+        writer,
+        n,
+        done,
+        start_call,
+        start_seq,
+        options,
+        _policy(options),
+        thresholds,
+        log,
+    )
+
+
+def _differences(options: FlipOptions, stored: FlipConfig, meta: dict, given_n) -> list[str]:
+    from detcheck.config import strip_credentials
+
+    given = {
+        "model": options.model,
+        "prompt": options.prompt,
+        "temperature": options.temperature,
+        "seed": options.seed,
+        "top_logprobs": options.top_logprobs,
+        "max_tokens": options.max_tokens,
+    }
+    out = []
+    for name, value in given.items():
+        if value is not None and value != getattr(stored, name):
+            out.append(f"--{name.replace('_', '-')} {value!r} (stored {getattr(stored, name)!r})")
+    if options.labels is not None and parse_labels(options.labels) != stored.labels:
+        out.append(f"--labels {options.labels!r} (stored {','.join(stored.labels)!r})")
+    if options.target_token is not None and options.target_token != meta.get("target"):
+        out.append(f"--target-token {options.target_token!r} (stored {meta.get('target')!r})")
+    if given_n is not None and given_n != meta["n_requested"]:
+        out.append(f"--n {given_n} (stored {meta['n_requested']})")
+    if options.base_url and strip_credentials(options.base_url) != meta["endpoint"]:
+        out.append(f"--base-url {strip_credentials(options.base_url)} (stored {meta['endpoint']})")
+    return out
 
 
 def cost_line(config: FlipConfig, n: int, replay: bool) -> str:

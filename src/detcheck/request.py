@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import re
 import signal
 import time
 from collections import Counter
@@ -95,6 +97,68 @@ def _retry_after_s(headers) -> float | None:
     return None
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_S = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_reset_s(value: str | None) -> float | None:
+    """OpenAI's x-ratelimit-reset-* durations ("1s", "6m0s", "20ms") in seconds."""
+    if not value:
+        return None
+    parts = _DURATION.findall(value)
+    if not parts:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return sum(float(number) * _UNIT_S[unit] for number, unit in parts)
+
+
+class AdaptiveLimit:
+    """Requests in flight, at most `limit`. A 429 halves the limit (at most once a second);
+    a run of successes as long as the limit raises it by one, back up to the ceiling. A rate-limit
+    header saying nothing is left pauses new requests until its reset time."""
+
+    def __init__(self, ceiling: int):
+        self.ceiling = ceiling
+        self.limit = ceiling
+        self.lowest = ceiling
+        self.in_flight = 0
+        self._ok_streak = 0
+        self._last_cut = -math.inf
+        self._paused_until = 0.0
+        self._cond = asyncio.Condition()
+
+    async def acquire(self) -> int:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_flight < self.limit)
+            self.in_flight += 1
+            in_flight = self.in_flight
+        pause = self._paused_until - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
+        return in_flight
+
+    async def release(self, throttled: bool, pause_s: float | None = None) -> None:
+        async with self._cond:
+            self.in_flight -= 1
+            now = time.monotonic()
+            if pause_s:
+                self._paused_until = max(self._paused_until, now + min(pause_s, 120.0))
+            if throttled:
+                self._ok_streak = 0
+                if now - self._last_cut > 1.0:
+                    self.limit = max(1, self.limit // 2)
+                    self.lowest = min(self.lowest, self.limit)
+                    self._last_cut = now
+            else:
+                self._ok_streak += 1
+                if self._ok_streak >= self.limit and self.limit < self.ceiling:
+                    self.limit += 1
+                    self._ok_streak = 0
+            self._cond.notify_all()
+
+
 class Flip:
     """One measurement in progress. `run()` returns when n calls have succeeded, or raises."""
 
@@ -128,7 +192,7 @@ class Flip:
         self._next_call = start_call
         self._end_call = start_call + n
         self._seq = start_seq
-        self._in_flight = 0
+        self.limit = AdaptiveLimit(concurrency)
         self._stop = asyncio.Event()
         self._fatal: EndpointError | None = None
 
@@ -174,7 +238,7 @@ class Flip:
                 return
             self._stop.set()
             self.on_notice(
-                f"stopping: waiting for {self._in_flight} in-flight request(s) to be recorded "
+                f"stopping: waiting for {self.limit.in_flight} in-flight request(s) to be recorded "
                 "(press Ctrl-C again to abandon them)"
             )
 
@@ -234,15 +298,15 @@ class Flip:
     async def _attempt(self, call: int, attempt_no: int) -> None:
         if self._limiter is not None:
             await self._limiter.acquire()
+        in_flight = await self.limit.acquire()
         seq = self._seq
         self._seq += 1
-        self._in_flight += 1
         row = {
             "run_id": self.writer.meta["run_id"],
             "seq": seq,
             "call": call,
             "attempt": attempt_no,
-            "in_flight": self._in_flight,
+            "in_flight": in_flight,
             "ok": False,
         }
         started = utc_now()
@@ -251,7 +315,13 @@ class Flip:
         try:
             failure = await self._exchange(row)
         finally:
-            self._in_flight -= 1
+            headers = row.get("response_headers") or {}
+            await self.limit.release(
+                throttled=row.get("http_status") == 429,
+                pause_s=parse_reset_s(headers.get("x-ratelimit-reset-requests"))
+                if headers.get("x-ratelimit-remaining-requests") == "0"
+                else None,
+            )
             row["started_at"] = to_micros(started)
             row["latency_ms"] = (time.perf_counter() - t0) * 1000.0
             row["finished_at"] = row["started_at"] + int(row["latency_ms"] * 1000)
