@@ -20,6 +20,7 @@ class Reply:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False  # close the connection without answering
+    usable: bool = True  # a 200 whose body is a usable completion (False: a malformed one)
 
 
 def chat_body(
@@ -116,4 +117,5 @@ class FakeOpenAI:
 
     @property
     def successes(self) -> int:
-        return sum(1 for r in self.replies if r.status == 200 and not r.drop)
+        """Usable completions the server actually sent."""
+        return sum(1 for r in self.replies if r.status == 200 and not r.drop and r.usable)

@@ -57,14 +57,22 @@ def _bytes_or_none(value) -> list[int] | None:
 
 
 def _str_or_none(value) -> str | None:
-    return value if isinstance(value, str) else None
+    """Text that can be stored: JSON allows lone surrogates ("\\ud800"), UTF-8 does not; they
+    become U+FFFD (the token's `bytes` keep what was really sent)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _top_entry(entry) -> dict | None:
     if not isinstance(entry, Mapping) or not isinstance(entry.get("token"), str):
         return None
     return {
-        "token": entry["token"],
+        "token": _str_or_none(entry["token"]),
         "logprob": _float_or_none(entry.get("logprob")),
         "bytes": _bytes_or_none(entry.get("bytes")),
     }
@@ -165,10 +173,8 @@ def error_message_from_body(body: bytes | str | None) -> str | None:
         return None
     error = data.get("error") if isinstance(data, Mapping) else None
     if isinstance(error, Mapping) and isinstance(error.get("message"), str):
-        return error["message"]
-    if isinstance(error, str):
-        return error
-    return None
+        return _str_or_none(error["message"])
+    return _str_or_none(error)
 
 
 def error_code_from_body(body: bytes | str | None) -> str | None:
@@ -178,8 +184,7 @@ def error_code_from_body(body: bytes | str | None) -> str | None:
         return None
     error = data.get("error") if isinstance(data, Mapping) else None
     if isinstance(error, Mapping):
-        code = error.get("code") or error.get("type")
-        return code if isinstance(code, str) else None
+        return _str_or_none(error.get("code") or error.get("type"))
     return None
 
 
