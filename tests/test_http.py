@@ -157,4 +157,4 @@ def test_unreachable_endpoint(tmp_path):
         env={"OPENAI_API_KEY": KEY},
     )
     assert result.exit_code == 3
-    assert f"could not connect to {url}" in result.stderr
+    assert f"connection to {url} failed" in result.stderr

@@ -1,0 +1,516 @@
+"""detcheck benchmarks: one command, a table on stdout, JSON in bench/results/.
+
+    uv run python bench/run.py                      # everything, at the issue's sizes
+    uv run python bench/run.py --only startup,request --requests 2000
+
+Sections: startup (--help wall time against a minimal Typer app), request (requests/s and CPU
+ms per request against a zero-latency server in another process: detcheck, a bare openai SDK
+loop, raw aiohttp), latency (10,000 flips at 200 ms, concurrency 64, against the ideal), memory
+(peak RSS of a long replay run), disk (bytes per stored response, raw body included), analysis
+(time and peak RSS to analyse 10,000,000 stored responses), faults (a 10,000-call run with
+injected faults against the same run without).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+DETCHECK = [PY, "-m", "detcheck.cli"]
+RESULTS = ROOT / "bench" / "results"
+RECORDING = ROOT / "recordings" / "gpt-4o-2024-08-06-coinflip-10000"
+BODY = {
+    "model": "gpt-4o-2024-08-06",
+    "messages": [{"role": "user", "content": "Flip a coin. Return Heads or Tails only."}],
+    "temperature": 0.0,
+    "logprobs": True,
+    "top_logprobs": 20,
+    "max_tokens": 1,
+    "seed": 42,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, *args: str):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [PY, str(ROOT / "bench" / "server.py"), "--port", str(self.port), *args]
+        )
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("bench server did not start")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def best_of(cmd: list[str], runs: int = 5) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+MINI_TYPER = """
+import typer
+app = typer.Typer()
+@app.command()
+def a(x: int = 1, name: str = "", ratio: float = 0.5): "A."
+@app.command()
+def b(y: str = ""): "B."
+@app.command()
+def c(z: float = 0.0): "C."
+app()
+"""
+
+
+def bench_startup(args) -> list[dict]:
+    mini = Path(tempfile.mkdtemp()) / "mini.py"
+    mini.write_text(MINI_TYPER)
+    rows = []
+    for what, ours, floor in (
+        ("--help", DETCHECK + ["--help"], [PY, str(mini), "--help"]),
+        ("flip --help", DETCHECK + ["flip", "--help"], [PY, str(mini), "a", "--help"]),
+    ):
+        t_ours, t_floor = best_of(ours), best_of(floor)
+        rows.append(
+            {
+                "section": "startup",
+                "case": f"detcheck {what}",
+                "value": t_ours * 1000,
+                "unit": "ms",
+                "vs": f"{t_ours / t_floor:.2f}x minimal Typer ({t_floor * 1000:.0f} ms)",
+                "target": "<= 1.3x",
+                "ok": t_ours / t_floor <= 1.3,
+            }
+        )
+    t_import = best_of([PY, "-c", "import typer"])
+    rows.append(
+        {
+            "section": "startup",
+            "case": "python -c 'import typer'",
+            "value": t_import * 1000,
+            "unit": "ms",
+            "vs": "",
+            "target": "",
+            "ok": None,
+        }
+    )
+    return rows
+
+
+# --- request path: each case runs in its own process ------------------------------------------
+
+
+async def _bare_sdk(url: str, n: int, concurrency: int, aiohttp_client: bool) -> None:
+    import openai
+
+    http_client = openai.DefaultAioHttpClient() if aiohttp_client else None
+    client = openai.AsyncOpenAI(
+        api_key="bench", base_url=url, max_retries=0, http_client=http_client
+    )
+    left = [n]
+
+    async def worker():
+        while left[0] > 0:
+            left[0] -= 1
+            await client.chat.completions.create(**BODY)
+
+    async with client:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def _raw_aiohttp(url: str, n: int, concurrency: int) -> None:
+    import aiohttp
+
+    payload = json.dumps(BODY).encode()
+    left = [n]
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker():
+            while left[0] > 0:
+                left[0] -= 1
+                async with session.post(
+                    f"{url}/chat/completions",
+                    data=payload,
+                    headers={"content-type": "application/json"},
+                ) as r:
+                    await r.read()
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def _detcheck(url: str, n: int, concurrency: int, client: str) -> None:
+    from detcheck.commands import FlipOptions, flip_command
+
+    os.environ["OPENAI_API_KEY"] = "bench"
+    if client != "default":
+        os.environ["DETCHECK_HTTP_CLIENT"] = client
+    out = Path(tempfile.mkdtemp())
+    try:
+        flip_command(
+            FlipOptions(n=n, base_url=url, concurrency=concurrency, out=out, progress=False),
+            [0.01],
+            log=lambda m: None,
+        )
+    finally:
+        shutil.rmtree(out)
+
+
+def request_worker(mode: str, url: str, n: int, concurrency: int) -> dict:
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    if mode == "bare-sdk":
+        asyncio.run(_bare_sdk(url, n, concurrency, aiohttp_client=False))
+    elif mode == "bare-sdk-aiohttp":
+        asyncio.run(_bare_sdk(url, n, concurrency, aiohttp_client=True))
+    elif mode == "raw-aiohttp":
+        asyncio.run(_raw_aiohttp(url, n, concurrency))
+    elif mode.startswith("detcheck"):
+        _detcheck(url, n, concurrency, mode.partition(":")[2] or "default")
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"rps": n / wall, "cpu_ms": cpu * 1000 / n, "wall_s": wall}
+
+
+def run_worker(*args: str) -> dict:
+    out = subprocess.run(
+        [PY, __file__, "--worker", *args], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+REQUEST_MODES = ("detcheck", "detcheck:httpx", "bare-sdk", "bare-sdk-aiohttp", "raw-aiohttp")
+
+
+def bench_request(args) -> list[dict]:
+    rows = []
+    with Server() as server:
+        for mode in args.modes:  # warm-up: bytecode caches, connection set-up
+            run_worker(mode, server.url, "200", "16")
+        for concurrency in args.concurrency:
+            results = {}
+            for mode in args.modes:
+                results[mode] = run_worker(mode, server.url, str(args.requests), str(concurrency))
+            bare = results.get("bare-sdk")
+            for mode, r in results.items():
+                ratio = r["rps"] / bare["rps"] if bare else None
+                rows.append(
+                    {
+                        "section": "request",
+                        "case": f"{mode} @ {concurrency}",
+                        "value": r["rps"],
+                        "unit": "req/s",
+                        "vs": f"{r['cpu_ms']:.2f} CPU ms/req"
+                        + (f", {ratio:.2f}x bare SDK" if ratio else ""),
+                        "target": ">= 0.8x bare SDK" if mode.startswith("detcheck") else "",
+                        "ok": (ratio >= 0.8) if mode.startswith("detcheck") and ratio else None,
+                    }
+                )
+    return rows
+
+
+def _peak_rss_mb_of(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Wall time and peak RSS (MB) of a child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak_kb <= before:
+        raise RuntimeError("peak RSS not attributable: run memory cases first in a fresh bench")
+    return wall, peak_kb / 1024
+
+
+def bench_latency(args) -> list[dict]:
+    n, concurrency, latency_ms = 10_000, 64, 200
+    ideal = n * latency_ms / 1000 / concurrency
+    with Server("--latency-ms", str(latency_ms)) as server:
+        out = Path(tempfile.mkdtemp())
+        env = {**os.environ, "OPENAI_API_KEY": "bench"}
+        t0 = time.perf_counter()
+        subprocess.run(
+            DETCHECK
+            + [
+                "flip",
+                "--n",
+                str(n),
+                "--concurrency",
+                str(concurrency),
+                "--base-url",
+                server.url,
+                "--out",
+                str(out),
+                "-q",
+            ],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        wall = time.perf_counter() - t0
+    disk = _disk_rows(out)
+    shutil.rmtree(out)
+    return [
+        {
+            "section": "latency",
+            "case": f"{n:,} flips, 200 ms, concurrency 64",
+            "value": wall,
+            "unit": "s",
+            "vs": f"{wall / ideal:.3f}x ideal {ideal:.2f} s (process start included)",
+            "target": "<= 1.10x",
+            "ok": wall / ideal <= 1.10,
+        },
+        *disk,
+    ]
+
+
+def _disk_rows(out: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    parts = list(out.glob("*/part-*.parquet"))
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+    size = sum(p.stat().st_size for p in parts)
+    return [
+        {
+            "section": "disk",
+            "case": f"{rows:,} live-like responses (random ids, raw body)",
+            "value": size / rows,
+            "unit": "B/response",
+            "vs": f"{size / 1e6:.2f} MB total",
+            "target": "< 150",
+            "ok": size / rows < 150,
+        }
+    ]
+
+
+def bench_memory(args) -> list[dict]:
+    out = Path(tempfile.mkdtemp())
+    n = args.memory_calls
+    try:
+        wall, peak = _peak_rss_mb_of(
+            DETCHECK + ["flip", "--n", str(n), "--replay", str(RECORDING), "--out", str(out), "-q"]
+        )
+    finally:
+        shutil.rmtree(out)
+    return [
+        {
+            "section": "memory",
+            "case": f"replay run of {n:,} calls",
+            "value": peak,
+            "unit": "MB peak RSS",
+            "vs": f"{wall:.0f} s, {n / wall:,.0f} calls/s",
+            "target": "< 300",
+            "ok": peak < 300,
+        }
+    ]
+
+
+def make_dataset(path: Path, rows: int) -> Path:
+    """`rows` stored responses: the recording's rows (raw body dropped: analysis never reads
+    it) repeated with fresh sequence numbers, in parts of 1,000,000 rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from detcheck.store import PARQUET_OPTIONS, read_run
+
+    run = read_run(RECORDING)
+    base = run.table.set_column(
+        run.table.schema.get_field_index("raw_body"),
+        "raw_body",
+        pa.nulls(run.table.num_rows, pa.string()),
+    )
+    run_dir = path / "run-10m"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps(run.meta))
+    per_part = 1_000_000
+    block = pa.concat_tables([base] * (per_part // base.num_rows))
+    md = pq.read_schema(run.parts[0]).metadata
+    for k in range(rows // per_part):
+        seq = pa.array(range(k * per_part, (k + 1) * per_part), pa.int64())
+        part = block.set_column(1, "seq", seq).replace_schema_metadata(md)
+        pq.write_table(
+            part, run_dir / f"part-{k:05d}.parquet", row_group_size=131_072, **PARQUET_OPTIONS
+        )
+    return run_dir
+
+
+def bench_analysis(args) -> list[dict]:
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        t0 = time.perf_counter()
+        run_dir = make_dataset(tmp, args.analysis_rows)
+        made = time.perf_counter() - t0
+        size = sum(p.stat().st_size for p in run_dir.glob("part-*"))
+        wall, peak = _peak_rss_mb_of(DETCHECK + ["analyze", str(run_dir), "--json"])
+    finally:
+        shutil.rmtree(tmp)
+    n = args.analysis_rows
+    return [
+        {
+            "section": "analysis",
+            "case": f"analyze {n:,} stored responses",
+            "value": wall,
+            "unit": "s",
+            "vs": f"process start included; dataset {size / 1e6:,.0f} MB, built in {made:.0f} s",
+            "target": "< 5",
+            "ok": wall < 5,
+        },
+        {
+            "section": "analysis",
+            "case": f"analyze {n:,} stored responses",
+            "value": peak,
+            "unit": "MB peak RSS",
+            "vs": "",
+            "target": "< 1,500",
+            "ok": peak < 1500,
+        },
+    ]
+
+
+def _timed_flip(url: str, n: int) -> tuple[float, dict]:
+    out = Path(tempfile.mkdtemp())
+    env = {**os.environ, "OPENAI_API_KEY": "bench"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        DETCHECK
+        + [
+            "flip",
+            "--n",
+            str(n),
+            "--base-url",
+            url,
+            "--out",
+            str(out),
+            "-q",
+            "--json",
+            "--concurrency",
+            "16",
+            "--max-attempts",
+            "12",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    report = json.loads(proc.stdout)
+    shutil.rmtree(out)
+    return wall, report
+
+
+def bench_faults(args) -> list[dict]:
+    n = 10_000
+    with Server() as server:
+        clean_s, clean = _timed_flip(server.url, n)
+    with Server(
+        "--p429", "0.05", "--p500", "0.03", "--p-malformed", "0.01", "--p-drop", "0.01"
+    ) as server:
+        faulty_s, faulty = _timed_flip(server.url, n)
+    return [
+        {
+            "section": "faults",
+            "case": f"{n:,} calls, no faults",
+            "value": clean_s,
+            "unit": "s",
+            "vs": f"{clean['n']:,} kept, {clean['errors']} failed attempts",
+            "target": "",
+            "ok": clean["n"] == n,
+        },
+        {
+            "section": "faults",
+            "case": f"{n:,} calls, 5% 429 + 3% 500 + 1% bad + 1% dropped",
+            "value": faulty_s,
+            "unit": "s",
+            "vs": f"{faulty['n']:,} kept, {faulty['errors']:,} failed attempts recorded "
+            f"({', '.join(f'{k} {v}' for k, v in faulty['errors_by_type'].items())})",
+            "target": "exactly n kept",
+            "ok": faulty["n"] == n,
+        },
+    ]
+
+
+SECTIONS = {
+    "startup": bench_startup,
+    "memory": bench_memory,
+    "analysis": bench_analysis,
+    "request": bench_request,
+    "latency": bench_latency,
+    "faults": bench_faults,
+}
+
+
+def main() -> None:
+    # Measure what an installed user sees: compiled modules cached, not recompiled per process.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        mode, url, n, concurrency = sys.argv[2:6]
+        print(json.dumps(request_worker(mode, url, int(n), int(concurrency))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument("--requests", type=int, default=4000, help="requests per request case")
+    parser.add_argument(
+        "--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64, 256]
+    )
+    parser.add_argument("--modes", type=lambda s: s.split(","), default=list(REQUEST_MODES))
+    parser.add_argument("--memory-calls", type=int, default=1_000_000)
+    parser.add_argument("--analysis-rows", type=int, default=10_000_000)
+    args = parser.parse_args()
+    from tabulate import tabulate
+
+    rows = []
+    for name in args.only.split(","):
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        rows.extend(SECTIONS[name](args))
+    table = [
+        [
+            r["section"],
+            r["case"],
+            f"{r['value']:,.1f}",
+            r["unit"],
+            r["vs"],
+            r["target"],
+            {True: "yes", False: "NO", None: ""}[r["ok"]],
+        ]
+        for r in rows
+    ]
+    print(tabulate(table, headers=["section", "case", "value", "unit", "detail", "target", "met"]))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (RESULTS / f"bench-{stamp}.json").write_text(json.dumps(rows, indent=2))
+    print(f"\nwrote {RESULTS / f'bench-{stamp}.json'}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
