@@ -56,6 +56,16 @@ def test_wilson_interval():
     assert stats.wilson_ci95(0, 0) == (0.0, 1.0)
 
 
+def test_chi_square_matches_a_hand_computed_table():
+    # table [[10, 20], [30, 40]]: chi2 = 0.7937, p = 0.3730 (dof 1, no continuity correction)
+    groups = np.repeat([0, 0, 1, 1], [10, 20, 30, 40])
+    labels = np.repeat([0, 1, 0, 1], [10, 20, 30, 40])
+    result = stats.association(groups, labels)
+    assert result["chi2"] == pytest.approx(0.7937, abs=1e-4)
+    assert result["p_value"] == pytest.approx(0.3730, abs=1e-4)
+    assert result["dof"] == 1
+
+
 def test_association_independent_versus_determined():
     rng = np.random.default_rng(1)
     clusters = rng.integers(0, 3, 6000)

@@ -49,11 +49,16 @@ def _float_or_none(value) -> float | None:
 
 
 def _bytes_or_none(value) -> list[int] | None:
+    """The `bytes` list as sent, if it is one of ints 0-255 (checked by bytes(), in C)."""
     if not isinstance(value, list):
         return None
-    if all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in value):
-        return value
-    return None
+    try:
+        bytes(value)
+    except (TypeError, ValueError):
+        return None
+    if True in value or False in value:  # bytes() takes booleans; JSON true is not a byte
+        return None
+    return value
 
 
 def _str_or_none(value) -> str | None:
@@ -69,6 +74,19 @@ def _str_or_none(value) -> str | None:
 
 
 def _top_entry(entry) -> dict | None:
+    if type(entry) is dict:
+        token, logprob, raw = entry.get("token"), entry.get("logprob"), entry.get("bytes")
+        # fast path: the well-formed entry every real endpoint sends
+        if (
+            type(token) is str
+            and type(logprob) is float
+            and token.isascii()
+            and (
+                raw is None
+                or (type(raw) is list and len(raw) == len(token) and raw == list(token.encode()))
+            )
+        ):
+            return {"token": token, "logprob": logprob, "bytes": raw}
     if not isinstance(entry, Mapping) or not isinstance(entry.get("token"), str):
         return None
     return {

@@ -15,12 +15,17 @@ GRID_CANDIDATES = tuple(2.0**-k for k in range(0, 11))  # 1, 0.5, ..., 1/1024
 
 
 def wilson_ci95(successes: int, n: int) -> tuple[float, float]:
+    """Wilson score interval (scipy.special for the quantile: scipy.stats costs ~0.8 s to import
+    and the interval is this closed form)."""
     if n == 0:
         return (0.0, 1.0)
-    from scipy.stats import binomtest
+    from scipy.special import ndtri
 
-    ci = binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return (float(ci.low), float(ci.high))
+    z = float(ndtri(0.975))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def modal(counts: np.ndarray) -> int:
@@ -85,20 +90,21 @@ def association(groups: np.ndarray, labels: np.ndarray) -> dict | None:
         return None
     table = np.zeros((g.max() + 1, lab.max() + 1))
     np.add.at(table, (g.ravel(), lab.ravel()), 1)
-    from scipy.stats import chi2_contingency
+    from scipy.special import chdtrc  # chi-square survival function
 
-    result = chi2_contingency(table, correction=False)
     n = table.sum()
+    expected = table.sum(1, keepdims=True) @ table.sum(0, keepdims=True) / n
+    chi2 = float(((table - expected) ** 2 / expected).sum())
+    dof = (table.shape[0] - 1) * (table.shape[1] - 1)
     joint = table / n
     outer = joint.sum(1, keepdims=True) @ joint.sum(0, keepdims=True)
     nz = joint > 0
     mi = float((joint[nz] * np.log2(joint[nz] / outer[nz])).sum())
     h_groups = float(-(p := joint.sum(1)[joint.sum(1) > 0]) @ np.log2(p))
-    expected = result.expected_freq
     return {
-        "chi2": float(result.statistic),
-        "dof": int(result.dof),
-        "p_value": float(result.pvalue),
+        "chi2": chi2,
+        "dof": int(dof),
+        "p_value": float(chdtrc(dof, chi2)),
         "mutual_information_bits": mi,
         # share of the cluster entropy the labels account for (0 = none, 1 = all)
         "explained_share": mi / h_groups if h_groups > 0 else 0.0,
