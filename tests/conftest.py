@@ -46,3 +46,17 @@ def clean_env(monkeypatch, tmp_path):
 @pytest.fixture
 def recording() -> Path:
     return RECORDING
+
+
+def target_logprobs(tops, target, label_mass=None):
+    """The target's logprob per response of a top_logprobs list array, as analysis extracts it."""
+    import pyarrow as pa
+
+    from detcheck.features import Codebook, flatten, label_prefix_codes, target_values
+
+    if isinstance(tops, pa.ChunkedArray):
+        tops = tops.combine_chunks()
+    book = Codebook()
+    flat = flatten(tops, book)
+    labels = label_prefix_codes(book, label_mass) if label_mass else None
+    return target_values(flat, len(tops), book.lookup(target), labels)

@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import SOURCE
+from conftest import SOURCE, target_logprobs
 from detcheck.analysis import cluster_ids, clusters_of, count_clusters, distinct_values
-from detcheck.features import Codebook, target_values, vector_hashes
+from detcheck.features import Codebook, flatten, vector_hashes
 from detcheck.schema import TOP_LOGPROB
 
 
@@ -103,20 +103,20 @@ def test_target_logprobs_missing_and_duplicate_tokens():
             [{"token": "Heads", "logprob": -0.3}, {"token": "Heads", "logprob": -5.0}],
         ]
     )
-    out = target_values(tops, "Heads")
+    out = target_logprobs(tops, "Heads")
     assert out[0] == -0.1 and out[4] == -0.3
     assert np.isnan(out[1:4]).all()
-    assert target_values(tops, "T")[1] == -0.2
+    assert target_logprobs(tops, "T")[1] == -0.2
 
 
 def test_target_is_exact_text_match():
     tops = _tops([[{"token": " Heads", "logprob": -0.1}, {"token": "heads", "logprob": -0.2}]])
-    assert np.isnan(target_values(tops, "Heads")[0])
+    assert np.isnan(target_logprobs(tops, "Heads")[0])
 
 
 def test_target_logprobs_on_chunked_array():
     tops = pa.chunked_array([_tops([[{"token": "a", "logprob": -1.0}]]), _tops([[]])])
-    out = target_values(tops, "a")
+    out = target_logprobs(tops, "a")
     assert out[0] == -1.0 and np.isnan(out[1])
 
 
@@ -133,7 +133,7 @@ def test_label_mass_sums_prefix_tokens():
             [{"token": "T", "logprob": -0.1}],
         ]
     )
-    out = target_values(tops, "Heads", label_mass="Heads")
+    out = target_logprobs(tops, "Heads", label_mass="Heads")
     assert out[0] == pytest.approx(math.log(0.8))
     assert np.isnan(out[1])
 
@@ -144,8 +144,10 @@ def test_vector_hash_tells_lists_apart_by_token_value_and_order():
     c = [{"token": "y", "logprob": -2.0}, {"token": "x", "logprob": -1.0}]
     d = [{"token": "z", "logprob": -1.0}, {"token": "y", "logprob": -2.0}]
     book = Codebook()
-    hashes = vector_hashes(_tops([a, b, c, d, a]), book)
+    hashes = vector_hashes(flatten(_tops([a, b, c, d, a, []]), book), 6)
     assert len(set(hashes[:4].tolist())) == 4
     assert hashes[0] == hashes[4]
+    assert hashes[5] == 0  # an empty list
     # a sliced array (offsets not starting at 0, as in batches) hashes the same list the same
-    assert vector_hashes(_tops([b, a]).slice(1), book)[0] == hashes[0]
+    sliced = _tops([b, a]).slice(1)
+    assert vector_hashes(flatten(sliced, book), 1)[0] == hashes[0]

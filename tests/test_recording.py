@@ -7,8 +7,7 @@ import math
 import re
 from collections import Counter
 
-from conftest import ROOT, SOURCE
-from detcheck.features import target_values
+from conftest import ROOT, SOURCE, target_logprobs
 from detcheck.store import read_run
 
 KEY_LIKE = [
@@ -25,7 +24,7 @@ def test_recording_matches_published_distribution(recording):
     run = read_run(recording, columns=["ok", "seq", "system_fingerprint", "top_logprobs"])
     table = run.table.sort_by("seq")
     assert table.num_rows == 10_000 and all(table.column("ok").to_pylist())
-    lps = target_values(table.column("top_logprobs"), "Heads")
+    lps = target_logprobs(table.column("top_logprobs"), "Heads")
     fps = table.column("system_fingerprint").to_pylist()
     by_value = Counter(f"{math.exp(lp) * 100:.10f}" for lp in lps)
     fp_by_value: dict[str, set] = {}
@@ -45,7 +44,7 @@ def test_recording_matches_published_distribution(recording):
 def test_recording_starts_with_the_ten_published_consecutive_calls(recording):
     run = read_run(recording, columns=["seq", "system_fingerprint", "top_logprobs"])
     table = run.table.sort_by("seq").slice(0, 10)
-    lps = target_values(table.column("top_logprobs"), "Heads")
+    lps = target_logprobs(table.column("top_logprobs"), "Heads")
     with open(SOURCE / "ten-calls-fingerprint.csv") as f:
         rows = list(csv.DictReader(f))
     assert [f"{math.exp(lp) * 100:.10f}" for lp in lps] == [

@@ -231,10 +231,10 @@ def analyze(
     debug: Debug = False,
 ) -> None:
     """Report the distinct values, clusters and statistics of stored runs."""
-    from detcheck.report import ANALYSIS_COLUMNS, build_report
+    from detcheck.report import build_report
     from detcheck.store import read_runs
 
-    runs = read_runs(paths, columns=ANALYSIS_COLUMNS, warn=warn)
+    runs = read_runs(paths, warn=warn)
     report = build_report(
         runs, threshold or [0.01], token=token, label_mass=label_mass, space=space
     )
@@ -256,10 +256,10 @@ def plot(
 ) -> None:
     """Draw the distinct values (by fingerprint, clusters shaded) and the accumulation curve."""
     from detcheck.plot import plot_report
-    from detcheck.report import ANALYSIS_COLUMNS, build_report
+    from detcheck.report import build_report
     from detcheck.store import read_runs
 
-    runs = read_runs(paths, columns=ANALYSIS_COLUMNS, warn=warn)
+    runs = read_runs(paths, warn=warn)
     report = build_report(runs, threshold or [0.01], token=token)
     typer.echo(f"wrote {plot_report(report, output)}")
 

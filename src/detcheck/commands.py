@@ -163,7 +163,7 @@ def _execute(
 ):
     """Send until the run holds n successes; close the run whatever happens."""
     from detcheck.progress import ProgressBar
-    from detcheck.report import ANALYSIS_COLUMNS, build_report
+    from detcheck.report import build_report
     from detcheck.request import Flip, run_flip
     from detcheck.store import read_run, utc_now
 
@@ -206,7 +206,7 @@ def _execute(
         )
     if outcome.interrupted:
         log(_resume_hint(writer.run_dir, done + outcome.successes, n))
-    run = read_run(writer.run_dir, ANALYSIS_COLUMNS)
+    run = read_run(writer.run_dir)
     return build_report([run], thresholds), writer.run_dir, outcome
 
 
@@ -243,10 +243,10 @@ def _resume(options: FlipOptions, thresholds: Sequence[float], log: Log):
     start_call = int(pc.max(table.column("call")).as_py() + 1) if table.num_rows else 0
     if done >= n:
         log(f"{run.path} already holds {done:,} of {n:,} responses: nothing to do")
-        from detcheck.report import ANALYSIS_COLUMNS, build_report
+        from detcheck.report import build_report
         from detcheck.request import Outcome
 
-        report = build_report([read_run(run.path, ANALYSIS_COLUMNS)], thresholds)
+        report = build_report([read_run(run.path)], thresholds)
         return report, run.path, Outcome()
     if meta.get("replay_of"):
         endpoint, _, _ = _replay_endpoint(Path(meta["replay_of"]), served=done)

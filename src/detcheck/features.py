@@ -2,8 +2,9 @@
 
 Analysis never holds every top-k list in memory: each record batch is reduced to a few numbers
 per response (the target's logprob, the top-1 token, the top-1/top-2 gap, a hash of the whole
-top-k vector...), and only one representative top-k list is kept per distinct vector.
-Pure functions of Arrow arrays; no I/O.
+top-k vector...), and only one representative top-k list is kept per distinct vector. Tokens are
+read as Parquet stores them, dictionary-encoded, and become integer codes: no token string is
+materialised per response. Pure functions of Arrow arrays; no I/O.
 """
 
 from __future__ import annotations
@@ -18,15 +19,20 @@ import pyarrow.compute as pc
 
 from detcheck.analysis import NULL_FINGERPRINT
 
+TOKEN_PATH = "top_logprobs.list.element.token"
+LOGPROB_PATH = "top_logprobs.list.element.logprob"
+# What analysis reads: never the raw bodies, nor the top-k `bytes`.
 FEATURE_COLUMNS = (
     "ok",
     "error_type",
     "system_fingerprint",
     "token",
-    "top_logprobs",
+    TOKEN_PATH,
+    LOGPROB_PATH,
     "started_at",
     "in_flight",
 )
+READ_AS_DICTIONARY = (TOKEN_PATH, "token")
 
 _P1 = np.uint64(0x9E3779B97F4A7C15)
 _P2 = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -45,14 +51,17 @@ class Codebook:
             self.names.append(name)
         return self._index[name]
 
+    def lookup(self, name: str) -> int:
+        """The code of `name`, or -1 if it was never seen."""
+        return self._index.get(name, -1)
+
     def encode(self, array: pa.Array, null_name: str | None = NULL_FINGERPRINT) -> np.ndarray:
-        """Codes for every element; nulls become `null_name` (or -1 when it is None)."""
-        encoded = pc.dictionary_encode(array)
-        if isinstance(encoded, pa.ChunkedArray):
-            encoded = encoded.combine_chunks()
-        mapping = np.array(
-            [self.code(v) for v in encoded.dictionary.to_pylist()] + [-1], dtype=np.int64
-        )
+        """int32 codes for every element; nulls become `null_name` (or -1 when it is None)."""
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
+        values = encoded.dictionary.cast(pa.string()).to_pylist()
+        mapping = np.array([self.code(v) for v in values] + [-1], dtype=np.int32)
         indices = encoded.indices.fill_null(len(mapping) - 1).to_numpy(zero_copy_only=False)
         codes = mapping[indices]
         if null_name is not None and (codes == -1).any():
@@ -60,155 +69,166 @@ class Codebook:
         return codes
 
 
+ARRAYS = {  # name -> dtype of the per-response arrays
+    "target_logprob": np.float64,
+    "fingerprint": np.int32,
+    "top_token": np.int32,
+    "top1_logprob": np.float32,
+    "top2_logprob": np.float32,
+    "top_k": np.int16,
+    "vector_hash": np.uint64,
+    "started_at_us": np.int64,
+    "in_flight": np.int32,
+}
+
+
 @dataclass
 class Features:
-    """Arrays over successful responses, in stored order."""
+    """Arrays over successful responses, in stored order (preallocated, filled batch by batch)."""
 
-    target_logprob: list = field(default_factory=list)
-    fingerprint: list = field(default_factory=list)
-    top_token: list = field(default_factory=list)
-    top1_logprob: list = field(default_factory=list)
-    top2_logprob: list = field(default_factory=list)
-    top_k: list = field(default_factory=list)
-    vector_hash: list = field(default_factory=list)
-    started_at_us: list = field(default_factory=list)
-    in_flight: list = field(default_factory=list)
+    capacity: int = 0
+    filled: int = 0
+    data: dict[str, np.ndarray] = field(default_factory=dict)
     fingerprints: Codebook = field(default_factory=Codebook)
     tokens: Codebook = field(default_factory=Codebook)
     # one top-k list [(token, logprob), ...] per distinct vector hash
     vectors: dict[int, list[tuple[str, float]]] = field(default_factory=dict)
     errors_by_type: dict[str, int] = field(default_factory=dict)
 
+    def __post_init__(self):
+        self.data = {k: np.empty(self.capacity, dtype=t) for k, t in ARRAYS.items()}
+
+    def put(self, name: str, values: np.ndarray) -> None:
+        self.data[name][self.filled : self.filled + len(values)] = values
+
     def arrays(self) -> dict[str, np.ndarray]:
-        names = (
-            "target_logprob",
-            "fingerprint",
-            "top_token",
-            "top1_logprob",
-            "top2_logprob",
-            "top_k",
-            "vector_hash",
-            "started_at_us",
-            "in_flight",
-        )
-        return {
-            name: np.concatenate(getattr(self, name)) if getattr(self, name) else np.zeros(0)
-            for name in names
-        }
+        return {k: v[: self.filled] for k, v in self.data.items()}
 
 
-def _flat_logprobs(tops: pa.ListArray) -> np.ndarray:
-    values = pc.struct_field(pc.list_flatten(tops), "logprob").to_numpy(zero_copy_only=False)
-    return np.asarray(values, dtype=float)
+@dataclass
+class Flat:
+    """The top-k lists of one batch, flattened: per entry its token code and logprob."""
+
+    starts: np.ndarray  # offset of each response's first entry (len = responses + 1)
+    codes: np.ndarray  # token codes (Codebook), -1 for a null token
+    logprobs: np.ndarray
+    k: int | None  # the common list length, when every list has the same (the usual case)
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Which response each entry belongs to."""
+        return np.repeat(np.arange(self.starts.size - 1), np.diff(self.starts))
 
 
-def target_values(tops: pa.ListArray, target: str, label_mass: str | None = None) -> np.ndarray:
-    """The target's logprob per response (NaN where absent). With `label_mass`, the log of the
-    summed probability of every top-k token that is a prefix of that label (leading space
-    ignored): e.g. `He`, `Head` and `Heads` all count towards `Heads`."""
-    n = len(tops)
+def flatten(tops: pa.ListArray, tokens: Codebook) -> Flat:
+    flat = tops.flatten()
+    offsets = tops.offsets.to_numpy()
+    starts = offsets - offsets[0]
+    lengths = np.diff(starts)
+    k = int(lengths[0]) if lengths.size and (lengths == lengths[0]).all() else None
+    codes = tokens.encode(flat.field("token"), null_name=None)
+    logprobs = np.asarray(flat.field("logprob").to_numpy(zero_copy_only=False), dtype=float)
+    return Flat(starts, codes, logprobs, k)
+
+
+def target_values(
+    flat: Flat, n: int, target_code: int, label_codes: np.ndarray | None = None
+) -> np.ndarray:
+    """The target's logprob per response (NaN where absent). With `label_codes` (the codes of
+    every token that is a prefix of the label), the log of their summed probability instead."""
     out = np.full(n, np.nan)
-    if n == 0:
+    if label_codes is None:
+        idx = np.flatnonzero(flat.codes == target_code)
+        rows = idx // flat.k if flat.k else flat.rows[idx]
+        rows, first = np.unique(rows, return_index=True)  # the first match in each list
+        out[rows] = flat.logprobs[idx[first]]
         return out
-    flat = pc.list_flatten(tops)
-    parents = pc.list_parent_indices(tops).to_numpy()
-    tokens = pc.struct_field(flat, "token")
-    logprobs = _flat_logprobs(tops)
-    if label_mass is None:
-        hit = pc.fill_null(pc.equal(tokens, target), False).to_numpy(zero_copy_only=False)
-        idx = np.flatnonzero(hit)
-        rows, first = np.unique(parents[idx], return_index=True)
-        out[rows] = logprobs[idx[first]]
-        return out
-    encoded = pc.dictionary_encode(tokens)
-    prefix = np.array(
-        [
-            bool(t and t.lstrip() and label_mass.startswith(t.lstrip()))
-            for t in encoded.dictionary.to_pylist()
-        ]
-        + [False]
-    )
-    idx = np.flatnonzero(
-        prefix[encoded.indices.fill_null(len(prefix) - 1).to_numpy()] & np.isfinite(logprobs)
-    )
-    mass = np.bincount(parents[idx], weights=np.exp(logprobs[idx]), minlength=n)
-    has = np.bincount(parents[idx], minlength=n) > 0
+    idx = np.flatnonzero(np.isin(flat.codes, label_codes) & np.isfinite(flat.logprobs))
+    rows = flat.rows[idx]
+    mass = np.bincount(rows, weights=np.exp(flat.logprobs[idx]), minlength=n)
+    has = np.bincount(rows, minlength=n) > 0
     out[has] = np.log(mass[has])
     return out
 
 
-def vector_hashes(tops: pa.ListArray, tokens: Codebook) -> np.ndarray:
+def label_prefix_codes(tokens: Codebook, label: str) -> np.ndarray:
+    """Codes of every token seen so far that is a prefix of `label` (leading space ignored)."""
+    return np.array(
+        [c for c, t in enumerate(tokens.names) if t.lstrip() and label.startswith(t.lstrip())],
+        dtype=np.int32,
+    )
+
+
+def vector_hashes(flat: Flat, n: int) -> np.ndarray:
     """A 64-bit hash of each response's whole top-k list (tokens, exact logprob bits, order)."""
-    n = len(tops)
-    if n == 0:
-        return np.zeros(0, dtype=np.uint64)
-    flat = pc.list_flatten(tops)
-    parents = pc.list_parent_indices(tops).to_numpy()
-    token_codes = tokens.encode(pc.struct_field(flat, "token"), null_name="").astype(np.uint64)
-    bits = np.nan_to_num(_flat_logprobs(tops), nan=-1e308).view(np.uint64)
-    offsets = tops.offsets.to_numpy()
-    position = (np.arange(len(parents)) - (offsets[parents] - offsets[0])).astype(np.uint64)
-    position += np.uint64(1)
-    with np.errstate(over="ignore"):
-        mixed = (bits * _P1) ^ (token_codes * _P2) ^ (position * _P1 * _P2)
-        mixed ^= mixed >> np.uint64(29)
-        mixed *= _P2
     out = np.zeros(n, dtype=np.uint64)
-    np.add.at(out, parents, mixed)  # wraps modulo 2^64: order is in `position`
+    if flat.codes.size == 0:
+        return out
+    bits = np.nan_to_num(flat.logprobs, nan=-1e308).view(np.uint64)
+    with np.errstate(over="ignore"):
+        mixed = (bits * _P1) ^ (flat.codes.astype(np.uint64) * _P2)  # -1 wraps: still distinct
+        mixed ^= mixed >> np.uint64(29)
+        if flat.k:  # every list k long: weigh each position by its own odd constant
+            weights = (np.arange(1, flat.k + 1, dtype=np.uint64) * _P2) | np.uint64(1)
+            return (mixed.reshape(n, flat.k) * weights).sum(axis=1, dtype=np.uint64)
+        position = (np.arange(flat.codes.size) - flat.starts[flat.rows]).astype(np.uint64)
+        mixed *= ((position + np.uint64(1)) * _P2) | np.uint64(1)
+    lengths = np.diff(flat.starts)
+    nonempty = np.flatnonzero(lengths)
+    out[nonempty] = np.add.reduceat(mixed, flat.starts[nonempty])  # wraps modulo 2^64
+    return out
+
+
+def _element(flat: Flat, i: int) -> np.ndarray:
+    """Logprob of the i-th entry of each list (lists come ranked), NaN if too short."""
+    lengths = np.diff(flat.starts)
+    out = np.full(lengths.size, np.nan)
+    has = np.flatnonzero(lengths > i)
+    out[has] = flat.logprobs[flat.starts[has] + i]
     return out
 
 
 def extract(
     batches: Iterable[pa.RecordBatch],
     target: str,
+    capacity: int,
     label_mass: str | None = None,
-    features: Features | None = None,
 ) -> Features:
-    f = features or Features()
+    f = Features(capacity=capacity)
     for batch in batches:
         ok = batch.column("ok").to_numpy(zero_copy_only=False).astype(bool)
-        if (~ok).any():
-            kinds = batch.column("error_type").filter(pa.array(~ok)).to_pylist()
-            for kind in kinds:
+        if not ok.all():
+            for kind in batch.column("error_type").filter(pa.array(~ok)).to_pylist():
                 f.errors_by_type[kind or "unknown"] = f.errors_by_type.get(kind or "unknown", 0) + 1
-        good = batch.filter(pa.array(ok))
-        if good.num_rows == 0:
+        good = batch.filter(pa.array(ok)) if not ok.all() else batch
+        n = good.num_rows
+        if n == 0:
             continue
-        tops = good.column("top_logprobs")
-        f.target_logprob.append(target_values(tops, target, label_mass))
-        f.fingerprint.append(
-            f.fingerprints.encode(good.column("system_fingerprint").cast(pa.string()))
-        )
-        f.top_token.append(f.tokens.encode(good.column("token"), null_name=""))
-        f.top1_logprob.append(_element_logprob(tops, 0))
-        f.top2_logprob.append(_element_logprob(tops, 1))
-        f.top_k.append(pc.list_value_length(tops).fill_null(0).to_numpy(zero_copy_only=False))
-        hashes = vector_hashes(tops, f.tokens)
-        f.vector_hash.append(hashes)
-        _keep_new_vectors(f, tops, hashes)
+        flat = flatten(good.column("top_logprobs"), f.tokens)
+        target_code = f.tokens.lookup(target)
+        labels = label_prefix_codes(f.tokens, label_mass) if label_mass is not None else None
+        f.put("target_logprob", target_values(flat, n, target_code, labels))
+        f.put("fingerprint", f.fingerprints.encode(good.column("system_fingerprint")))
+        f.put("top_token", f.tokens.encode(good.column("token"), null_name=""))
+        f.put("top1_logprob", _element(flat, 0))
+        f.put("top2_logprob", _element(flat, 1))
+        f.put("top_k", np.diff(flat.starts))
+        hashes = vector_hashes(flat, n)
+        f.put("vector_hash", hashes)
+        _keep_new_vectors(f, flat, hashes)
         started = good.column("started_at").cast(pa.int64()).fill_null(0)
-        f.started_at_us.append(started.to_numpy(zero_copy_only=False))
-        f.in_flight.append(good.column("in_flight").fill_null(0).to_numpy(zero_copy_only=False))
+        f.put("started_at_us", started.to_numpy(zero_copy_only=False))
+        f.put("in_flight", good.column("in_flight").fill_null(0).to_numpy(zero_copy_only=False))
+        f.filled += n
     return f
 
 
-def _element_logprob(tops: pa.ListArray, i: int) -> np.ndarray:
-    """Logprob of the i-th entry of each top list (lists come ranked), NaN if too short."""
-    lengths = pc.list_value_length(tops).fill_null(0).to_numpy(zero_copy_only=False)
-    out = np.full(len(tops), np.nan)
-    has = np.flatnonzero(lengths > i)
-    if has.size:
-        offsets = tops.offsets.to_numpy()
-        out[has] = _flat_logprobs(tops)[offsets[has] - offsets[0] + i]
-    return out
-
-
-def _keep_new_vectors(f: Features, tops: pa.ListArray, hashes: np.ndarray) -> None:
+def _keep_new_vectors(f: Features, flat: Flat, hashes: np.ndarray) -> None:
     unique, first = np.unique(hashes, return_index=True)
     for h, row in zip(unique.tolist(), first.tolist()):
         if h not in f.vectors:
-            entries = tops[row].as_py() or []
+            lo, hi = flat.starts[row], flat.starts[row + 1]
             f.vectors[h] = [
-                (e["token"], e["logprob"] if e["logprob"] is not None else math.nan)
-                for e in entries
+                (f.tokens.names[c] if c >= 0 else "", lp if math.isfinite(lp) else math.nan)
+                for c, lp in zip(flat.codes[lo:hi].tolist(), flat.logprobs[lo:hi].tolist())
             ]

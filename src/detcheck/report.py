@@ -12,9 +12,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from detcheck import stats
-from detcheck.analysis import cluster_ids, clusters_of, count_clusters, distinct_values
+from detcheck.analysis import (
+    cluster_ids,
+    clusters_of,
+    count_clusters,
+    distinct_values,
+    unique_inverse,
+)
 from detcheck.errors import DataError, UsageError
-from detcheck.features import FEATURE_COLUMNS, extract
+from detcheck.features import FEATURE_COLUMNS, READ_AS_DICTIONARY, extract
 from detcheck.store import Run
 
 # Analysis reads only these columns: never the raw bodies.
@@ -56,8 +62,11 @@ def build_report(
     target, label = run_target(runs, token)
     if label_mass and not label:
         label = target
-    batches = (b for r in runs for b in r.batches(ANALYSIS_COLUMNS))
-    f = extract(batches, target, label_mass=label if label_mass else None)
+    batches = (
+        b for r in runs for b in r.batches(ANALYSIS_COLUMNS, read_dictionary=READ_AS_DICTIONARY)
+    )
+    capacity = sum(r.num_rows() for r in runs)
+    f = extract(batches, target, capacity, label_mass=label if label_mass else None)
     a = f.arrays()
     lp_all = a["target_logprob"]
     present = np.isfinite(lp_all)
@@ -82,7 +91,8 @@ def build_report(
         "by_threshold": {format(t, "g"): count_clusters(axis, t) for t in thresholds},
         "fingerprints": {
             f.fingerprints.names[c]: int(k)
-            for c, k in zip(*np.unique(a["fingerprint"].astype(int), return_counts=True))
+            for c, k in enumerate(np.bincount(a["fingerprint"], minlength=1).tolist())
+            if k
         },
         "missing_target": int((~present).sum()),
         "errors": int(sum(f.errors_by_type.values())),
@@ -132,7 +142,7 @@ def _more(f, a, distinct, lp, present, response_cluster) -> dict:
         "share": flips["share"],
         "risk": stats.flip_risk(a["top1_logprob"], a["top2_logprob"]),
     }
-    hashes, weights = np.unique(a["vector_hash"], return_counts=True)
+    hashes, _, weights = unique_inverse(a["vector_hash"])
     vectors = [f.vectors[int(h)] for h in hashes.tolist()]
     out["decomposition"] = stats.decompose(vectors, weights.tolist())
     modal_lp = out["modal"]["logprob"] if out["modal"] else None

@@ -82,14 +82,15 @@ def association(groups: np.ndarray, labels: np.ndarray) -> dict | None:
     """How much `labels` (fingerprint, time bucket, ...) tell about `groups` (clusters):
     chi-square test of independence on the contingency table and mutual information in bits.
     None when either side has a single category (nothing to test)."""
-    groups = np.asarray(groups)
-    labels = np.asarray(labels)
-    _, g = np.unique(groups, return_inverse=True)
-    _, lab = np.unique(labels, return_inverse=True)
-    if g.max(initial=0) == 0 or lab.max(initial=0) == 0:
+    from detcheck.analysis import unique_inverse
+
+    _, g, g_counts = unique_inverse(np.asarray(groups))
+    _, lab, lab_counts = unique_inverse(np.asarray(labels))
+    if g_counts.size < 2 or lab_counts.size < 2:
         return None
-    table = np.zeros((g.max() + 1, lab.max() + 1))
-    np.add.at(table, (g.ravel(), lab.ravel()), 1)
+    shape = (g_counts.size, lab_counts.size)
+    table = np.bincount(g * shape[1] + lab, minlength=shape[0] * shape[1]).reshape(shape)
+    table = table.astype(float)
     from scipy.special import chdtrc  # chi-square survival function
 
     n = table.sum()
@@ -139,16 +140,18 @@ def association_verdict(
 
 
 def time_buckets(started_at_us: np.ndarray, buckets: int = 10) -> np.ndarray:
-    """Equal-count buckets of request start time (order of the run)."""
+    """Buckets of request start time holding (about) equal numbers of calls."""
     if started_at_us.size == 0:
         return np.zeros(0, dtype=int)
-    ranks = np.argsort(np.argsort(started_at_us, kind="stable"), kind="stable")
-    return (ranks * buckets // started_at_us.size).astype(int)
+    edges = np.quantile(started_at_us, np.linspace(0, 1, buckets + 1)[1:-1])
+    return np.searchsorted(edges, started_at_us, side="right").astype(np.int32)
 
 
 def top_token_flips(top_tokens: np.ndarray) -> dict:
     """How often the generated (top-1) token differed from the most common one."""
-    codes, counts = np.unique(top_tokens, return_counts=True)
+    from detcheck.analysis import unique_inverse
+
+    codes, _, counts = unique_inverse(np.asarray(top_tokens))
     if counts.size == 0:
         return {"modal_code": None, "flips": 0, "share": 0.0}
     i = modal(counts)

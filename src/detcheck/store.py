@@ -201,16 +201,29 @@ class Run:
         table = rows_to_table(self.pending, self.meta).replace_schema_metadata(None)
         return table.select(list(columns)) if columns else table
 
-    def batches(self, columns: Sequence[str], batch_size: int = 65_536) -> Iterator[pa.RecordBatch]:
+    def num_rows(self) -> int:
+        """Rows in the run, from the Parquet footers (nothing is decoded)."""
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in self.parts) + len(self.pending)
+
+    def batches(
+        self,
+        columns: Sequence[str],
+        batch_size: int = 65_536,
+        read_dictionary: Sequence[str] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Record batches of `columns`, which may name nested fields
+        ("top_logprobs.list.element.token"); `read_dictionary` columns come back
+        dictionary-encoded as Parquet stores them (no string is materialised)."""
+        top_level = sorted({c.split(".")[0] for c in columns})
         for part in self.parts:
             try:
-                yield from pq.ParquetFile(part).iter_batches(
+                yield from pq.ParquetFile(part, read_dictionary=read_dictionary).iter_batches(
                     batch_size=batch_size, columns=list(columns)
                 )
             except (pa.ArrowInvalid, OSError) as exc:
                 raise DataError(f"{part}: cannot read ({_first_line(exc)})") from None
         if self.pending:
-            yield from self._pending_table(columns).to_batches(max_chunksize=batch_size)
+            yield from self._pending_table(top_level).to_batches(max_chunksize=batch_size)
 
 
 def read_meta_from_parquet(path: Path) -> dict:
