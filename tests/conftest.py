@@ -60,3 +60,63 @@ def target_logprobs(tops, target, label_mass=None):
     flat = flatten(tops, book)
     labels = label_prefix_codes(book, label_mass) if label_mass else None
     return target_values(flat, len(tops), book.lookup(target), labels)
+
+
+def write_run(
+    path,
+    logprobs,
+    fingerprints,
+    tokens=None,
+    started_at="2026-01-01T00:00:00+00:00",
+    model="gpt-4o-2024-08-06",
+    endpoint="https://api.openai.com/v1",
+):
+    """A stored run with the given Heads logprobs (and fingerprints, generated tokens)."""
+    import math
+
+    from detcheck.store import RunWriter
+
+    meta = {
+        "run_id": path.name,
+        "target": "Heads",
+        "label": "Heads",
+        "status": "complete",
+        "started_at": started_at,
+        "endpoint": endpoint,
+        "config": {"model": model},
+        "n_requested": len(logprobs),
+    }
+    writer = RunWriter(path, meta, rows_per_part=len(logprobs) + 1)
+    for i, (lp, fp) in enumerate(zip(logprobs, fingerprints)):
+        token = tokens[i] if tokens is not None else "Heads"
+        t_lp = math.log1p(-math.exp(lp)) if lp < 0 else -30.0
+        top = [{"token": "Heads", "logprob": float(lp)}, {"token": "T", "logprob": t_lp}]
+        if token == "T":
+            top.reverse()
+        writer.append(
+            {
+                "run_id": path.name,
+                "seq": i,
+                "call": i,
+                "attempt": 1,
+                "ok": True,
+                "system_fingerprint": fp,
+                "token": token,
+                "top_logprobs": top,
+                "started_at": 1_767_225_600_000_000 + i,
+            }
+        )
+    writer.close()
+    return path
+
+
+def reference_calls():
+    """The 10,000 published calls as (Heads logprob, fingerprint) arrays, from the recording."""
+    import numpy as np
+
+    from detcheck.store import read_run
+
+    table = read_run(RECORDING, columns=["system_fingerprint", "top_logprobs"]).table
+    lps = target_logprobs(table.column("top_logprobs"), "Heads")
+    fps = np.array(table.column("system_fingerprint").to_pylist(), dtype=object)
+    return lps, fps

@@ -279,6 +279,82 @@ def show(
     typer.echo(show_command(path, row))
 
 
+@app.command()
+@cli_errors
+def run(
+    experiment: Annotated[Path, typer.Argument(help="An experiment file (TOML).")],
+    out: Annotated[
+        Path, typer.Option(help="Runs go under OUT/model=<model>/date=<YYYY-MM-DD>/.")
+    ] = Path("runs"),
+    as_json: AsJson = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar per measurement.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Run every measurement of an experiment file; one summary line each."""
+    from detcheck.commands import run_experiment, summary_line
+
+    summaries = run_experiment(experiment, out, log=err, progress=progress)
+    if as_json:
+        typer.echo(json.dumps(summaries, indent=2))
+    for s in summaries:
+        (err if as_json else typer.echo)(summary_line(s))
+    if any("error" in s for s in summaries):
+        raise typer.Exit(3)
+
+
+@app.command()
+@cli_errors
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="Baseline runs (a run or a directory).")],
+    candidate: Annotated[Path, typer.Argument(help="Candidate runs (a run or a directory).")],
+    threshold: Annotated[float, typer.Option(help="Cluster gap in percentage points.")] = 0.01,
+    token: Token = None,
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            help="Findings that fail (exit 1), comma-separated, from: clusters, shares, modal, "
+            "fingerprints, flips, values.",
+        ),
+    ] = "clusters,shares,modal,fingerprints,flips",
+    alpha: Annotated[float, typer.Option(help="Significance level of every test.")] = 0.001,
+    markdown: Annotated[
+        Path | None, typer.Option(help="Also write the markdown report to this file.")
+    ] = None,
+    as_json: AsJson = False,
+    debug: Debug = False,
+) -> None:
+    """Compare two sets of runs; exit 0 no drift, 1 drift, 2 error."""
+    from detcheck.commands import compare_command
+
+    text, data, drifted = compare_command(
+        baseline, candidate, threshold, token, fail_on, alpha, markdown, warn
+    )
+    if as_json:
+        err(text)
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        typer.echo(text)
+    if drifted:
+        raise typer.Exit(1)
+
+
+@app.command()
+@cli_errors
+def history(
+    paths: Annotated[list[Path], typer.Argument(help="Directories of runs (or runs).")],
+    threshold: Annotated[float, typer.Option(help="Cluster gap in percentage points.")] = 0.01,
+    as_json: AsJson = False,
+    debug: Debug = False,
+) -> None:
+    """One line per run: date, endpoint, model, fingerprints, n, distinct, clusters, modal."""
+    from detcheck.history import history as history_lines
+    from detcheck.history import render
+    from detcheck.store import read_runs
+
+    lines = history_lines(read_runs(paths, warn=warn), threshold)
+    typer.echo(json.dumps(lines, indent=2) if as_json else render(lines))
+
+
 def main() -> None:
     app(prog_name="detcheck")
 

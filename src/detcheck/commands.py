@@ -39,6 +39,8 @@ class FlipOptions:
     replay: Path | None = None
     resume: Path | None = None
     progress: bool = True
+    key_env: str = "OPENAI_API_KEY"  # the environment variable that holds the key
+    partition: bool = False  # write under model=<model>/date=<YYYY-MM-DD>/ (scheduled runs)
 
 
 def resolve_config(options: FlipOptions, recorded: dict | None = None):
@@ -86,13 +88,13 @@ def _check_operational(options: FlipOptions, thresholds: Sequence[float]) -> Non
     check_thresholds(thresholds)
 
 
-def _live_endpoint(base_url: str, timeout_s: float):
+def _live_endpoint(base_url: str, timeout_s: float, key_env: str = "OPENAI_API_KEY"):
     from detcheck.request import Endpoint
 
-    key = os.environ.get("OPENAI_API_KEY")
+    key = os.environ.get(key_env)
     if not key:
         raise UsageError(
-            "OPENAI_API_KEY is not set. Export it, or try the offline demo: "
+            f"{key_env} is not set. Export it, or try the offline demo: "
             "detcheck flip --replay recordings/gpt-4o-2024-08-06-coinflip-10000"
         )
     if not base_url.startswith(("http://", "https://")):
@@ -127,7 +129,7 @@ def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
             log(f"note: the recording has {size:,} responses; replay wraps around")
     else:
         endpoint_name = options.base_url or DEFAULT_BASE_URL
-        endpoint = _live_endpoint(endpoint_name, options.timeout_s)
+        endpoint = _live_endpoint(endpoint_name, options.timeout_s, options.key_env)
     config, targets = resolve_config(options, recorded)
     policy = _policy(options)
     meta = run_meta(
@@ -143,7 +145,10 @@ def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
     for t in targets:
         log(f"{t.label!r} is measured as token {t.token!r} ({t.how})")
     log(cost_line(config, n, replay=options.replay is not None))
-    writer = open_run(options.out, meta)
+    out = options.out
+    if options.partition:
+        out = out / f"model={slug(config.model)}" / f"date={meta['started_at'][:10]}"
+    writer = open_run(out, meta)
     log(f"writing {writer.run_dir}")
     return _execute(config, endpoint, writer, n, 0, 0, 0, options, policy, thresholds, log)
 
@@ -251,7 +256,9 @@ def _resume(options: FlipOptions, thresholds: Sequence[float], log: Log):
     if meta.get("replay_of"):
         endpoint, _, _ = _replay_endpoint(Path(meta["replay_of"]), served=done)
     else:
-        endpoint = _live_endpoint(options.base_url or meta["endpoint"], options.timeout_s)
+        endpoint = _live_endpoint(
+            options.base_url or meta["endpoint"], options.timeout_s, options.key_env
+        )
     meta.setdefault("resumed", []).append({"at": utc_now().isoformat(), "successes": done})
     meta["status"] = "running"
     writer = RunWriter(run.path, meta)  # compacts what a crashed process left in journals
@@ -370,3 +377,111 @@ def show_command(path: Path, row: int) -> str:
         colalign=("left", "right", "right"),
     )
     return f"{header}\n\n{body}\n\ntotal probability covered: {total:.10f}%"
+
+
+def slug(text: str) -> str:
+    """A path-safe form of a model name (partition values, run ids)."""
+    return "".join(c if c.isalnum() or c in "-._" else "-" for c in text)[:60]
+
+
+def run_experiment(path: Path, out: Path, log: Log, progress: bool = False) -> list[dict]:
+    """Every measurement of an experiment file; one summary dict each (`error` on failure)."""
+    from detcheck.experiment import load
+
+    summaries = []
+    for m in load(path):
+        s = m.settings
+        options = FlipOptions(
+            n=s.get("n"),
+            model=s.get("model"),
+            prompt=s.get("prompt"),
+            labels=",".join(s["labels"]) if "labels" in s else None,
+            target_token=s.get("target_token"),
+            temperature=s.get("temperature"),
+            seed=s.get("seed"),
+            top_logprobs=s.get("top_logprobs"),
+            max_tokens=s.get("max_tokens"),
+            base_url=s.get("base_url"),
+            concurrency=s.get("concurrency", 16),
+            rpm=s.get("rpm"),
+            max_attempts=s.get("max_attempts", 6),
+            out=out,
+            replay=Path(s["replay"]) if "replay" in s else None,
+            progress=progress,
+            key_env=s.get("api_key_env", "OPENAI_API_KEY"),
+            partition=True,
+        )
+        thresholds = s.get("thresholds", [0.01])
+        try:
+            report, run_path, _ = flip_command(options, thresholds, log=log)
+        except DetcheckError as exc:
+            summaries.append({"name": m.name, "error": str(exc).splitlines()[0]})
+            continue
+        summaries.append({"name": m.name, "run_path": str(run_path), **summary_of(report)})
+    return summaries
+
+
+def summary_of(report: dict) -> dict:
+    modal = report.get("modal") or {}
+    return {
+        "n": report["n"],
+        "distinct": report["distinct"],
+        "clusters": len(report["clusters"]),
+        "threshold_pct": report["threshold_pct"],
+        "modal_pct": modal.get("prob_pct"),
+        "modal_share": modal.get("share"),
+        "chao1": report["unseen"]["chao1"],
+        "fingerprints": report["fingerprints"],
+        "errors": report["errors"],
+        "flips": report["top_token"]["flips"],
+    }
+
+
+def summary_line(s: dict) -> str:
+    if "error" in s:
+        return f"{s['name']}: FAILED: {s['error']}"
+    fps = ", ".join(f"{k} {v:,}" for k, v in sorted(s["fingerprints"].items()))
+    modal = f"modal {s['modal_pct']:.10f}% in {s['modal_share']:.1%}" if s["modal_pct"] else ""
+    return (
+        f"{s['name']}: {s['n']:,} responses, {s['distinct']:,} distinct, {s['clusters']} "
+        f"clusters at {s['threshold_pct']:g} pp, {modal}, Chao1 {s['chao1']:,.1f}; "
+        f"fingerprints {fps}; {s['errors']:,} failed attempts -> {s['run_path']}"
+    )
+
+
+def compare_command(baseline, candidate, threshold, token, fail_on, alpha, markdown, warn):
+    """(markdown text, JSON dict, drifted?) for two sets of runs."""
+    from detcheck.compare import FINDINGS, Distribution, compare, drift, render_markdown
+    from detcheck.report import build_report, run_target
+    from detcheck.store import read_runs
+
+    kinds = tuple(k.strip() for k in fail_on.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in FINDINGS]
+    if unknown:
+        raise UsageError(f"--fail-on: unknown finding {unknown[0]!r} (from: {', '.join(FINDINGS)})")
+    if not 0 < alpha < 1:
+        raise UsageError(f"--alpha must be between 0 and 1, got {alpha}")
+    base_runs = read_runs([baseline], warn=warn)
+    cand_runs = read_runs([candidate], warn=warn)
+    target = token or run_target(base_runs, None)[0]
+    base = build_report(base_runs, [threshold], token=target)
+    cand = build_report(cand_runs, [threshold], token=target)
+    result = compare(
+        Distribution.from_report(base), Distribution.from_report(cand), threshold, alpha
+    )
+    failing = drift(result, kinds)
+    text = render_markdown(result, kinds, (str(baseline), str(candidate)))
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        with open(summary_file, "a", encoding="utf-8") as f:
+            f.write(text + "\n")
+    if markdown:
+        Path(markdown).write_text(text, encoding="utf-8")
+    data = {
+        **result,
+        "target": target,
+        "fail_on": list(kinds),
+        "drift": bool(failing),
+        "failing_findings": failing,
+    }
+    return text, data, bool(failing)

@@ -36,9 +36,10 @@ def versions() -> dict:
 
 
 def new_run_id(model: str) -> str:
+    from detcheck.commands import slug
+
     stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
-    slug = "".join(c if c.isalnum() or c in "-._" else "-" for c in model)[:60]
-    return f"{stamp}-{slug}-{secrets.token_hex(3)}"
+    return f"{stamp}-{slug(model)}-{secrets.token_hex(3)}"
 
 
 def run_meta(

@@ -1,0 +1,244 @@
+"""Comparing two distributions (baseline and candidate): what changed, and is it beyond chance.
+
+Rare values come and go by chance (one in 10,000 seen in one sample, not the other), so single
+values never count as drift by default. What counts: a cluster whose share moved (two-sided Fisher
+exact test per cluster, Bonferroni-corrected over clusters), the cluster shares as a whole
+(chi-square test of homogeneity, sparse clusters pooled), a modal value that moved (confirmed by a
+two-proportion test), a fingerprint the baseline never saw, and top-token flips. Pure functions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from detcheck.analysis import cluster_ids, logprob_to_pct
+
+FINDINGS = ("clusters", "shares", "modal", "fingerprints", "flips", "values")
+DEFAULT_FAIL_ON = ("clusters", "shares", "modal", "fingerprints", "flips")
+DEFAULT_ALPHA = 0.001  # nightly monitoring: a false alarm costs a person's morning
+
+
+@dataclass
+class Distribution:
+    """What compare needs of a set of runs: distinct values with counts, fingerprints, flips."""
+
+    logprob: np.ndarray  # distinct values, ascending
+    count: np.ndarray
+    fingerprints: dict[str, int]
+    flips: int
+    n: int
+
+    @classmethod
+    def from_report(cls, report: dict) -> Distribution:
+        values = [v for c in report["clusters"] for v in c["values"]]
+        return cls(
+            np.array([v["logprob"] for v in values], dtype=float),
+            np.array([v["count"] for v in values], dtype=np.int64),
+            dict(report["fingerprints"]),
+            int(report["top_token"]["flips"]),
+            int(report["n"]),
+        )
+
+
+def _fisher_p(a: int, b: int, c: int, d: int) -> float:
+    from scipy.stats import fisher_exact
+
+    return float(fisher_exact([[a, b], [c, d]]).pvalue)
+
+
+def _two_proportion_p(x1: int, n1: int, x2: int, n2: int) -> float:
+    from scipy.special import ndtr
+
+    if n1 == 0 or n2 == 0:
+        return 1.0
+    p = (x1 + x2) / (n1 + n2)
+    se = math.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 1.0 if x1 / n1 == x2 / n2 else 0.0
+    z = abs(x1 / n1 - x2 / n2) / se
+    return float(2 * ndtr(-z))
+
+
+def compare(
+    base: Distribution,
+    cand: Distribution,
+    threshold_pct: float = 0.01,
+    alpha: float = DEFAULT_ALPHA,
+) -> dict:
+    findings: list[dict] = []
+    pooled = np.union1d(base.logprob, cand.logprob)
+    pooled_pct = logprob_to_pct(pooled)
+    ids = cluster_ids(pooled_pct, threshold_pct)
+    k = int(ids[-1]) + 1 if ids.size else 0
+    b_counts = _counts_on(pooled, ids, k, base)
+    c_counts = _counts_on(pooled, ids, k, cand)
+    clusters = []
+    for cid in range(k):
+        members = pooled_pct[ids == cid]
+        b, c = int(b_counts[cid]), int(c_counts[cid])
+        p = _fisher_p(b, base.n - b, c, cand.n - c) if base.n and cand.n else 1.0
+        p_adj = min(1.0, p * k)  # Bonferroni over the clusters
+        row = {
+            "min_pct": float(members[0]),
+            "max_pct": float(members[-1]),
+            "baseline": b,
+            "candidate": c,
+            "baseline_share": b / base.n if base.n else 0.0,
+            "candidate_share": c / cand.n if cand.n else 0.0,
+            "p_adjusted": p_adj,
+        }
+        clusters.append(row)
+        if p_adj < alpha:
+            what = "vanished" if c == 0 else "appeared" if b == 0 else "share moved"
+            findings.append(
+                {
+                    "kind": "clusters",
+                    "detail": f"cluster {members[0]:.6f}-{members[-1]:.6f}% {what}: "
+                    f"{row['baseline_share']:.2%} -> {row['candidate_share']:.2%} "
+                    f"(p = {p_adj:.2g}, Bonferroni over {k})",
+                    "p_value": p_adj,
+                }
+            )
+    shares = _homogeneity(b_counts, c_counts)
+    if shares and shares["p_value"] < alpha:
+        findings.append(
+            {
+                "kind": "shares",
+                "detail": "cluster shares differ as a whole "
+                f"(chi2 = {shares['chi2']:.1f}, dof {shares['dof']}, "
+                f"p = {shares['p_value']:.2g})",
+                "p_value": shares["p_value"],
+            }
+        )
+    findings += _modal(base, cand, alpha)
+    new_fps = sorted(set(cand.fingerprints) - set(base.fingerprints))
+    gone_fps = sorted(set(base.fingerprints) - set(cand.fingerprints))
+    for fp in new_fps:
+        findings.append(
+            {
+                "kind": "fingerprints",
+                "detail": f"new fingerprint {fp} on {cand.fingerprints[fp]:,} calls",
+                "p_value": None,
+            }
+        )
+    if (
+        cand.flips
+        and _two_proportion_p(base.flips, base.n, cand.flips, cand.n) < alpha
+        or (cand.flips and not base.flips)
+    ):
+        findings.append(
+            {
+                "kind": "flips",
+                "detail": f"top token changed in {cand.flips:,} of "
+                f"{cand.n:,} calls (baseline {base.flips:,} of {base.n:,})",
+                "p_value": None,
+            }
+        )
+    appeared = np.setdiff1d(cand.logprob, base.logprob)
+    vanished = np.setdiff1d(base.logprob, cand.logprob)
+    if appeared.size or vanished.size:
+        findings.append(
+            {
+                "kind": "values",
+                "detail": f"{appeared.size} value(s) only in the "
+                f"candidate, {vanished.size} only in the baseline (single values come "
+                "and go by chance)",
+                "p_value": None,
+            }
+        )
+    return {
+        "baseline_n": base.n,
+        "candidate_n": cand.n,
+        "threshold_pct": threshold_pct,
+        "alpha": alpha,
+        "clusters": clusters,
+        "shares_test": shares,
+        "new_fingerprints": new_fps,
+        "vanished_fingerprints": gone_fps,
+        "values_only_in_candidate": [float(x) for x in logprob_to_pct(appeared)],
+        "values_only_in_baseline": [float(x) for x in logprob_to_pct(vanished)],
+        "findings": findings,
+    }
+
+
+def _counts_on(pooled: np.ndarray, ids: np.ndarray, k: int, d: Distribution) -> np.ndarray:
+    where = np.searchsorted(pooled, d.logprob)
+    return np.bincount(ids[where], weights=d.count, minlength=k).astype(np.int64)
+
+
+def _homogeneity(b: np.ndarray, c: np.ndarray) -> dict | None:
+    """Chi-square test that both samples share cluster proportions; clusters expected to hold
+    fewer than 5 calls in either sample are pooled into one bin first."""
+    from scipy.special import chdtrc
+
+    nb, nc = b.sum(), c.sum()
+    if nb == 0 or nc == 0:
+        return None
+    total = b + c
+    small = (total * min(nb, nc) / (nb + nc)) < 5
+    bins_b = np.append(b[~small], b[small].sum())
+    bins_c = np.append(c[~small], c[small].sum())
+    keep = (bins_b + bins_c) > 0
+    table = np.vstack([bins_b[keep], bins_c[keep]]).astype(float)
+    if table.shape[1] < 2:
+        return None
+    expected = table.sum(1, keepdims=True) @ table.sum(0, keepdims=True) / table.sum()
+    chi2 = float(((table - expected) ** 2 / expected).sum())
+    dof = table.shape[1] - 1
+    return {"chi2": chi2, "dof": dof, "p_value": float(chdtrc(dof, chi2))}
+
+
+def _modal(base: Distribution, cand: Distribution, alpha: float) -> list[dict]:
+    if not base.count.size or not cand.count.size:
+        return []
+    b_modal = base.logprob[int(np.argmax(base.count))]
+    c_modal = cand.logprob[int(np.argmax(cand.count))]
+    if b_modal == c_modal:
+        return []
+    # confirmed only if the baseline's modal value lost share beyond chance
+    b_in_cand = int(cand.count[cand.logprob == b_modal].sum())
+    p = _two_proportion_p(int(base.count.max()), base.n, b_in_cand, cand.n)
+    if p >= alpha:
+        return []
+    return [
+        {
+            "kind": "modal",
+            "detail": f"modal value moved from {logprob_to_pct(b_modal):.10f}% "
+            f"to {logprob_to_pct(c_modal):.10f}% (p = {p:.2g})",
+            "p_value": p,
+        }
+    ]
+
+
+def drift(result: dict, fail_on: tuple[str, ...]) -> list[dict]:
+    return [f for f in result["findings"] if f["kind"] in fail_on]
+
+
+def render_markdown(result: dict, fail_on: tuple[str, ...], names: tuple[str, str]) -> str:
+    failing = drift(result, fail_on)
+    verdict = "**drift**" if failing else "no drift"
+    lines = [
+        f"### detcheck compare: {verdict}",
+        "",
+        f"baseline `{names[0]}` ({result['baseline_n']:,} calls) vs candidate `{names[1]}` "
+        f"({result['candidate_n']:,} calls); clusters at {result['threshold_pct']:g} pp, "
+        f"alpha {result['alpha']:g}; failing on: {', '.join(fail_on)}",
+        "",
+    ]
+    if result["findings"]:
+        lines += ["| finding | fails | detail |", "|---|---|---|"]
+        for f in result["findings"]:
+            fails = "yes" if f["kind"] in fail_on else "no"
+            lines.append(f"| {f['kind']} | {fails} | {f['detail']} |")
+        lines.append("")
+    lines += ["| cluster (%) | baseline | candidate | p (adjusted) |", "|---|---|---|---|"]
+    for c in result["clusters"]:
+        lines.append(
+            f"| {c['min_pct']:.6f}-{c['max_pct']:.6f} | {c['baseline_share']:.2%} "
+            f"({c['baseline']:,}) | {c['candidate_share']:.2%} ({c['candidate']:,}) | "
+            f"{c['p_adjusted']:.2g} |"
+        )
+    return "\n".join(lines) + "\n"

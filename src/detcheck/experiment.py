@@ -1,0 +1,134 @@
+"""Experiment files: one or more measurements declared in TOML, run by `detcheck run`.
+
+    [defaults]                      # optional; every key a measurement may set
+    n = 1000
+    thresholds = [0.01, 0.001]
+
+    [[measurement]]
+    name = "openai-gpt4o"
+    base_url = "https://api.openai.com/v1"
+    api_key_env = "OPENAI_API_KEY"  # the environment variable holding the key (never the key)
+    model = "gpt-4o-2024-08-06"
+
+Errors name the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from detcheck.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+# field -> (types accepted, description for errors)
+FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "name": ((str,), "a name"),
+    "base_url": ((str,), "a URL"),
+    "api_key_env": ((str,), "an environment variable name"),
+    "replay": ((str,), "a path to a stored run"),
+    "model": ((str,), "a model name"),
+    "prompt": ((str,), "text"),
+    "labels": ((list,), "a list of strings"),
+    "target_token": ((str,), "a token"),
+    "temperature": ((int, float), "a number"),
+    "seed": ((int,), "an integer"),
+    "top_logprobs": ((int,), "an integer 0-20"),
+    "max_tokens": ((int,), "an integer"),
+    "n": ((int,), "an integer >= 1"),
+    "thresholds": ((list,), "a list of numbers"),
+    "concurrency": ((int,), "an integer >= 1"),
+    "rpm": ((int, float), "a number"),
+    "max_attempts": ((int,), "an integer >= 1"),
+}
+
+
+@dataclass
+class Measurement:
+    name: str
+    settings: dict = field(default_factory=dict)
+    line: int = 0
+
+
+def _line_of(text: str, key: str, section: str | None, index: int) -> int:
+    """1-based line of `key =` inside the index-th [[section]] (or [defaults]), best effort."""
+    lines = text.splitlines()
+    header = re.compile(
+        r"^\s*\[\[\s*measurement\s*\]\]" if section == "measurement" else r"^\s*\[\s*defaults\s*\]"
+    )
+    starts = [i for i, line in enumerate(lines) if header.match(line)]
+    if not starts or index >= len(starts):
+        return 1
+    start = starts[index]
+    for i in range(start + 1, len(lines)):
+        if re.match(r"^\s*\[", lines[i]):
+            break
+        if re.match(rf"^\s*{re.escape(key)}\s*=", lines[i]):
+            return i + 1
+    return start + 1
+
+
+def load(path: Path) -> list[Measurement]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+
+    def fail(message: str, key: str, section: str | None, index: int = 0):
+        raise UsageError(f"{path}:{_line_of(text, key, section, index)}: {message}")
+
+    unknown_top = set(data) - {"defaults", "measurement"}
+    if unknown_top:
+        key = sorted(unknown_top)[0]
+        line = next((i + 1 for i, s in enumerate(text.splitlines()) if key in s), 1)
+        raise UsageError(
+            f"{path}:{line}: unknown section or key {key!r} "
+            "(expected [defaults] and [[measurement]])"
+        )
+    defaults = data.get("defaults", {})
+    measurements = data.get("measurement", [])
+    if not isinstance(measurements, list) or not measurements:
+        raise UsageError(f"{path}: no [[measurement]] declared")
+    _check_fields(defaults, lambda m, k: fail(m, k, "defaults"))
+    out, names = [], set()
+    for i, m in enumerate(measurements):
+        _check_fields(m, lambda msg, k, i=i: fail(msg, k, "measurement", i))
+        settings = {**defaults, **m}
+        name = settings.get("name") or settings.get("model") or f"measurement-{i + 1}"
+        if name in names:
+            fail(
+                f"field 'name': {name!r} is used twice; names must differ", "name", "measurement", i
+            )
+        names.add(name)
+        if "base_url" not in settings and "replay" not in settings:
+            fail("needs 'base_url' (or 'replay')", "name", "measurement", i)
+        out.append(Measurement(name, settings, _line_of(text, "name", "measurement", i)))
+    return out
+
+
+def _check_fields(table: dict, fail) -> None:
+    for key, value in table.items():
+        if key not in FIELDS:
+            fail(f"unknown field {key!r} (known: {', '.join(sorted(FIELDS))})", key)
+        types, what = FIELDS[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            fail(f"field {key!r} must be {what}, got {value!r}", key)
+        if key == "labels" and not all(isinstance(v, str) for v in value):
+            fail("field 'labels' must be a list of strings", key)
+        if key == "thresholds" and not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value
+        ):
+            fail("field 'thresholds' must be a list of numbers >= 0", key)
+        if key in ("n", "concurrency", "max_attempts") and value < 1:
+            fail(f"field {key!r} must be at least 1, got {value}", key)
