@@ -166,7 +166,13 @@ def flip(
     ] = 0.5,
     max_backoff_s: Annotated[float, typer.Option(help="Longest wait between retries.")] = 30.0,
     timeout: Annotated[float, typer.Option(help="Seconds before one request times out.")] = 60.0,
-    out: Annotated[Path, typer.Option(help="Directory the run is written under.")] = Path("runs"),
+    out: Annotated[
+        str,
+        typer.Option(
+            help="Directory the run is written under, or an object-store URI "
+            "(s3://bucket/prefix, gs://...; pyarrow.fs options as a query string).",
+        ),
+    ] = "runs",
     replay: Annotated[
         Path | None,
         typer.Option(
@@ -221,7 +227,8 @@ def flip(
 @cli_errors
 def analyze(
     paths: Annotated[
-        list[Path], typer.Argument(help="Runs, run directories, or directories of runs.")
+        list[str],
+        typer.Argument(help="Runs, run directories, directories of runs, or s3:// / gs:// URIs."),
     ],
     threshold: Thresholds = None,
     token: Token = None,
@@ -245,7 +252,8 @@ def analyze(
 @cli_errors
 def plot(
     paths: Annotated[
-        list[Path], typer.Argument(help="Runs, run directories, or directories of runs.")
+        list[str],
+        typer.Argument(help="Runs, run directories, directories of runs, or s3:// / gs:// URIs."),
     ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Image to write (.png, .svg, .pdf).")
@@ -284,8 +292,11 @@ def show(
 def run(
     experiment: Annotated[Path, typer.Argument(help="An experiment file (TOML).")],
     out: Annotated[
-        Path, typer.Option(help="Runs go under OUT/model=<model>/date=<YYYY-MM-DD>/.")
-    ] = Path("runs"),
+        str,
+        typer.Option(
+            help="Runs go under OUT/model=<model>/date=<YYYY-MM-DD>/ (a directory or URI)."
+        ),
+    ] = "runs",
     as_json: AsJson = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar per measurement.")] = False,
     debug: Debug = False,
@@ -305,8 +316,8 @@ def run(
 @app.command()
 @cli_errors
 def compare(
-    baseline: Annotated[Path, typer.Argument(help="Baseline runs (a run or a directory).")],
-    candidate: Annotated[Path, typer.Argument(help="Candidate runs (a run or a directory).")],
+    baseline: Annotated[str, typer.Argument(help="Baseline runs (a run, directory or URI).")],
+    candidate: Annotated[str, typer.Argument(help="Candidate runs (a run, directory or URI).")],
     threshold: Annotated[float, typer.Option(help="Cluster gap in percentage points.")] = 0.01,
     token: Token = None,
     fail_on: Annotated[
@@ -341,7 +352,9 @@ def compare(
 @app.command()
 @cli_errors
 def history(
-    paths: Annotated[list[Path], typer.Argument(help="Directories of runs (or runs).")],
+    paths: Annotated[
+        list[str], typer.Argument(help="Directories of runs (or runs, or s3:// / gs:// URIs).")
+    ],
     threshold: Annotated[float, typer.Option(help="Cluster gap in percentage points.")] = 0.01,
     as_json: AsJson = False,
     debug: Debug = False,

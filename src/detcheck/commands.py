@@ -35,7 +35,7 @@ class FlipOptions:
     backoff_s: float = 0.5
     max_backoff_s: float = 30.0
     timeout_s: float = 60.0
-    out: Path = Path("runs")
+    out: str | Path = "runs"  # a directory, or an object-store URI (s3://bucket/prefix)
     replay: Path | None = None
     resume: Path | None = None
     progress: bool = True
@@ -145,10 +145,12 @@ def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
     for t in targets:
         log(f"{t.label!r} is measured as token {t.token!r} ({t.how})")
     log(cost_line(config, n, replay=options.replay is not None))
-    out = options.out
+    out = str(options.out)
     if options.partition:
-        out = out / f"model={slug(config.model)}" / f"date={meta['started_at'][:10]}"
-    writer = open_run(out, meta)
+        base, _, query = out.partition("?")
+        out = f"{base.rstrip('/')}/model={slug(config.model)}/date={meta['started_at'][:10]}"
+        out += f"?{query}" if query else ""
+    writer = open_run(out, meta, log)
     log(f"writing {writer.run_dir}")
     return _execute(config, endpoint, writer, n, 0, 0, 0, options, policy, thresholds, log)
 
@@ -212,7 +214,11 @@ def _execute(
     if outcome.interrupted:
         log(_resume_hint(writer.run_dir, done + outcome.successes, n))
     run = read_run(writer.run_dir)
-    return build_report([run], thresholds), writer.run_dir, outcome
+    where = writer.run_dir
+    if writer.mirror is not None:
+        fs, remote = writer.mirror
+        where = f"{str(options.out).split('://', 1)[0]}://{remote}"
+    return build_report([run], thresholds), where, outcome
 
 
 def _resume_hint(run_dir: Path, successes: int, n: int) -> str:
@@ -384,7 +390,7 @@ def slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-._" else "-" for c in text)[:60]
 
 
-def run_experiment(path: Path, out: Path, log: Log, progress: bool = False) -> list[dict]:
+def run_experiment(path: Path, out: str | Path, log: Log, progress: bool = False) -> list[dict]:
     """Every measurement of an experiment file; one summary dict each (`error` on failure)."""
     from detcheck.experiment import load
 

@@ -76,8 +76,22 @@ def run_meta(
     }
 
 
-def open_run(out_dir: Path, meta: dict) -> RunWriter:
-    return RunWriter(Path(out_dir) / meta["run_id"], meta)
+def open_run(out, meta: dict, log=None) -> RunWriter:
+    """A writer for a new run under `out`: a local directory, or an object-store URI (the run is
+    staged in a local directory and each finished file uploaded)."""
+    from detcheck.store import display_uri, is_uri, open_uri
+
+    if not is_uri(out):
+        return RunWriter(Path(out) / meta["run_id"], meta)
+    import tempfile
+
+    base, _, query = str(out).partition("?")
+    fs, remote = open_uri(str(out))
+    remote = f"{remote.rstrip('/')}/{meta['run_id']}"
+    staging = Path(tempfile.gettempdir()) / "detcheck-staging" / meta["run_id"]
+    if log:
+        log(f"staging in {staging}; uploading each finished part to {display_uri(base)}")
+    return RunWriter(staging, meta, mirror=(fs, remote))
 
 
 def replay_source(path: Path) -> tuple[list[bytes], dict]:

@@ -9,6 +9,10 @@ A run is a directory:
 A journal becomes `part-NNNNN.parquet` (written to a temp name, then renamed) and is deleted
 afterwards; a journal whose part exists is a leftover and ignored, so no row is ever read twice.
 Files starting with `_` or `.` are invisible to pyarrow.dataset / duckdb globs on `*.parquet`.
+
+Object stores (s3://, gs://, through pyarrow.fs) cannot append, so a run bound for one is written
+locally first (journals and all) and each finished part and run.json is uploaded as it is made;
+readers take the same URIs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from detcheck.errors import DataError
@@ -47,6 +52,26 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def is_uri(location) -> bool:
+    """An object-store location (s3://, gs://, ...) rather than a local path."""
+    text = str(location)
+    return "://" in text and not text.startswith("file://")
+
+
+def open_uri(uri: str) -> tuple[pafs.FileSystem, str]:
+    """A filesystem and path for a URI; query parameters configure it, e.g.
+    s3://bucket/runs?endpoint_override=127.0.0.1:9000&scheme=http."""
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowInvalid, OSError, ValueError) as exc:
+        raise DataError(f"{display_uri(uri)}: cannot open ({_first_line(exc)})") from None
+
+
+def display_uri(uri: str) -> str:
+    """The URI without its query string (which may carry credentials or endpoints)."""
+    return str(uri).split("?", 1)[0]
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -67,9 +92,16 @@ class RunWriter:
     """Appends attempt rows to a run directory; every row is on disk as soon as `append` returns."""
 
     def __init__(
-        self, run_dir: Path, meta: dict, rows_per_part: int = 10_000, flush_every_s: float = 60.0
+        self,
+        run_dir: Path,
+        meta: dict,
+        rows_per_part: int = 10_000,
+        flush_every_s: float = 60.0,
+        mirror: tuple[pafs.FileSystem, str] | None = None,
     ):
+        """`mirror`: an object-store directory that receives each finished part and run.json."""
         self.run_dir = Path(run_dir)
+        self.mirror = mirror
         self.meta = meta
         self.rows_per_part = rows_per_part
         self.flush_every_s = flush_every_s
@@ -83,6 +115,20 @@ class RunWriter:
 
     def write_meta(self) -> None:
         _write_atomic(self.run_dir / RUN_JSON, json.dumps(self.meta, indent=2).encode())
+        self._upload(self.run_dir / RUN_JSON)
+
+    def _upload(self, path: Path) -> None:
+        if self.mirror is None:
+            return
+        fs, directory = self.mirror
+        try:
+            with fs.open_output_stream(f"{directory}/{path.name}") as out:
+                out.write(path.read_bytes())
+        except OSError as exc:
+            raise DataError(
+                f"upload of {path.name} failed ({_first_line(exc)}); the run is "
+                f"kept in {self.run_dir}"
+            ) from None
 
     def append(self, row: dict) -> None:
         self._journal.write(json.dumps(row, separators=(",", ":")) + "\n")
@@ -102,6 +148,7 @@ class RunWriter:
         if not self._buffer:
             return
         _write_part(self.run_dir, self._part, rows_to_table(self._buffer, self.meta))
+        self._upload(self.run_dir / _part_name(self._part))
         self._journal.close()
         (self.run_dir / _journal_name(self._part)).unlink(missing_ok=True)
         self._buffer = []
@@ -171,13 +218,15 @@ class Run:
 
     def __init__(
         self,
-        path: Path,
+        path,
         meta: dict,
-        parts: list[Path],
+        parts: list,
         pending: list[dict],
         columns: Sequence[str] | None,
+        fs: pafs.FileSystem | None = None,
     ):
-        self.path = path
+        self.path = path  # a Path, or the display URI of a run in an object store
+        self.fs = fs  # None for local runs
         self.meta = meta
         self.parts = parts
         self.pending = pending
@@ -187,7 +236,7 @@ class Run:
     @property
     def table(self) -> pa.Table:
         if self._table is None:
-            tables = [_read_parquet(p, self.columns) for p in self.parts]
+            tables = [_read_parquet(p, self.columns, self.fs) for p in self.parts]
             if self.pending:
                 tables.append(self._pending_table(self.columns))
             self._table = (
@@ -203,7 +252,9 @@ class Run:
 
     def num_rows(self) -> int:
         """Rows in the run, from the Parquet footers (nothing is decoded)."""
-        return sum(pq.ParquetFile(p).metadata.num_rows for p in self.parts) + len(self.pending)
+        return sum(_parquet_file(p, self.fs).metadata.num_rows for p in self.parts) + len(
+            self.pending
+        )
 
     def batches(
         self,
@@ -217,7 +268,7 @@ class Run:
         top_level = sorted({c.split(".")[0] for c in columns})
         for part in self.parts:
             try:
-                yield from pq.ParquetFile(part, read_dictionary=read_dictionary).iter_batches(
+                yield from _parquet_file(part, self.fs, read_dictionary).iter_batches(
                     batch_size=batch_size, columns=list(columns)
                 )
             except (pa.ArrowInvalid, OSError) as exc:
@@ -226,9 +277,14 @@ class Run:
             yield from self._pending_table(top_level).to_batches(max_chunksize=batch_size)
 
 
-def read_meta_from_parquet(path: Path) -> dict:
+def _parquet_file(path, fs: pafs.FileSystem | None = None, read_dictionary=None):
+    source = fs.open_input_file(path) if fs is not None else path
+    return pq.ParquetFile(source, read_dictionary=read_dictionary)
+
+
+def read_meta_from_parquet(path, fs: pafs.FileSystem | None = None) -> dict:
     try:
-        schema = pq.read_schema(path)
+        schema = _parquet_file(path, fs).schema_arrow
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
     md = schema.metadata or {}
@@ -248,9 +304,9 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _read_parquet(path: Path, columns: Sequence[str] | None) -> pa.Table:
+def _read_parquet(path, columns: Sequence[str] | None, fs=None) -> pa.Table:
     try:
-        table = pq.read_table(path, columns=list(columns) if columns else None)
+        table = pq.read_table(path, columns=list(columns) if columns else None, filesystem=fs)
     except (pa.ArrowInvalid, OSError, KeyError) as exc:
         raise DataError(f"{path}: cannot read ({_first_line(exc)})") from None
     return table.replace_schema_metadata(None)
@@ -303,11 +359,59 @@ def find_runs(path: Path) -> list[Path]:
     return found + loose
 
 
+def _find_remote(fs: pafs.FileSystem, base: str) -> list[str]:
+    info = fs.get_file_info(base)
+    if info.type == pafs.FileType.NotFound:
+        raise DataError(f"{base}: no such object or prefix")
+    if info.type == pafs.FileType.File:
+        return [base]
+    files = [
+        i.path
+        for i in fs.get_file_info(pafs.FileSelector(base, recursive=True))
+        if i.type == pafs.FileType.File
+    ]
+    dirs = sorted({f.rsplit("/", 1)[0] for f in files if f.endswith("/" + RUN_JSON)})
+    loose = sorted(
+        f
+        for f in files
+        if f.endswith(".parquet")
+        and not f.rsplit("/", 1)[-1].startswith((".", "_"))
+        and not any(f.startswith(d + "/") for d in dirs)
+    )
+    if not dirs and not loose:
+        raise DataError(f"{base}: no detcheck runs under this prefix")
+    return dirs + loose
+
+
+def _read_remote_run(
+    fs: pafs.FileSystem, path: str, scheme: str, columns: Sequence[str] | None
+) -> Run:
+    shown = f"{scheme}://{path}"
+    if path.endswith(".parquet"):
+        return Run(shown, read_meta_from_parquet(path, fs), [path], [], columns, fs)
+    try:
+        with fs.open_input_stream(f"{path}/{RUN_JSON}") as f:
+            meta = json.loads(f.read())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{shown}/{RUN_JSON}: not readable ({_first_line(exc)})") from None
+    parts = sorted(
+        i.path
+        for i in fs.get_file_info(pafs.FileSelector(path))
+        if i.base_name.startswith("part-") and i.base_name.endswith(".parquet")
+    )
+    for part in parts:
+        read_meta_from_parquet(part, fs)
+    return Run(shown, meta, parts, [], columns, fs)
+
+
 def read_runs(paths: Iterable[Path], columns: Sequence[str] | None = None, warn=None) -> list[Run]:
     """Every run under `paths`. Inside a directory a bad run is skipped with a warning; a bad
     path named directly is an error."""
     runs = []
     for given in paths:
+        if is_uri(given):
+            runs += _read_remote_runs(str(given), columns, warn)
+            continue
         candidates = find_runs(Path(given))
         for candidate in candidates:
             try:
@@ -319,4 +423,20 @@ def read_runs(paths: Iterable[Path], columns: Sequence[str] | None = None, warn=
                     warn(f"skipped {exc}")
     if not runs:
         raise DataError("no readable detcheck runs in " + ", ".join(str(p) for p in paths))
+    return runs
+
+
+def _read_remote_runs(uri: str, columns, warn) -> list[Run]:
+    fs, base = open_uri(uri)
+    scheme = uri.split("://", 1)[0]
+    candidates = _find_remote(fs, base)
+    runs = []
+    for candidate in candidates:
+        try:
+            runs.append(_read_remote_run(fs, candidate, scheme, columns))
+        except DataError as exc:
+            if candidate == base:
+                raise
+            if warn:
+                warn(f"skipped {exc}")
     return runs
