@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECORDING = ROOT / "recordings" / "gpt-4o-2024-08-06-coinflip-10000"
 SOURCE = ROOT / "recordings" / "source"
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "interop"))
 
 
 def _loopback_only(address) -> bool:

@@ -151,6 +151,14 @@ def flip(
             show_default="https://api.openai.com/v1",
         ),
     ] = None,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            help="'chat' (/v1/chat/completions) or 'completions' (the legacy /v1/completions, "
+            "for base models).",
+            show_default="chat",
+        ),
+    ] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 16,
     rpm: Annotated[float | None, typer.Option(help="Cap on requests per minute.")] = None,
     max_attempts: Annotated[
@@ -206,6 +214,7 @@ def flip(
         top_logprobs=top_logprobs,
         max_tokens=max_tokens,
         base_url=base_url,
+        api=api,
         concurrency=concurrency,
         rpm=rpm,
         max_attempts=max_attempts,
@@ -366,6 +375,113 @@ def history(
 
     lines = history_lines(read_runs(paths, warn=warn), threshold)
     typer.echo(json.dumps(lines, indent=2) if as_json else render(lines))
+
+
+@app.command()
+@cli_errors
+def probe(
+    model: Annotated[
+        str | None, typer.Option(help="Model name.", show_default="gpt-4o-2024-08-06")
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="OPENAI_BASE_URL",
+            help="OpenAI-compatible endpoint.",
+            show_default="https://api.openai.com/v1",
+        ),
+    ] = None,
+    as_json: AsJson = False,
+    debug: Debug = False,
+) -> None:
+    """Find out what an endpoint honours (top_logprobs, fingerprint, seed, temperature, legacy
+    completions) with a handful of requests."""
+    from detcheck.commands import probe_command
+
+    result = probe_command(model, base_url)
+    from detcheck.probe import render
+
+    if as_json:
+        err(render(result))
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(render(result))
+
+
+@app.command()
+@cli_errors
+def sweep(
+    concurrency: Annotated[
+        str, typer.Option(help="Comma-separated concurrency levels, one run each.")
+    ] = "1,8,64",
+    n: Annotated[int, typer.Option("--n", help="Successful responses per level.")] = 500,
+    model: Annotated[
+        str | None, typer.Option(help="Model name.", show_default="gpt-4o-2024-08-06")
+    ] = None,
+    prompt: Annotated[str | None, typer.Option(help="The user message.")] = None,
+    target_token: Annotated[
+        str | None, typer.Option(help="The token the first label arrives as.")
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="OPENAI_BASE_URL",
+            help="OpenAI-compatible endpoint.",
+            show_default="https://api.openai.com/v1",
+        ),
+    ] = None,
+    api: Annotated[
+        str | None, typer.Option(help="'chat' or 'completions'.", show_default="chat")
+    ] = None,
+    replay: Annotated[Path | None, typer.Option(help="Replay a stored run instead.")] = None,
+    out: Annotated[str, typer.Option(help="Directory (or URI) the runs go under.")] = "runs",
+    threshold: Thresholds = None,
+    as_json: AsJson = False,
+    debug: Debug = False,
+) -> None:
+    """The same measurement at several concurrency levels: a batch-variance probe for servers
+    you run yourself (vLLM, SGLang, llama.cpp)."""
+    from tabulate import tabulate
+
+    from detcheck.commands import FlipOptions, sweep_command
+
+    try:
+        levels = [int(x) for x in concurrency.split(",") if x.strip()]
+    except ValueError:
+        raise DetcheckError(
+            f"--concurrency takes integers like 1,8,64, got {concurrency!r}"
+        ) from None
+    options = FlipOptions(
+        n=n,
+        model=model,
+        prompt=prompt,
+        target_token=target_token,
+        base_url=base_url,
+        api=api,
+        replay=replay,
+        out=out,
+        progress=False,
+    )
+    rows = sweep_command(options, levels, threshold or [0.01], log=err)
+    table = tabulate(
+        [
+            [
+                r["concurrency"],
+                f"{r['n']:,}",
+                r["distinct"],
+                r["clusters"],
+                f"{r['modal_share']:.1%}" if r["modal_share"] is not None else "",
+                r["run_path"],
+            ]
+            for r in rows
+        ],
+        headers=["concurrency", "n", "distinct", "clusters", "modal share", "run"],
+    )
+    if as_json:
+        err(table)
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        typer.echo(table)
 
 
 def main() -> None:

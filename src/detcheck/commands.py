@@ -29,6 +29,7 @@ class FlipOptions:
     top_logprobs: int | None = None
     max_tokens: int | None = None
     base_url: str | None = None
+    api: str | None = None  # "chat" or "completions"; None: chat, or the recorded run's
     concurrency: int = 16
     rpm: float | None = None
     max_attempts: int = 6
@@ -40,6 +41,7 @@ class FlipOptions:
     resume: Path | None = None
     progress: bool = True
     key_env: str = "OPENAI_API_KEY"  # the environment variable that holds the key
+    tags: dict | None = None  # stored in run.json (e.g. a sweep's concurrency level)
     partition: bool = False  # write under model=<model>/date=<YYYY-MM-DD>/ (scheduled runs)
 
 
@@ -55,6 +57,7 @@ def resolve_config(options: FlipOptions, recorded: dict | None = None):
         "seed": options.seed,
         "top_logprobs": options.top_logprobs,
         "max_tokens": options.max_tokens,
+        "api": options.api,
     }
     config = replace(base, **{k: v for k, v in given.items() if v is not None})
     if options.labels is not None:
@@ -115,6 +118,7 @@ def _replay_endpoint(path: Path, served: int = 0):
 def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
     """Run a measurement (or continue one); return (report, run path, outcome)."""
     from detcheck.measure import open_run, run_meta
+    from detcheck.tokens import UNRESOLVED
 
     _check_operational(options, thresholds)
     if options.resume is not None:
@@ -141,9 +145,16 @@ def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
         rpm=options.rpm,
         policy=policy,
         replay_of=str(options.replay) if options.replay is not None else None,
+        tags=options.tags,
     )
     for t in targets:
-        log(f"{t.label!r} is measured as token {t.token!r} ({t.how})")
+        if UNRESOLVED in t.how:
+            log(
+                f"{t.label!r}: tiktoken does not know {config.model!r}; the token will be "
+                "matched against what the endpoint returns (or give --target-token)"
+            )
+        else:
+            log(f"{t.label!r} is measured as token {t.token!r} ({t.how})")
     log(cost_line(config, n, replay=options.replay is not None))
     out = str(options.out)
     if options.partition:
@@ -213,6 +224,7 @@ def _execute(
         )
     if outcome.interrupted:
         log(_resume_hint(writer.run_dir, done + outcome.successes, n))
+    _match_targets_to_tokens(writer, log)
     run = read_run(writer.run_dir)
     where = writer.run_dir
     if writer.mirror is not None:
@@ -491,3 +503,71 @@ def compare_command(baseline, candidate, threshold, token, fail_on, alpha, markd
         "failing_findings": failing,
     }
     return text, data, bool(failing)
+
+
+def _match_targets_to_tokens(writer, log: Log) -> None:
+    """For models tiktoken does not know, pick each label's token from what the endpoint
+    actually returned (the most common top tokens), say which and why, and store the choice."""
+    from collections import Counter
+
+    from detcheck.store import read_run
+    from detcheck.tokens import UNRESOLVED, match_label
+
+    meta = writer.meta
+    unresolved = [label for label, how in meta["target_how"].items() if UNRESOLVED in how]
+    if not unresolved:
+        return
+    run = read_run(writer.run_dir)
+    seen: Counter = Counter()
+    for batch in run.batches(["ok", "top_logprobs"], batch_size=1000):
+        for ok, top in zip(
+            batch.column("ok").to_pylist(), batch.column("top_logprobs").to_pylist()
+        ):
+            if ok and top:
+                seen.update(e["token"] for e in top if e["token"] is not None)
+        break  # the first thousand responses are enough to see the vocabulary
+    ranked = [t for t, _ in seen.most_common()]
+    for label in unresolved:
+        found = match_label(label, ranked)
+        if found is None:
+            log(
+                f"warning: no returned token matches {label!r}; analyse another with --token "
+                f"(most common: {', '.join(repr(t) for t in ranked[:8])})"
+            )
+            continue
+        token, how = found
+        meta["targets"][label] = token
+        meta["target_how"][label] = how
+        if label == meta["label"]:
+            meta["target"] = token
+        log(f"{label!r} is measured as token {token!r} ({how})")
+    writer.write_meta()
+
+
+def probe_command(model: str | None, base_url: str | None) -> dict:
+    from detcheck.probe import probe
+
+    url = base_url or DEFAULT_BASE_URL
+    endpoint = _live_endpoint(url, 60.0)
+    config = FlipConfig(model=model) if model else FlipConfig()
+    return probe(config, url, endpoint.api_key)
+
+
+def sweep_command(options: FlipOptions, levels: Sequence[int], thresholds, log: Log) -> list[dict]:
+    """The same measurement at several concurrency levels, one run each, tagged with its level."""
+    from dataclasses import replace as with_
+
+    from detcheck.measure import new_run_id
+
+    if not levels or any(c < 1 for c in levels):
+        raise UsageError("--concurrency takes levels >= 1, e.g. 1,8,64")
+    sweep_id = new_run_id("sweep")
+    rows = []
+    for level in levels:
+        log(f"--- concurrency {level}")
+        tags = {"sweep_id": sweep_id, "sweep_concurrency": level}
+        report, run_path, _ = flip_command(
+            with_(options, concurrency=level, tags=tags), thresholds, log
+        )
+        rows.append({"concurrency": level, "run_path": str(run_path), **summary_of(report)})
+    return rows

@@ -12,6 +12,7 @@ DEFAULT_MODEL = "gpt-4o-2024-08-06"
 DEFAULT_PROMPT = "Flip a coin. Return Heads or Tails only."
 DEFAULT_LABELS = ("Heads", "Tails")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+APIS = {"chat": "/chat/completions", "completions": "/completions"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class FlipConfig:
     max_tokens: int = 1
     # the token each label arrives as (resolved with tiktoken, or given)
     targets: dict[str, str] = field(default_factory=dict)
+    api: str = "chat"  # "chat" (/v1/chat/completions) or "completions" (legacy /v1/completions)
 
     def validate(self) -> None:
         if not self.labels:
@@ -37,9 +39,27 @@ class FlipConfig:
             raise UsageError(f"--max-tokens must be at least 1, got {self.max_tokens}")
         if self.temperature < 0:
             raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
+        if self.api not in APIS:
+            raise UsageError(f"--api must be one of {', '.join(APIS)}, got {self.api!r}")
+
+    @property
+    def path(self) -> str:
+        return APIS[self.api]
 
     def request_body(self) -> dict:
-        """The keyword arguments for `chat.completions.create`, identical for every call."""
+        """The JSON body of every call (identical for all of them)."""
+        if self.api == "completions":
+            # the legacy shape: the prompt is sent as is, `logprobs` is the number of top tokens
+            body = {
+                "model": self.model,
+                "prompt": self.prompt,
+                "temperature": self.temperature,
+                "logprobs": self.top_logprobs,
+                "max_tokens": self.max_tokens,
+            }
+            if self.seed is not None:
+                body["seed"] = self.seed
+            return body
         body = {
             "model": self.model,
             "messages": [{"role": "user", "content": self.prompt}],

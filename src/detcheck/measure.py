@@ -52,8 +52,10 @@ def run_meta(
     rpm: float | None,
     policy: RetryPolicy,
     replay_of: str | None = None,
+    tags: dict | None = None,
 ) -> dict:
     return {
+        "tags": tags or {},
         "schema_version": SCHEMA_VERSION,
         "run_id": new_run_id(config.model),
         "status": "running",
@@ -67,7 +69,7 @@ def run_meta(
         "targets": {t.label: t.token for t in targets},
         "target_how": {t.label: t.how for t in targets},
         "endpoint": strip_credentials(endpoint) if "://" in endpoint else endpoint,
-        "api": "chat",
+        "api": config.api,
         "replay_of": replay_of,
         "concurrency": concurrency,
         "rpm": rpm,

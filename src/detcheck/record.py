@@ -130,6 +130,46 @@ def parse_chat_body(body: bytes | str) -> Parsed:
     )
 
 
+def parse_completions_body(body: bytes | str) -> Parsed:
+    """The legacy /v1/completions shape: `logprobs.top_logprobs` is a list of {token: logprob}
+    dicts (one per generated token), `tokens` / `token_logprobs` the generated ones."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MalformedResponse("malformed_body", f"response body is not JSON: {exc}") from None
+    choices = data.get("choices") if isinstance(data, Mapping) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+        raise MalformedResponse("malformed_body", "response has no choices")
+    logprobs = choices[0].get("logprobs")
+    tokens = logprobs.get("tokens") if isinstance(logprobs, Mapping) else None
+    if not isinstance(tokens, list) or not tokens:
+        raise MalformedResponse("no_logprobs", "response carries no logprobs")
+    token_lps = logprobs.get("token_logprobs") or [None]
+    tops = logprobs.get("top_logprobs") or [None]
+    first_top = tops[0] if isinstance(tops, list) and isinstance(tops[0], Mapping) else {}
+    entries = [
+        {"token": _str_or_none(t), "logprob": _float_or_none(lp), "bytes": None}
+        for t, lp in first_top.items()
+        if isinstance(t, str)
+    ]
+    entries.sort(key=lambda e: -(e["logprob"] if e["logprob"] is not None else -math.inf))
+    usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
+    return Parsed(
+        response_id=_str_or_none(data.get("id")),
+        model=_str_or_none(data.get("model")),
+        system_fingerprint=_str_or_none(data.get("system_fingerprint")),
+        token=_str_or_none(tokens[0]),
+        logprob=_float_or_none(token_lps[0] if isinstance(token_lps, list) else None),
+        top_logprobs=entries,
+        prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
+        completion_tokens=_int_or_none(usage.get("completion_tokens")),
+        cached_tokens=None,
+    )
+
+
+PARSERS = {"chat": parse_chat_body, "completions": parse_completions_body}
+
+
 def redact(text: str | None, secrets: Sequence[str]) -> str | None:
     """Remove every secret (the API key) from text bound for disk, even if an endpoint echoed it."""
     if text is None:

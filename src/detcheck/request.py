@@ -28,12 +28,12 @@ from detcheck.config import FlipConfig
 from detcheck.errors import EndpointError, Interrupted
 from detcheck.record import (
     MAX_ERROR_BODY_CHARS,
+    PARSERS,
     MalformedResponse,
     allowed_headers,
     body_text,
     error_code_from_body,
     error_message_from_body,
-    parse_chat_body,
     redact,
     redact_row,
     success_fields,
@@ -354,6 +354,12 @@ class Flip:
         self.outcome.cached_tokens += row.get("cached_tokens") or 0
         self.outcome.completion_tokens += row.get("completion_tokens") or 0
         if len(row["top_logprobs"]) < self.config.top_logprobs:
+            if not self.outcome.short_top_logprobs:  # say so at once, not after N calls
+                self.on_notice(
+                    f"warning: the endpoint returned {len(row['top_logprobs'])} top logprobs, "
+                    f"not the {self.config.top_logprobs} asked for (a cap, or token texts "
+                    "that collide)"
+                )
             self.outcome.short_top_logprobs += 1
         self.on_progress(self.outcome)
 
@@ -364,7 +370,7 @@ class Flip:
             # per-call parameter transform and pydantic parse that `create` adds (0.9 ms of CPU
             # per call, half the SDK's cost); we parse the body ourselves and keep it anyway.
             response = await self.client.post(
-                "/chat/completions", body=self.body, cast_to=httpx2.Response
+                self.config.path, body=self.body, cast_to=httpx2.Response
             )
         except openai.APIStatusError as exc:
             return self._status_failure(row, exc)
@@ -384,7 +390,7 @@ class Flip:
             raw_body=body_text(body),
         )
         try:
-            parsed = parse_chat_body(body)
+            parsed = PARSERS[self.config.api](body)
         except MalformedResponse as exc:
             row.update(error_type=exc.kind, error=str(exc))
             return TransientError(exc.kind, str(exc))

@@ -105,6 +105,23 @@ def resolve_targets(
     return targets
 
 
+UNRESOLVED = "label used as is"
+
+
+def match_label(label: str, seen: list[str]) -> tuple[str, str] | None:
+    """The returned token that stands for `label`, and why: an exact match, else the label with
+    a leading space, else a match ignoring case and surrounding space. `seen` is ordered by how
+    likely the endpoint made each token (most likely first)."""
+    if label in seen:
+        return label, "exact match among the tokens the endpoint returned"
+    if " " + label in seen:
+        return " " + label, "the label with a leading space, as the endpoint returned it"
+    for token in seen:
+        if token.strip().lower() == label.strip().lower():
+            return token, f"matches the label ignoring case and spaces ({token!r})"
+    return None
+
+
 def count_prompt_tokens(model: str, prompt: str) -> int | None:
     """Prompt tokens of a one-message chat request, with OpenAI's per-message overhead."""
     enc = encoding_for_model(model)

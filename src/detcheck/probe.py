@@ -1,0 +1,125 @@
+"""`detcheck probe`: what an endpoint honours, found with a handful of requests before a run.
+
+- top_logprobs: ask for 20 and count what comes back;
+- system_fingerprint: is one sent;
+- seed: is a request with `seed` accepted;
+- temperature: are logprobs raw (the same at every temperature), scaled by temperature (gaps
+  between tokens shrink as 1/T), or special-cased at 0 (greedy: only the top token keeps mass);
+  providers differ here;
+- the legacy /v1/completions API: does it answer with logprobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx2
+import openai
+
+from detcheck.config import FlipConfig
+from detcheck.record import PARSERS, MalformedResponse, error_message_from_body
+
+TEMPERATURES = (0.0, 1.0, 2.0)
+
+
+async def _send(client: openai.AsyncOpenAI, path: str, body: dict) -> tuple[int, bytes]:
+    try:
+        response = await client.post(path, body=body, cast_to=httpx2.Response)
+        return response.status_code, response.content
+    except openai.APIStatusError as exc:
+        return exc.status_code, exc.response.content if exc.response is not None else b""
+
+
+def _gaps(top: list[dict]) -> dict[str, float]:
+    """Each token's logprob minus the top token's (the logit gaps at temperature 1)."""
+    if not top or top[0]["logprob"] is None:
+        return {}
+    first = top[0]["logprob"]
+    return {e["token"]: e["logprob"] - first for e in top[1:] if e["logprob"] is not None}
+
+
+def temperature_semantics(gaps_by_t: dict[float, dict[str, float]]) -> str:
+    g0, g1, g2 = (gaps_by_t.get(t, {}) for t in TEMPERATURES)
+    shared = [t for t in g1 if t in g2 and g1[t] < -1e-3]
+    if not shared:
+        return "unknown"
+    ratio = sum(g2[t] / g1[t] for t in shared) / len(shared)
+    if abs(ratio - 1) < 0.02:
+        semantics = "raw"  # the same logprobs whatever the temperature
+    elif abs(ratio - 0.5) < 0.05:
+        semantics = "scaled"
+    else:
+        return f"other (gaps at T=2 are {ratio:.2f}x those at T=1)"
+    if not g0 or all(g < -50 for g in g0.values()):
+        return f"{semantics}, special-cased at 0 (only the top token keeps mass)"
+    shared0 = [t for t in g1 if t in g0]
+    if semantics == "scaled" and shared0 and all(abs(g0[t] - g1[t]) < 1e-3 for t in shared0):
+        return "scaled, with temperature 0 treated as 1"
+    return semantics
+
+
+async def probe_endpoint(config: FlipConfig, base_url: str, api_key: str) -> dict:
+    out: dict = {"endpoint": base_url, "model": config.model}
+    async with openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=1) as client:
+        chat = FlipConfig(
+            **{**config.to_dict(), "labels": config.labels, "top_logprobs": 20, "api": "chat"}
+        )
+        status, body = await _send(client, "/chat/completions", chat.request_body())
+        out["status"] = status
+        if status != 200:
+            out["error"] = error_message_from_body(body) or body[:200].decode(errors="replace")
+        try:
+            parsed = PARSERS["chat"](body) if status == 200 else None
+        except MalformedResponse as exc:
+            parsed, out["error"] = None, str(exc)
+        data = json.loads(body) if status == 200 and parsed else {}
+        out["top_logprobs_requested"] = 20
+        out["top_logprobs_returned"] = len(parsed.top_logprobs) if parsed else 0
+        out["logprobs"] = parsed is not None
+        out["system_fingerprint"] = bool(data.get("system_fingerprint"))
+        out["fingerprint_value"] = data.get("system_fingerprint")
+        out["seed_accepted"] = status == 200 or "seed" not in (out.get("error") or "").lower()
+        gaps = {}
+        for t in TEMPERATURES:
+            body_t = {**chat.request_body(), "temperature": t, "top_logprobs": 5}
+            st, b = await _send(client, "/chat/completions", body_t)
+            try:
+                gaps[t] = _gaps(PARSERS["chat"](b).top_logprobs) if st == 200 else {}
+            except MalformedResponse:
+                gaps[t] = {}
+        out["temperature_semantics"] = temperature_semantics(gaps)
+        legacy = FlipConfig(
+            **{**chat.to_dict(), "labels": chat.labels, "api": "completions", "top_logprobs": 5}
+        )
+        st, b = await _send(client, "/completions", legacy.request_body())
+        try:
+            out["completions_api"] = st == 200 and bool(PARSERS["completions"](b).top_logprobs)
+        except MalformedResponse:
+            out["completions_api"] = False
+    return out
+
+
+def probe(config: FlipConfig, base_url: str, api_key: str) -> dict:
+    return asyncio.run(probe_endpoint(config, base_url, api_key))
+
+
+def render(result: dict) -> str:
+    from tabulate import tabulate
+
+    rows = [
+        [
+            "chat completions",
+            f"HTTP {result['status']}" + (f": {result['error']}" if result.get("error") else ""),
+        ],
+        ["logprobs", "yes" if result["logprobs"] else "no"],
+        [
+            "top_logprobs",
+            f"{result['top_logprobs_returned']} of {result['top_logprobs_requested']} asked for",
+        ],
+        ["system_fingerprint", result["fingerprint_value"] or "not sent"],
+        ["seed", "accepted" if result["seed_accepted"] else "refused"],
+        ["temperature", result["temperature_semantics"]],
+        ["legacy /v1/completions", "answers with logprobs" if result["completions_api"] else "no"],
+    ]
+    return tabulate(rows, tablefmt="plain")
