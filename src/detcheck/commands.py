@@ -47,7 +47,7 @@ class FlipOptions:
 
 def resolve_config(options: FlipOptions, recorded: dict | None = None):
     """Options given on the command line, else the recorded run's, else the publication's."""
-    from detcheck.tokens import resolve_targets
+    from detcheck.tokens import Target, resolve_targets
 
     base = FlipConfig.from_dict(recorded) if recorded else FlipConfig()
     given = {
@@ -63,12 +63,20 @@ def resolve_config(options: FlipOptions, recorded: dict | None = None):
     if options.labels is not None:
         config = replace(config, labels=parse_labels(options.labels))
     config.validate()
-    recorded_target = (recorded or {}).get("targets", {}).get(config.labels[0])
+    recorded_targets = (recorded or {}).get("targets", {})
+    same_model = bool(recorded) and config.model == recorded.get("model")
     if options.target_token:
         targets = resolve_targets(config.model, config.labels, options.target_token)
-    elif recorded_target and config.model == recorded.get("model"):
+    elif same_model and all(label in recorded_targets for label in config.labels):
+        # the recorded run already says which token each label arrives as: no tiktoken needed
+        how = "as the recorded run measured it"
+        targets = [Target(label, recorded_targets[label], how) for label in config.labels]
+    elif same_model and config.labels[0] in recorded_targets:
         targets = resolve_targets(
-            config.model, config.labels, recorded_target, "as the recorded run measured it"
+            config.model,
+            config.labels,
+            recorded_targets[config.labels[0]],
+            "as the recorded run measured it",
         )
     else:
         targets = resolve_targets(config.model, config.labels)

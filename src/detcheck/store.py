@@ -108,7 +108,9 @@ class RunWriter:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.write_meta()
         self._part = _recover_journals(self.run_dir, meta)
-        self._buffer: list[dict] = []
+        # The journal is the buffer: rows are not kept in memory, so memory stays flat however
+        # many calls a run makes; a flush reads the journal back into a Parquet part.
+        self._pending = 0
         self._journal = open(self.run_dir / _journal_name(self._part), "a", encoding="utf-8")
         self._last_flush = time.monotonic()
         self._last_sync = time.monotonic()
@@ -138,20 +140,22 @@ class RunWriter:
         if now - self._last_sync > 1.0:
             os.fsync(self._journal.fileno())
             self._last_sync = now
-        self._buffer.append(row)
-        if len(self._buffer) >= self.rows_per_part or now - self._last_flush > self.flush_every_s:
+        self._pending += 1
+        if self._pending >= self.rows_per_part or now - self._last_flush > self.flush_every_s:
             self.flush()
 
     def flush(self) -> None:
         """Turn the buffered rows into a Parquet part and start a new journal."""
         self._last_flush = time.monotonic()
-        if not self._buffer:
+        if not self._pending:
             return
-        _write_part(self.run_dir, self._part, rows_to_table(self._buffer, self.meta))
+        self._journal.flush()
+        journal = self.run_dir / _journal_name(self._part)
+        _write_part(self.run_dir, self._part, journal_table(journal, self.meta))
         self._upload(self.run_dir / _part_name(self._part))
         self._journal.close()
-        (self.run_dir / _journal_name(self._part)).unlink(missing_ok=True)
-        self._buffer = []
+        journal.unlink(missing_ok=True)
+        self._pending = 0
         self._part += 1
         self._journal = open(self.run_dir / _journal_name(self._part), "a", encoding="utf-8")
 
@@ -172,15 +176,30 @@ def _write_part(run_dir: Path, index: int, table: pa.Table) -> None:
     os.replace(tmp, path)
 
 
-def _read_journal(path: Path) -> list[dict]:
-    rows = []
+def _iter_journal(path: Path) -> Iterator[dict]:
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
-                rows.append(json.loads(line))
+                yield json.loads(line)
             except json.JSONDecodeError:
-                break  # the line being written when the process died
-    return rows
+                return  # the line being written when the process died
+
+
+def _read_journal(path: Path) -> list[dict]:
+    return list(_iter_journal(path))
+
+
+def journal_table(path: Path, meta: dict, chunk_rows: int = 1000) -> pa.Table:
+    """A journal as an Arrow table, converted a chunk at a time (bounded memory)."""
+    tables, rows = [], []
+    for row in _iter_journal(path):
+        rows.append(row)
+        if len(rows) >= chunk_rows:
+            tables.append(rows_to_table(rows, meta))
+            rows = []
+    if rows or not tables:
+        tables.append(rows_to_table(rows, meta))
+    return pa.concat_tables(tables)
 
 
 def _orphan_journals(run_dir: Path) -> list[tuple[int, Path]]:
@@ -196,9 +215,9 @@ def _orphan_journals(run_dir: Path) -> list[tuple[int, Path]]:
 def _recover_journals(run_dir: Path, meta: dict) -> int:
     """Compact what a crashed process left in journals; return the next free part index."""
     for index, path in _orphan_journals(run_dir):
-        rows = _read_journal(path)
-        if rows:
-            _write_part(run_dir, index, rows_to_table(rows, meta))
+        table = journal_table(path, meta)
+        if table.num_rows:
+            _write_part(run_dir, index, table)
         path.unlink()
     for path in run_dir.glob("_journal-*.jsonl"):
         path.unlink()
