@@ -26,20 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from detcheck.config import FlipConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 DETCHECK = [PY, "-m", "detcheck.cli"]
 RESULTS = ROOT / "bench" / "results"
 RECORDING = ROOT / "recordings" / "gpt-4o-2024-08-06-coinflip-10000"
-BODY = {
-    "model": "gpt-4o-2024-08-06",
-    "messages": [{"role": "user", "content": "Flip a coin. Return Heads or Tails only."}],
-    "temperature": 0.0,
-    "logprobs": True,
-    "top_logprobs": 20,
-    "max_tokens": 1,
-    "seed": 42,
-}
+BODY = FlipConfig().request_body()  # the publication's request, as detcheck sends it
 
 
 def free_port() -> int:

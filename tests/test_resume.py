@@ -18,9 +18,25 @@ def flip(*args):
 def test_resume_refuses_different_parameters(recording, tmp_path):
     assert flip("--n", 20, "--replay", recording, "--out", tmp_path).exit_code == 0
     (run_dir,) = tmp_path.iterdir()
-    result = flip("--resume", run_dir, "--n", 30, "--seed", 7, "--prompt", "Roll a die.")
+    result = flip(
+        "--resume",
+        run_dir,
+        "--n",
+        30,
+        "--seed",
+        7,
+        "--prompt",
+        "Roll a die.",
+        "--api",
+        "completions",
+    )
     assert result.exit_code == 2
-    for name in ("--n 30 (stored 20)", "--seed 7 (stored 42)", "--prompt 'Roll a die.'"):
+    for name in (
+        "--n 30 (stored 20)",
+        "--seed 7 (stored 42)",
+        "--prompt 'Roll a die.'",
+        "--api 'completions' (stored 'chat')",
+    ):
         assert name in result.stderr
 
 

@@ -52,6 +52,15 @@ Space = Annotated[
         "nats: for rare tokens, where percentage-point gaps say nothing).",
     ),
 ]
+Model = Annotated[str | None, typer.Option(help="Model name.", show_default="gpt-4o-2024-08-06")]
+BaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        envvar="OPENAI_BASE_URL",
+        help="OpenAI-compatible endpoint. The key is read from OPENAI_API_KEY only.",
+        show_default="https://api.openai.com/v1",
+    ),
+]
 Token = Annotated[
     str | None,
     typer.Option("--token", help="Analyse this token instead of the one the run measured."),
@@ -111,9 +120,7 @@ def flip(
         int | None,
         typer.Option("--n", help="Successful responses to collect.", show_default="1000"),
     ] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model name.", show_default="gpt-4o-2024-08-06")
-    ] = None,
+    model: Model = None,
     prompt: Annotated[
         str | None,
         typer.Option(
@@ -143,14 +150,7 @@ def flip(
         int | None, typer.Option(help="Top tokens per response, 0-20.", show_default="20")
     ] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Output tokens.", show_default="1")] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="OPENAI_BASE_URL",
-            help="OpenAI-compatible endpoint. The key is read from OPENAI_API_KEY only.",
-            show_default="https://api.openai.com/v1",
-        ),
-    ] = None,
+    base_url: BaseUrl = None,
     api: Annotated[
         str | None,
         typer.Option(
@@ -380,17 +380,8 @@ def history(
 @app.command()
 @cli_errors
 def probe(
-    model: Annotated[
-        str | None, typer.Option(help="Model name.", show_default="gpt-4o-2024-08-06")
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="OPENAI_BASE_URL",
-            help="OpenAI-compatible endpoint.",
-            show_default="https://api.openai.com/v1",
-        ),
-    ] = None,
+    model: Model = None,
+    base_url: BaseUrl = None,
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
@@ -415,21 +406,12 @@ def sweep(
         str, typer.Option(help="Comma-separated concurrency levels, one run each.")
     ] = "1,8,64",
     n: Annotated[int, typer.Option("--n", help="Successful responses per level.")] = 500,
-    model: Annotated[
-        str | None, typer.Option(help="Model name.", show_default="gpt-4o-2024-08-06")
-    ] = None,
+    model: Model = None,
     prompt: Annotated[str | None, typer.Option(help="The user message.")] = None,
     target_token: Annotated[
         str | None, typer.Option(help="The token the first label arrives as.")
     ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="OPENAI_BASE_URL",
-            help="OpenAI-compatible endpoint.",
-            show_default="https://api.openai.com/v1",
-        ),
-    ] = None,
+    base_url: BaseUrl = None,
     api: Annotated[
         str | None, typer.Option(help="'chat' or 'completions'.", show_default="chat")
     ] = None,

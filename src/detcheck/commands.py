@@ -45,11 +45,8 @@ class FlipOptions:
     partition: bool = False  # write under model=<model>/date=<YYYY-MM-DD>/ (scheduled runs)
 
 
-def resolve_config(options: FlipOptions, recorded: dict | None = None):
-    """Options given on the command line, else the recorded run's, else the publication's."""
-    from detcheck.tokens import Target, resolve_targets
-
-    base = FlipConfig.from_dict(recorded) if recorded else FlipConfig()
+def given_parameters(options: FlipOptions) -> dict:
+    """The request parameters given on the command line (those left unset are absent)."""
     given = {
         "model": options.model,
         "prompt": options.prompt,
@@ -59,7 +56,15 @@ def resolve_config(options: FlipOptions, recorded: dict | None = None):
         "max_tokens": options.max_tokens,
         "api": options.api,
     }
-    config = replace(base, **{k: v for k, v in given.items() if v is not None})
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def resolve_config(options: FlipOptions, recorded: dict | None = None):
+    """Options given on the command line, else the recorded run's, else the publication's."""
+    from detcheck.tokens import Target, resolve_targets
+
+    base = FlipConfig.from_dict(recorded) if recorded else FlipConfig()
+    config = replace(base, **given_parameters(options))
     if options.labels is not None:
         config = replace(config, labels=parse_labels(options.labels))
     config.validate()
@@ -308,17 +313,9 @@ def _resume(options: FlipOptions, thresholds: Sequence[float], log: Log):
 def _differences(options: FlipOptions, stored: FlipConfig, meta: dict, given_n) -> list[str]:
     from detcheck.config import strip_credentials
 
-    given = {
-        "model": options.model,
-        "prompt": options.prompt,
-        "temperature": options.temperature,
-        "seed": options.seed,
-        "top_logprobs": options.top_logprobs,
-        "max_tokens": options.max_tokens,
-    }
     out = []
-    for name, value in given.items():
-        if value is not None and value != getattr(stored, name):
+    for name, value in given_parameters(options).items():
+        if value != getattr(stored, name):
             out.append(f"--{name.replace('_', '-')} {value!r} (stored {getattr(stored, name)!r})")
     if options.labels is not None and parse_labels(options.labels) != stored.labels:
         out.append(f"--labels {options.labels!r} (stored {','.join(stored.labels)!r})")
