@@ -8,7 +8,7 @@ ms per request against a zero-latency server in another process: detcheck, a bar
 loop, raw aiohttp), latency (10,000 flips at 200 ms, concurrency 64, against the ideal), memory
 (peak RSS of a long replay run), disk (bytes per stored response, raw body included), analysis
 (time and peak RSS to analyse 10,000,000 stored responses), faults (a 10,000-call run with
-injected faults against the same run without).
+injected faults against the same run without), history (1,000 runs in a partitioned dataset).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -240,15 +239,14 @@ def bench_request(args) -> list[dict]:
 
 
 def _peak_rss_mb_of(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
-    """Wall time and peak RSS (MB) of a child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall time and peak RSS (MB) of one child process (os.wait4: that child's own rusage)."""
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env, cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak_kb <= before:
-        raise RuntimeError("peak RSS not attributable: run memory cases first in a fresh bench")
-    return wall, peak_kb / 1024
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed")
+    return wall, usage.ru_maxrss / 1024
 
 
 def bench_latency(args) -> list[dict]:
@@ -397,6 +395,40 @@ def bench_analysis(args) -> list[dict]:
     ]
 
 
+def bench_history(args) -> list[dict]:
+    """`detcheck history` over a partitioned dataset of many small runs."""
+    import pyarrow.parquet as pq
+
+    from detcheck.store import PARQUET_OPTIONS, read_run
+
+    run = read_run(RECORDING)
+    md = pq.read_schema(run.parts[0]).metadata
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        for k in range(args.history_runs):
+            start = (k * 200) % (run.table.num_rows - 200)
+            run_dir = tmp / "model=gpt-4o" / f"date=2026-01-{1 + k % 28:02d}" / f"run-{k:05d}"
+            run_dir.mkdir(parents=True)
+            meta = {**run.meta, "run_id": run_dir.name, "started_at": f"2026-01-01T{k:08d}"}
+            (run_dir / "run.json").write_text(json.dumps(meta))
+            part = run.table.slice(start, 200).replace_schema_metadata(md)
+            pq.write_table(part, run_dir / "part-00000.parquet", **PARQUET_OPTIONS)
+        wall, peak = _peak_rss_mb_of(DETCHECK + ["history", str(tmp), "--json"])
+    finally:
+        shutil.rmtree(tmp)
+    return [
+        {
+            "section": "history",
+            "case": f"history of {args.history_runs:,} runs of 200 calls",
+            "value": wall,
+            "unit": "s",
+            "vs": f"{peak:,.0f} MB peak RSS, process start included",
+            "target": "",
+            "ok": None,
+        }
+    ]
+
+
 def _timed_flip(url: str, n: int) -> tuple[float, dict]:
     out = Path(tempfile.mkdtemp())
     env = {**os.environ, "OPENAI_API_KEY": "bench"}
@@ -468,6 +500,7 @@ SECTIONS = {
     "request": bench_request,
     "latency": bench_latency,
     "faults": bench_faults,
+    "history": bench_history,
 }
 
 
@@ -487,6 +520,7 @@ def main() -> None:
     parser.add_argument("--modes", type=lambda s: s.split(","), default=list(REQUEST_MODES))
     parser.add_argument("--memory-calls", type=int, default=1_000_000)
     parser.add_argument("--analysis-rows", type=int, default=10_000_000)
+    parser.add_argument("--history-runs", type=int, default=1000)
     args = parser.parse_args()
     from tabulate import tabulate
 
