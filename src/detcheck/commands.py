@@ -227,6 +227,7 @@ def _execute(
             successes=done + o.successes,
             attempts=start_seq + o.attempts,
         )
+    endpoint.transport = None  # a replay's bodies are not needed for the report: free them
     log(usage_line(config, outcome, replay=writer.meta.get("replay_of") is not None))
     if flip.limit.lowest < options.concurrency:
         log(f"note: 429s lowered concurrency to {flip.limit.lowest} at the lowest")

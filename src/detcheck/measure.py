@@ -96,14 +96,15 @@ def open_run(out, meta: dict, log=None) -> RunWriter:
     return RunWriter(staging, meta, mirror=(fs, remote))
 
 
-def replay_source(path: Path) -> tuple[list[bytes], dict]:
-    """The successful response bodies of a stored run, in the order they were received."""
+def replay_source(path: Path):
+    """The successful response bodies of a stored run (an Arrow string array), in the order
+    they were received, and the run's metadata."""
     from detcheck.errors import DataError
     from detcheck.store import read_run
 
     run = read_run(Path(path), columns=["ok", "seq", "raw_body"])
     table = run.table.filter(run.table.column("ok")).sort_by("seq")
-    bodies = [b.encode() for b in table.column("raw_body").to_pylist() if b]
-    if not bodies:
+    bodies = table.column("raw_body").drop_null().combine_chunks()
+    if not len(bodies):
         raise DataError(f"{path}: no successful responses with a stored body to replay")
     return bodies, run.meta
