@@ -22,6 +22,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -403,7 +404,7 @@ def _find_remote(fs: pafs.FileSystem, base: str) -> list[str]:
 
 
 def _read_remote_run(
-    fs: pafs.FileSystem, path: str, scheme: str, columns: Sequence[str] | None
+    fs: pafs.FileSystem, path: str, scheme: str, columns: Sequence[str] | None = None
 ) -> Run:
     shown = f"{scheme}://{path}"
     if path.endswith(".parquet"):
@@ -424,38 +425,26 @@ def _read_remote_run(
 
 
 def read_runs(paths: Iterable[Path], columns: Sequence[str] | None = None, warn=None) -> list[Run]:
-    """Every run under `paths`. Inside a directory a bad run is skipped with a warning; a bad
-    path named directly is an error."""
+    """Every run under `paths` (directories or object-store URIs). Inside a directory a bad run
+    is skipped with a warning; a bad run named directly is an error."""
     runs = []
     for given in paths:
         if is_uri(given):
-            runs += _read_remote_runs(str(given), columns, warn)
-            continue
-        candidates = find_runs(Path(given))
+            fs, named = open_uri(str(given))
+            candidates = _find_remote(fs, named)
+            load = partial(_read_remote_run, fs, scheme=str(given).split("://", 1)[0])
+        else:
+            named = Path(given)
+            candidates = find_runs(named)
+            load = read_run
         for candidate in candidates:
             try:
-                runs.append(read_run(candidate, columns))
+                runs.append(load(candidate, columns=columns))
             except DataError as exc:
-                if len(candidates) == 1 and Path(given) == candidate:
+                if candidate == named:
                     raise
                 if warn:
                     warn(f"skipped {exc}")
     if not runs:
         raise DataError("no readable detcheck runs in " + ", ".join(str(p) for p in paths))
-    return runs
-
-
-def _read_remote_runs(uri: str, columns, warn) -> list[Run]:
-    fs, base = open_uri(uri)
-    scheme = uri.split("://", 1)[0]
-    candidates = _find_remote(fs, base)
-    runs = []
-    for candidate in candidates:
-        try:
-            runs.append(_read_remote_run(fs, candidate, scheme, columns))
-        except DataError as exc:
-            if candidate == base:
-                raise
-            if warn:
-                warn(f"skipped {exc}")
     return runs
