@@ -130,7 +130,7 @@ def _replay_endpoint(path: Path, served: int = 0):
 
 def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
     """Run a measurement (or continue one); return (report, run path, outcome)."""
-    from detcheck.measure import open_run, run_meta
+    from detcheck.measure import open_run, partitioned, run_meta
     from detcheck.tokens import UNRESOLVED
 
     _check_operational(options, thresholds)
@@ -171,9 +171,7 @@ def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
     log(cost_line(config, n, replay=options.replay is not None))
     out = str(options.out)
     if options.partition:
-        base, _, query = out.partition("?")
-        out = f"{base.rstrip('/')}/model={slug(config.model)}/date={meta['started_at'][:10]}"
-        out += f"?{query}" if query else ""
+        out = partitioned(out, config.model, meta["started_at"][:10])
     writer = open_run(out, meta, log)
     log(f"writing {writer.run_dir}")
     return _execute(config, endpoint, writer, n, 0, 0, 0, options, policy, thresholds, log)
@@ -401,11 +399,6 @@ def show_command(path: Path, row: int) -> str:
         colalign=("left", "right", "right"),
     )
     return f"{header}\n\n{body}\n\ntotal probability covered: {total:.10f}%"
-
-
-def slug(text: str) -> str:
-    """A path-safe form of a model name (partition values, run ids)."""
-    return "".join(c if c.isalnum() or c in "-._" else "-" for c in text)[:60]
 
 
 def run_experiment(path: Path, out: str | Path, log: Log, progress: bool = False) -> list[dict]:

@@ -1,8 +1,5 @@
-"""One measurement end to end: build the run's metadata, open the writer, send, close.
-
-The CLI calls `start_run` + `run_flip`; `measure` reads the result back from disk, so what is
-reported is exactly what was stored.
-"""
+"""Where a run goes and what it says about itself: run ids, partitioned locations, run
+metadata, the writer, and the bodies a replay serves."""
 
 from __future__ import annotations
 
@@ -35,9 +32,19 @@ def versions() -> dict:
     }
 
 
-def new_run_id(model: str) -> str:
-    from detcheck.commands import slug
+def slug(text: str) -> str:
+    """A path-safe form of a model name (partition values, run ids)."""
+    return "".join(c if c.isalnum() or c in "-._" else "-" for c in text)[:60]
 
+
+def partitioned(out: str, model: str, date: str) -> str:
+    """OUT/model=<model>/date=<date>, keeping an object-store URI's query string last."""
+    base, _, query = str(out).partition("?")
+    path = f"{base.rstrip('/')}/model={slug(model)}/date={date}"
+    return f"{path}?{query}" if query else path
+
+
+def new_run_id(model: str) -> str:
     stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{slug(model)}-{secrets.token_hex(3)}"
 
