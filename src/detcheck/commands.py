@@ -240,7 +240,7 @@ def _execute(
     run = read_run(writer.run_dir)
     where = writer.run_dir
     if writer.mirror is not None:
-        fs, remote = writer.mirror
+        _, remote = writer.mirror
         where = f"{str(options.out).split('://', 1)[0]}://{remote}"
     return build_report([run], thresholds), where, outcome
 
@@ -265,9 +265,8 @@ def _resume(options: FlipOptions, thresholds: Sequence[float], log: Log):
         raise UsageError("--resume takes no --replay: a replayed run resumes its own replay")
     meta = run.meta
     stored = FlipConfig.from_dict(meta["config"])
-    given_n = options.n
     n = meta["n_requested"]
-    differ = _differences(options, stored, meta, given_n)
+    differ = _differences(options, stored, meta)
     if differ:
         raise UsageError(
             "--resume continues a run with its own parameters; these differ: " + "; ".join(differ)
@@ -309,7 +308,7 @@ def _resume(options: FlipOptions, thresholds: Sequence[float], log: Log):
     )
 
 
-def _differences(options: FlipOptions, stored: FlipConfig, meta: dict, given_n) -> list[str]:
+def _differences(options: FlipOptions, stored: FlipConfig, meta: dict) -> list[str]:
     from detcheck.config import strip_credentials
 
     out = []
@@ -320,8 +319,8 @@ def _differences(options: FlipOptions, stored: FlipConfig, meta: dict, given_n) 
         out.append(f"--labels {options.labels!r} (stored {','.join(stored.labels)!r})")
     if options.target_token is not None and options.target_token != meta.get("target"):
         out.append(f"--target-token {options.target_token!r} (stored {meta.get('target')!r})")
-    if given_n is not None and given_n != meta["n_requested"]:
-        out.append(f"--n {given_n} (stored {meta['n_requested']})")
+    if options.n is not None and options.n != meta["n_requested"]:
+        out.append(f"--n {options.n} (stored {meta['n_requested']})")
     if options.base_url and strip_credentials(options.base_url) != meta["endpoint"]:
         out.append(f"--base-url {strip_credentials(options.base_url)} (stored {meta['endpoint']})")
     return out

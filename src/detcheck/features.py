@@ -75,7 +75,6 @@ ARRAYS = {  # name -> dtype of the per-response arrays
     "top_token": np.int32,
     "top1_logprob": np.float32,
     "top2_logprob": np.float32,
-    "top_k": np.int16,
     "vector_hash": np.uint64,
     "started_at_us": np.int64,
     "in_flight": np.int32,
@@ -212,7 +211,6 @@ def extract(
         f.put("top_token", f.tokens.encode(good.column("token"), null_name=""))
         f.put("top1_logprob", _element(flat, 0))
         f.put("top2_logprob", _element(flat, 1))
-        f.put("top_k", np.diff(flat.starts))
         hashes = vector_hashes(flat, n)
         f.put("vector_hash", hashes)
         _keep_new_vectors(f, flat, hashes)

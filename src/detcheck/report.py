@@ -23,8 +23,6 @@ from detcheck.errors import DataError, UsageError
 from detcheck.features import FEATURE_COLUMNS, READ_AS_DICTIONARY, extract
 from detcheck.store import Run
 
-# Analysis reads only these columns: never the raw bodies.
-ANALYSIS_COLUMNS = FEATURE_COLUMNS
 SPACES = ("pct", "logprob")
 
 
@@ -69,7 +67,7 @@ def build_report(
     batches = (
         b
         for r in runs
-        for b in r.batches(ANALYSIS_COLUMNS, batch_size, read_dictionary=READ_AS_DICTIONARY)
+        for b in r.batches(FEATURE_COLUMNS, batch_size, read_dictionary=READ_AS_DICTIONARY)
     )
     f = extract(batches, target, capacity, label_mass=label if label_mass else None)
     a = f.arrays()
