@@ -93,11 +93,17 @@ def test_top_token_flips_and_risk():
 def test_spread_in_float32_steps():
     modal = -0.04
     step = abs(float(np.spacing(np.float32(modal))))
-    lp = np.array([modal, modal + 3 * step, modal + 10 * step])
-    s = stats.spread(lp, modal)
+    values = np.array([modal, modal + 3 * step, modal + 10 * step])
+    counts = np.array([5, 1, 2])
+    s = stats.spread(values, counts, modal)
     assert s["range_float32_steps"] == pytest.approx(10)
     assert s["min_gap_float32_steps"] == pytest.approx(3)
     assert s["min_pct"] == pytest.approx(math.exp(modal) * 100)
+    # from counts, the same spread as over every response
+    every = np.repeat(values, counts)
+    assert s["std_logprob"] == pytest.approx(every.std(), rel=1e-9)
+    assert s["std_pct"] == pytest.approx((np.exp(every) * 100).std(), rel=1e-9)
+    assert s["range_pct"] == pytest.approx(np.ptp(np.exp(every) * 100))
 
 
 def published_top20():

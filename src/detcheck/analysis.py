@@ -46,8 +46,9 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     encoded = pa.array(values).dictionary_encode()
     found = encoded.dictionary.to_numpy(zero_copy_only=False)
     order = np.argsort(found, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
+    small = np.int32 if order.size < 2**31 else np.int64  # inverse: 4 bytes per response, not 8
+    rank = np.empty(order.size, dtype=small)
+    rank[order] = np.arange(order.size, dtype=small)
     inverse = rank[encoded.indices.to_numpy(zero_copy_only=False)]
     return found[order], inverse, np.bincount(inverse, minlength=order.size)
 

@@ -139,8 +139,8 @@ def target_values(
     if label_codes is None:
         idx = np.flatnonzero(flat.codes == target_code)
         rows = idx // flat.k if flat.k else flat.rows[idx]
-        rows, first = np.unique(rows, return_index=True)  # the first match in each list
-        out[rows] = flat.logprobs[idx[first]]
+        first = np.flatnonzero(np.diff(rows, prepend=-1))  # rows ascend: each list's first match
+        out[rows[first]] = flat.logprobs[idx[first]]
         return out
     idx = np.flatnonzero(np.isin(flat.codes, label_codes) & np.isfinite(flat.logprobs))
     rows = flat.rows[idx]
@@ -158,24 +158,38 @@ def label_prefix_codes(tokens: Codebook, label: str) -> np.ndarray:
     )
 
 
-def vector_hashes(flat: Flat, n: int) -> np.ndarray:
-    """A 64-bit hash of each response's whole top-k list (tokens, exact logprob bits, order)."""
-    out = np.zeros(n, dtype=np.uint64)
-    if flat.codes.size == 0:
-        return out
-    bits = np.nan_to_num(flat.logprobs, nan=-1e308).view(np.uint64)
+def _weights(positions: np.ndarray, prime: np.uint64) -> np.ndarray:
+    """An odd 64-bit multiplier per list position (odd: no difference is multiplied to 0)."""
     with np.errstate(over="ignore"):
-        mixed = (bits * _P1) ^ (flat.codes.astype(np.uint64) * _P2)  # -1 wraps: still distinct
-        mixed ^= mixed >> np.uint64(29)
-        if flat.k:  # every list k long: weigh each position by its own odd constant
-            weights = (np.arange(1, flat.k + 1, dtype=np.uint64) * _P2) | np.uint64(1)
-            return (mixed.reshape(n, flat.k) * weights).sum(axis=1, dtype=np.uint64)
-        position = (np.arange(flat.codes.size) - flat.starts[flat.rows]).astype(np.uint64)
-        mixed *= ((position + np.uint64(1)) * _P2) | np.uint64(1)
-    lengths = np.diff(flat.starts)
-    nonempty = np.flatnonzero(lengths)
-    out[nonempty] = np.add.reduceat(mixed, flat.starts[nonempty])  # wraps modulo 2^64
-    return out
+        return ((positions.astype(np.uint64) + np.uint64(1)) * prime) | np.uint64(1)
+
+
+def vector_hashes(flat: Flat, n: int) -> np.ndarray:
+    """A 64-bit hash of each response's whole top-k list (tokens, exact logprob bits, order):
+    sum over positions of bits x w1[pos] + code x w2[pos] (mod 2^64), then mixed. A weighted
+    sum is one pass (einsum) where an elementwise mix took ten; both paths below give the same
+    hash for the same list."""
+    logprobs = flat.logprobs
+    nan = np.isnan(logprobs)
+    if nan.any():  # one bit pattern for every NaN (nulls arrive as NaN)
+        logprobs = np.where(nan, np.nan, logprobs)
+    bits = np.ascontiguousarray(logprobs).view(np.uint64)
+    codes = flat.codes.astype(np.uint64)  # -1 wraps: still distinct
+    with np.errstate(over="ignore"):
+        if flat.k:  # every list k long (the usual case)
+            at = np.arange(flat.k)
+            h = np.einsum("ij,j->i", bits.reshape(n, flat.k), _weights(at, _P1))
+            h += np.einsum("ij,j->i", codes.reshape(n, flat.k), _weights(at, _P2))
+        else:
+            h = np.zeros(n, dtype=np.uint64)
+            if codes.size:
+                position = np.arange(codes.size) - flat.starts[flat.rows]
+                mixed = bits * _weights(position, _P1) + codes * _weights(position, _P2)
+                nonempty = np.flatnonzero(np.diff(flat.starts))
+                h[nonempty] = np.add.reduceat(mixed, flat.starts[nonempty])
+        h ^= h >> np.uint64(29)
+        h *= _P1
+    return h
 
 
 def _element(flat: Flat, i: int) -> np.ndarray:
@@ -222,8 +236,11 @@ def extract(
 
 
 def _keep_new_vectors(f: Features, flat: Flat, hashes: np.ndarray) -> None:
-    unique, first = np.unique(hashes, return_index=True)
-    for h, row in zip(unique.tolist(), first.tolist()):
+    # Arrow numbers values in order of first appearance: a first appearance is where the
+    # running maximum of the codes grows (no sort of the batch's hashes)
+    codes = pa.array(hashes).dictionary_encode().indices.to_numpy()
+    first = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
+    for h, row in zip(hashes[first].tolist(), first.tolist()):
         if h not in f.vectors:
             lo, hi = flat.starts[row], flat.starts[row + 1]
             f.vectors[h] = [

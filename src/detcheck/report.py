@@ -21,7 +21,7 @@ from detcheck.analysis import (
 )
 from detcheck.errors import DataError, UsageError
 from detcheck.features import FEATURE_COLUMNS, READ_AS_DICTIONARY, extract
-from detcheck.store import Run
+from detcheck.store import Run, read_ahead
 
 SPACES = ("pct", "logprob")
 
@@ -64,7 +64,7 @@ def build_report(
     # Per-batch numpy temporaries (~10 MB per 8,192 rows) against per-batch overhead (~1.5 ms):
     # small batches keep a run's end-of-run report lean; beyond 2M rows, overhead dominates.
     batch_size = 8_192 if capacity <= 2_000_000 else 65_536
-    batches = (
+    batches = read_ahead(
         b
         for r in runs
         for b in r.batches(FEATURE_COLUMNS, batch_size, read_dictionary=READ_AS_DICTIONARY)
@@ -73,12 +73,17 @@ def build_report(
     a = f.arrays()
     lp_all = a["target_logprob"]
     present = np.isfinite(lp_all)
-    lp = lp_all[present]
-    fp_codes = a["fingerprint"][present].astype(int)
-    distinct, inverse = distinct_values(lp, fp_codes, f.fingerprints.names)
+    everywhere = bool(present.all())  # the usual case: views, not 10^7-element copies
+
+    def where_present(values: np.ndarray) -> np.ndarray:
+        return values if everywhere else values[present]
+
+    lp = where_present(lp_all)
+    distinct, inverse = distinct_values(lp, where_present(a["fingerprint"]), f.fingerprints.names)
     axis = distinct.prob_pct if space == "pct" else distinct.logprob
-    value_cluster = cluster_ids(axis, thresholds[0])
-    response_cluster = value_cluster[inverse] if len(distinct) else np.zeros(0, int)
+    value_cluster = cluster_ids(axis, thresholds[0]).astype(np.int32)
+    response_cluster = value_cluster[inverse] if len(distinct) else np.zeros(0, np.int32)
+    del inverse
     n = int(a["fingerprint"].size)
     report = {
         "n": n,
@@ -101,12 +106,12 @@ def build_report(
         "errors": int(sum(f.errors_by_type.values())),
         "errors_by_type": dict(sorted(f.errors_by_type.items())),
     }
-    report.update(_more(f, a, distinct, lp, present, response_cluster))
+    report.update(_more(f, a, distinct, lp, where_present, response_cluster))
     report["headline"] = headline(report)
     return report
 
 
-def _more(f, a, distinct, lp, present, response_cluster) -> dict:
+def _more(f, a, distinct, lp, where_present, response_cluster) -> dict:
     """What the publication could not say: modal share, unseen values, explanations, flips."""
     out: dict = {}
     n_present = int(lp.size)
@@ -126,12 +131,13 @@ def _more(f, a, distinct, lp, present, response_cluster) -> dict:
     out["accumulation"] = [
         {"calls": m, "distinct": d} for m, d in stats.accumulation_curve(distinct.count)
     ]
-    fp = a["fingerprint"][present]
-    out["fingerprint_association"] = stats.association(response_cluster, fp)
-    out["time_association"] = stats.association(
-        response_cluster, stats.time_buckets(a["started_at_us"][present])
+    out["fingerprint_association"] = stats.association(
+        response_cluster, where_present(a["fingerprint"])
     )
-    in_flight = a["in_flight"][present]
+    out["time_association"] = stats.association(
+        response_cluster, stats.time_buckets(where_present(a["started_at_us"]))
+    )
+    in_flight = where_present(a["in_flight"])
     out["concurrency_association"] = stats.association(
         response_cluster,
         np.minimum(in_flight, 64),  # beyond 64 in flight: one bucket
@@ -149,7 +155,7 @@ def _more(f, a, distinct, lp, present, response_cluster) -> dict:
     vectors = [f.vectors[int(h)] for h in hashes.tolist()]
     out["decomposition"] = stats.decompose(vectors, weights.tolist())
     modal_lp = out["modal"]["logprob"] if out["modal"] else None
-    out["spread"] = stats.spread(lp, modal_lp)
+    out["spread"] = stats.spread(distinct.logprob, distinct.count, modal_lp)
     return out
 
 
