@@ -106,9 +106,9 @@ def association(groups: np.ndarray, labels: np.ndarray) -> dict | None:
     if g_counts.size < 2 or lab_counts.size < 2:
         return None
     shape = (g_counts.size, lab_counts.size)
-    table = np.bincount(
-        g.astype(np.int64) * shape[1] + lab, minlength=shape[0] * shape[1]
-    ).reshape(shape)
+    table = np.bincount(g.astype(np.int64) * shape[1] + lab, minlength=shape[0] * shape[1]).reshape(
+        shape
+    )
     table = table.astype(float)
     from scipy.special import chdtrc  # chi-square survival function
 
