@@ -62,6 +62,11 @@ class Codebook:
         encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
         values = encoded.dictionary.cast(pa.string()).to_pylist()
         mapping = np.array([self.code(v) for v in values] + [-1], dtype=np.int32)
+        if encoded.null_count == 0 and (mapping[:-1] == np.arange(len(values))).all():
+            # the dictionary lists tokens in the order first coded (a Parquet row group's
+            # batches share theirs): the indices are the codes, no per-entry gather
+            codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+            return codes
         indices = encoded.indices.fill_null(len(mapping) - 1).to_numpy(zero_copy_only=False)
         codes = mapping[indices]
         if null_name is not None and (codes == -1).any():
@@ -170,9 +175,8 @@ def vector_hashes(flat: Flat, n: int) -> np.ndarray:
     sum is one pass (einsum) where an elementwise mix took ten; both paths below give the same
     hash for the same list."""
     logprobs = flat.logprobs
-    nan = np.isnan(logprobs)
-    if nan.any():  # one bit pattern for every NaN (nulls arrive as NaN)
-        logprobs = np.where(nan, np.nan, logprobs)
+    if np.isnan(logprobs.sum()):  # a NaN somewhere (nulls arrive as NaN): one bit pattern each
+        logprobs = np.where(np.isnan(logprobs), np.nan, logprobs)
     bits = np.ascontiguousarray(logprobs).view(np.uint64)
     codes = flat.codes.astype(np.uint64)  # -1 wraps: still distinct
     with np.errstate(over="ignore"):
