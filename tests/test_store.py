@@ -135,3 +135,28 @@ def test_run_json_is_valid_json_after_close(tmp_path):
     writer.close(status="complete", successes=0)
     meta = json.loads((tmp_path / "r1" / "run.json").read_text())
     assert meta["status"] == "complete"
+
+
+def test_a_part_is_written_a_row_group_at_a_time_and_reads_back_whole(tmp_path):
+    from detcheck.store import ROW_GROUP_ROWS
+
+    n = 2 * ROW_GROUP_ROWS + 123
+    writer = RunWriter(tmp_path / "r1", dict(META), rows_per_part=n)
+    for i in range(n):
+        writer.append(row(i))
+    writer.close(status="complete")
+    (part,) = (tmp_path / "r1").glob("part-*.parquet")
+    assert pq.ParquetFile(part).num_row_groups == 3
+    run = read_run(tmp_path / "r1")
+    assert run.table.column("seq").to_pylist() == list(range(n))
+    # analysis reads tokens dictionary-encoded: each row group has its own dictionary
+    batches = list(
+        run.batches(
+            ["seq", "top_logprobs.list.element.token"],
+            batch_size=4096,
+            read_dictionary=["top_logprobs.list.element.token"],
+        )
+    )
+    assert sum(b.num_rows for b in batches) == n
+    headers = run.table.column("response_headers")[n - 1].as_py()
+    assert dict(headers) == {"x-request-id": f"req_{n - 1}"}
