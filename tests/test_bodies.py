@@ -173,3 +173,27 @@ def test_huge_body():
     ).encode()
     table = store(raw)
     assert len(table.column("raw_body")[0].as_py()) > 5_000_000
+
+
+def test_only_allow_listed_response_headers_are_kept_whatever_their_case():
+    import httpx2
+
+    from detcheck.record import allowed_headers
+
+    headers = httpx2.Headers(
+        {
+            "X-Request-Id": "req_1",
+            "Set-Cookie": "session=secret",
+            "openai-organization": "org-secret",
+            "x-ratelimit-remaining-requests": "0",
+            "Content-Type": "application/json",
+        }
+    )
+    assert allowed_headers(headers) == {
+        "x-request-id": "req_1",
+        "x-ratelimit-remaining-requests": "0",
+    }
+    assert allowed_headers({"Retry-After": "2", "Authorization": "Bearer sk-x"}) == {
+        "retry-after": "2"
+    }
+    assert allowed_headers(None) is None
