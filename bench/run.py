@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from detcheck.config import FlipConfig
+from detcheck.store import ROW_GROUP_ROWS
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -333,66 +334,78 @@ def bench_memory(args) -> list[dict]:
     ]
 
 
-def make_dataset(path: Path, rows: int) -> Path:
+def make_dataset(path: Path, rows: int, part_rows: int, group_rows: int) -> Path:
     """`rows` stored responses: the recording's rows (raw body dropped: analysis never reads
-    it) repeated with fresh sequence numbers, in parts of 1,000,000 rows."""
+    it) repeated with fresh sequence numbers, in parts of `part_rows` rows and row groups of
+    `group_rows`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from detcheck.store import PARQUET_OPTIONS, read_run
 
+    part_rows = min(part_rows, rows)
     run = read_run(RECORDING)
     base = run.table.set_column(
         run.table.schema.get_field_index("raw_body"),
         "raw_body",
         pa.nulls(run.table.num_rows, pa.string()),
     )
-    run_dir = path / "run-10m"
+    run_dir = path / f"run-{rows}-{part_rows}"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run.json").write_text(json.dumps(run.meta))
-    per_part = 1_000_000
-    block = pa.concat_tables([base] * (per_part // base.num_rows))
+    block = pa.concat_tables([base] * max(1, part_rows // base.num_rows)).slice(0, part_rows)
     md = pq.read_schema(run.parts[0]).metadata
-    for k in range(rows // per_part):
-        seq = pa.array(range(k * per_part, (k + 1) * per_part), pa.int64())
+    for k in range(rows // part_rows):
+        seq = pa.array(range(k * part_rows, (k + 1) * part_rows), pa.int64())
         part = block.set_column(1, "seq", seq).replace_schema_metadata(md)
         pq.write_table(
-            part, run_dir / f"part-{k:05d}.parquet", row_group_size=131_072, **PARQUET_OPTIONS
+            part, run_dir / f"part-{k:05d}.parquet", row_group_size=group_rows, **PARQUET_OPTIONS
         )
     return run_dir
 
 
+# (part rows, row-group rows): large compacted parts; and the layout a run writes itself
+ANALYSIS_LAYOUTS = {
+    "parts of 1,000,000 rows": (1_000_000, 131_072),
+    "as detcheck writes runs (parts of 10,000, row groups of 2,000)": (10_000, ROW_GROUP_ROWS),
+}
+
+
 def bench_analysis(args) -> list[dict]:
-    tmp = Path(tempfile.mkdtemp())
-    try:
-        t0 = time.perf_counter()
-        run_dir = make_dataset(tmp, args.analysis_rows)
-        made = time.perf_counter() - t0
-        size = sum(p.stat().st_size for p in run_dir.glob("part-*"))
-        wall, peak = _peak_rss_mb_of(DETCHECK + ["analyze", str(run_dir), "--json"])
-    finally:
-        shutil.rmtree(tmp)
+    rows = []
     n = args.analysis_rows
-    return [
-        {
-            "section": "analysis",
-            "case": f"analyze {n:,} stored responses",
-            "value": wall,
-            "unit": "s",
-            "vs": f"process start included; dataset {size / 1e6:,.0f} MB, built in {made:.0f} s",
-            "target": "< 5",
-            "ok": wall < 5,
-        },
-        {
-            "section": "analysis",
-            "case": f"analyze {n:,} stored responses",
-            "value": peak,
-            "unit": "MB peak RSS",
-            "vs": "",
-            "target": "< 1,500",
-            "ok": peak < 1500,
-        },
-    ]
+    for layout, (part_rows, group_rows) in ANALYSIS_LAYOUTS.items():
+        tmp = Path(tempfile.mkdtemp())
+        try:
+            t0 = time.perf_counter()
+            run_dir = make_dataset(tmp, n, part_rows, group_rows)
+            made = time.perf_counter() - t0
+            size = sum(p.stat().st_size for p in run_dir.glob("part-*"))
+            wall, peak = _peak_rss_mb_of(DETCHECK + ["analyze", str(run_dir), "--json"])
+        finally:
+            shutil.rmtree(tmp)
+        detail = f"{layout}; process start included; {size / 1e6:,.0f} MB, built in {made:.0f} s"
+        rows += [
+            {
+                "section": "analysis",
+                "case": f"analyze {n:,} stored responses",
+                "value": wall,
+                "unit": "s",
+                "vs": detail,
+                "target": "< 5",
+                "ok": wall < 5,
+            },
+            {
+                "section": "analysis",
+                "case": f"analyze {n:,} stored responses",
+                "value": peak,
+                "unit": "MB peak RSS",
+                "vs": layout,
+                "target": "< 1,500",
+                "ok": peak < 1500,
+            },
+        ]
+    return rows
 
 
 def bench_history(args) -> list[dict]:
