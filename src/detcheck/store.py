@@ -324,9 +324,15 @@ class Run:
                 # a row group at a time: each has its own dictionaries, which Arrow cannot
                 # merge inside one nested column of a batch
                 for group in range(parquet.num_row_groups):
-                    yield from parquet.iter_batches(
-                        batch_size=batch_size, columns=list(columns), row_groups=[group]
-                    )
+                    if parquet.metadata.row_group(group).num_rows <= batch_size:
+                        # a small group (2,000 rows in a run) in one call: less overhead per
+                        # group than a batch reader over it (10M responses: ~10% faster)
+                        table = parquet.read_row_group(group, columns=list(columns))
+                        yield from table.to_batches(max_chunksize=batch_size)
+                    else:
+                        yield from parquet.iter_batches(
+                            batch_size=batch_size, columns=list(columns), row_groups=[group]
+                        )
             except (pa.ArrowInvalid, OSError) as exc:
                 raise DataError(f"{part}: cannot read ({_first_line(exc)})") from None
         if self.pending:
