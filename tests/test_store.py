@@ -160,3 +160,47 @@ def test_a_part_is_written_a_row_group_at_a_time_and_reads_back_whole(tmp_path):
     assert sum(b.num_rows for b in batches) == n
     headers = run.table.column("response_headers")[n - 1].as_py()
     assert dict(headers) == {"x-request-id": f"req_{n - 1}"}
+
+
+def test_read_ahead_keeps_order_raises_errors_and_stops_with_its_consumer():
+    import threading
+    import time
+
+    from detcheck.store import read_ahead
+
+    assert list(read_ahead(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise DataError("part-00001.parquet: cannot read")
+
+    with pytest.raises(DataError, match="cannot read"):
+        list(read_ahead(failing()))
+
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    def producer_ends() -> None:
+        deadline = time.monotonic() + 5
+        while any(t.name == "detcheck-read-ahead" for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "the read-ahead thread outlived its consumer"
+            time.sleep(0.05)
+
+    reader = read_ahead(endless(), depth=2)
+    assert [next(reader) for _ in range(3)] == [0, 1, 2]
+    reader.close()  # the consumer stops early: the producer must not go on, nor hang
+    producer_ends()
+    assert len(produced) <= 3 + 2 + 1  # taken, queued, and the one it was offering
+
+    # a source that ends while the queue is full: its end marker must not wait forever
+    reader = read_ahead(iter(range(3)), depth=2)
+    assert next(reader) == 0
+    time.sleep(0.3)  # the producer has queued 1 and 2 and is offering its end marker
+    reader.close()
+    producer_ends()
