@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from detcheck.config import FlipConfig
-from detcheck.store import ROW_GROUP_ROWS
+from detcheck.store import ROW_GROUP_ROWS, ROWS_PER_PART
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -367,7 +367,10 @@ def make_dataset(path: Path, rows: int, part_rows: int, group_rows: int) -> Path
 # (part rows, row-group rows): large compacted parts; and the layout a run writes itself
 ANALYSIS_LAYOUTS = {
     "parts of 1,000,000 rows": (1_000_000, 131_072),
-    "as detcheck writes runs (parts of 10,000, row groups of 2,000)": (10_000, ROW_GROUP_ROWS),
+    f"as detcheck writes runs (parts of {ROWS_PER_PART:,}, row groups of {ROW_GROUP_ROWS:,})": (
+        ROWS_PER_PART,
+        ROW_GROUP_ROWS,
+    ),
 }
 
 

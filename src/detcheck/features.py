@@ -65,8 +65,7 @@ class Codebook:
         if encoded.null_count == 0 and (mapping[:-1] == np.arange(len(values))).all():
             # the dictionary lists tokens in the order first coded (a Parquet row group's
             # batches share theirs): the indices are the codes, no per-entry gather
-            codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-            return codes
+            return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
         indices = encoded.indices.fill_null(len(mapping) - 1).to_numpy(zero_copy_only=False)
         codes = mapping[indices]
         if null_name is not None and (codes == -1).any():
