@@ -131,6 +131,26 @@ def test_normaliser_only_shift_is_recognised():
     assert d["responses_normaliser_only"] == 2 and d["responses_logits_moved"] == 0
 
 
+def test_decomposition_does_not_depend_on_the_order_vectors_arrive_in():
+    import itertools
+
+    # gaps that chain within the tolerance: a ~ b and b ~ c, but a and c are too far apart
+    step = 0.6 * stats.RELATIVE_TOLERANCE
+
+    def top(shift: float) -> list[tuple[str, float]]:
+        return [("Heads", -0.04), ("T", -3.29 + shift), ("Sure", -12.54)]
+
+    a, b, c = top(0.0), top(step), top(2 * step)
+    results = [
+        stats.decompose([v for v, _ in order], [w for _, w in order])
+        for order in itertools.permutations([(a, 2), (b, 5), (c, 1)])
+    ]
+    assert all(r == results[0] for r in results)
+    # the most common list is met first: both neighbours are within tolerance of it
+    assert results[0]["relative_signatures"] == 1
+    assert results[0]["responses_like_modal"] == 5
+
+
 def test_grid_step():
     assert stats.grid_step(np.array([-0.25, -3.5, -1.0])) == 0.25
     assert stats.grid_step(np.array([-1.0, -2.0])) == 1.0

@@ -255,7 +255,13 @@ def decompose(
     `vectors` are the distinct top-k lists, `weights` how many responses returned each.
     """
     full = max((len(v) for v in vectors), default=0)
-    keep = [i for i, v in enumerate(vectors) if len(v) == full and full > 0]
+    # Grouping within a tolerance depends on which vector is met first (a ~ b and b ~ c without
+    # a ~ c), so meet them in an order of their own: most common first, then by content. The
+    # order they arrive in (by hash) says nothing about the data.
+    keep = sorted(
+        (i for i, v in enumerate(vectors) if len(v) == full and full > 0),
+        key=lambda i: (-weights[i], [(t, lp) for t, lp in vectors[i]]),
+    )
     if not keep:
         return {"absolute_vectors": 0, "relative_signatures": 0, "logit_grid_step": None}
     # relative signature: tokens in order and their gaps to the top token; two signatures are
@@ -271,7 +277,7 @@ def decompose(
             for seen_tokens, seen_gaps in signatures
         ):
             signatures.append((tokens, gaps))
-    ref = max(keep, key=lambda i: weights[i])
+    ref = keep[0]  # the most common vector
     ref_map = dict(vectors[ref])
     same, normaliser_only, logits_moved = 0, 0, 0
     for i in keep:
