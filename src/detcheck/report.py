@@ -21,6 +21,7 @@ from detcheck.analysis import (
 )
 from detcheck.errors import DataError, UsageError
 from detcheck.features import FEATURE_COLUMNS, READ_AS_DICTIONARY, extract
+from detcheck.heap import keep_freed_memory
 from detcheck.store import Run, read_ahead
 
 SPACES = ("pct", "logprob")
@@ -52,6 +53,17 @@ def build_report(
     token: str | None = None,
     label_mass: bool = False,
     space: str = "pct",
+) -> dict:
+    with keep_freed_memory():
+        return _build_report(runs, thresholds, token, label_mass, space)
+
+
+def _build_report(
+    runs: Sequence[Run],
+    thresholds: Sequence[float],
+    token: str | None,
+    label_mass: bool,
+    space: str,
 ) -> dict:
     check_thresholds(thresholds)
     if space not in SPACES:
