@@ -162,45 +162,74 @@ def test_a_part_is_written_a_row_group_at_a_time_and_reads_back_whole(tmp_path):
     assert dict(headers) == {"x-request-id": f"req_{n - 1}"}
 
 
-def test_read_ahead_keeps_order_raises_errors_and_stops_with_its_consumer():
+def test_read_parallel_keeps_order_raises_errors_and_stops_with_its_consumer():
     import threading
     import time
 
-    from detcheck.store import read_ahead
+    from detcheck.store import read_parallel
 
-    assert list(read_ahead(iter(range(50)), depth=2)) == list(range(50))
+    def task(i: int):
+        def read() -> list[int]:
+            time.sleep(0.001 * (i % 3))  # later tasks sometimes finish first
+            return [2 * i, 2 * i + 1]
+
+        return read
+
+    assert list(read_parallel((task(i) for i in range(50)), workers=3)) == list(range(100))
 
     def failing():
-        yield 1
         raise DataError("part-00001.parquet: cannot read")
 
     with pytest.raises(DataError, match="cannot read"):
-        list(read_ahead(failing()))
+        list(read_parallel([task(0), failing, task(2)], workers=2))
 
-    produced = []
+    started = []
 
-    def endless():
-        i = 0
-        while True:
-            produced.append(i)
-            yield i
-            i += 1
+    def counted(i: int):
+        def read() -> list[int]:
+            started.append(i)
+            return [i]
 
-    def producer_ends() -> None:
-        deadline = time.monotonic() + 5
-        while any(t.name == "detcheck-read-ahead" for t in threading.enumerate()):
-            assert time.monotonic() < deadline, "the read-ahead thread outlived its consumer"
-            time.sleep(0.05)
+        return read
 
-    reader = read_ahead(endless(), depth=2)
+    reader = read_parallel((counted(i) for i in range(10_000)), workers=2, ahead=4)
     assert [next(reader) for _ in range(3)] == [0, 1, 2]
-    reader.close()  # the consumer stops early: the producer must not go on, nor hang
-    producer_ends()
-    assert len(produced) <= 3 + 2 + 1  # taken, queued, and the one it was offering
+    reader.close()  # the consumer stops early: queued reads are cancelled, none start after
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("detcheck-read") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "a read thread outlived its consumer"
+        time.sleep(0.05)
+    assert len(started) <= 3 + 4 + 2  # taken, queued ahead, and in the workers' hands
 
-    # a source that ends while the queue is full: its end marker must not wait forever
-    reader = read_ahead(iter(range(3)), depth=2)
-    assert next(reader) == 0
-    time.sleep(0.3)  # the producer has queued 1 and 2 and is offering its end marker
-    reader.close()
-    producer_ends()
+
+def test_small_row_groups_of_many_parts_are_read_as_one_batch(tmp_path):
+    """Runs are stored in parts of a few row groups; analysis reads them in batches that span
+    parts, each row group bringing its own token dictionary, and must see every row, in order,
+    with its own tokens."""
+    writer = RunWriter(tmp_path / "r1", dict(META), rows_per_part=7)
+    tokens = ["Heads", "Tails", " Heads", "H", "T", "heads"]
+    for i in range(40):
+        r = row(i)
+        # tokens drawn so each part's dictionary differs in content and order
+        r["top_logprobs"] = [
+            {"token": tokens[(i * 5 + j) % 6], "logprob": -0.1 * j, "bytes": [72]} for j in range(3)
+        ]
+        writer.append(r)
+    writer.close(status="complete")
+    run = read_run(tmp_path / "r1")
+    assert len(run.parts) == 6
+    columns = ["seq", "top_logprobs.list.element.token"]
+    tasks = list(run.read_tasks(columns, batch_size=16, read_dictionary=columns[1:]))
+    assert len(tasks) == 3  # 7 + 7 / 7 + 7 / 7 + 5 rows: never more than 16 in one read
+    batches = [b for read in tasks for b in read()]
+    assert [b.num_rows for b in batches] == [14, 14, 12]
+    assert pa.types.is_dictionary(batches[0].column(1).type.value_type.field("token").type)
+    got = pa.Table.from_batches(batches)
+    assert got.column("seq").to_pylist() == list(range(40))
+    tops = got.column("top_logprobs").to_pylist()
+    assert [[e["token"] for e in t] for t in tops] == [
+        [tokens[(i * 5 + j) % 6] for j in range(3)] for i in range(40)
+    ]
+    # the same through the threaded reader, and through the sequential one
+    assert pa.Table.from_batches(list(run.batches(columns, 16, columns[1:], workers=2))).equals(got)
+    assert pa.Table.from_batches(list(run.batches(columns, 16, columns[1:]))).equals(got)

@@ -11,14 +11,16 @@ import numpy as np
 from detcheck import stats
 from detcheck.analysis import count_clusters, logprob_to_pct, unique_inverse
 from detcheck.features import FEATURE_COLUMNS, READ_AS_DICTIONARY, extract
-from detcheck.store import Run
+from detcheck.store import Run, read_workers
 
 
 def run_line(run: Run, threshold_pct: float = 0.01) -> dict:
     meta = run.meta
     target = meta.get("target") or meta.get("label") or "?"
     f = extract(
-        run.batches(FEATURE_COLUMNS, read_dictionary=READ_AS_DICTIONARY), target, run.num_rows()
+        run.batches(FEATURE_COLUMNS, read_dictionary=READ_AS_DICTIONARY, workers=read_workers()),
+        target,
+        run.num_rows(),
     )
     a = f.arrays()
     lp = a["target_logprob"][np.isfinite(a["target_logprob"])]

@@ -22,7 +22,7 @@ from detcheck.analysis import (
 from detcheck.errors import DataError, UsageError
 from detcheck.features import FEATURE_COLUMNS, READ_AS_DICTIONARY, extract
 from detcheck.heap import keep_freed_memory
-from detcheck.store import Run, read_ahead
+from detcheck.store import Run, read_parallel, read_workers
 
 SPACES = ("pct", "logprob")
 
@@ -76,10 +76,13 @@ def _build_report(
     # Per-batch numpy temporaries (~10 MB per 8,192 rows) against per-batch overhead (~1.5 ms):
     # small batches keep a run's end-of-run report lean; beyond 2M rows, overhead dominates.
     batch_size = 8_192 if capacity <= 2_000_000 else 65_536
-    batches = read_ahead(
-        b
-        for r in runs
-        for b in r.batches(FEATURE_COLUMNS, batch_size, read_dictionary=READ_AS_DICTIONARY)
+    batches = read_parallel(
+        (
+            task
+            for r in runs
+            for task in r.read_tasks(FEATURE_COLUMNS, batch_size, READ_AS_DICTIONARY)
+        ),
+        read_workers(),
     )
     f = extract(batches, target, capacity, label_mass=label if label_mass else None)
     a = f.arrays()

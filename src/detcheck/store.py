@@ -21,7 +21,7 @@ import datetime as dt
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -288,6 +288,7 @@ class Run:
         self.pending = pending
         self.columns = columns
         self._table: pa.Table | None = None
+        self._footers: dict = {}
 
     @property
     def table(self) -> pa.Table:
@@ -306,99 +307,136 @@ class Run:
         table = rows_to_table(self.pending, self.meta).replace_schema_metadata(None)
         return table.select(list(columns)) if columns else table
 
+    def footer(self, part) -> pq.FileMetaData:
+        """A part's Parquet footer, parsed once per run (row counts, row groups, schema)."""
+        if part not in self._footers:
+            self._footers[part] = _footer(part, self.fs)
+        return self._footers[part]
+
     def num_rows(self) -> int:
         """Rows in the run, from the Parquet footers (nothing is decoded)."""
-        return sum(_parquet_file(p, self.fs).metadata.num_rows for p in self.parts) + len(
-            self.pending
+        return sum(self.footer(p).num_rows for p in self.parts) + len(self.pending)
+
+    def read_tasks(
+        self,
+        columns: Sequence[str],
+        batch_size: int = 65_536,
+        read_dictionary: Sequence[str] | None = None,
+    ) -> Iterator[Callable[[], list[pa.RecordBatch]]]:
+        """The run's record batches of `columns` as independent reads, in stored order, each
+        returning a list of batches: consecutive small row groups (of any parts) up to
+        `batch_size` rows joined into one batch, a large row group in batches, or the pending
+        journal rows. `columns` may name nested fields ("top_logprobs.list.element.token");
+        `read_dictionary` columns come back dictionary-encoded as Parquet stores them (no string
+        is materialised). Each read opens its own file handles, so reads may run on different
+        threads (a pyarrow ParquetFile shared between threads crashes)."""
+        read = partial(
+            self._read_groups,
+            columns=columns,
+            batch_size=batch_size,
+            read_dictionary=read_dictionary,
         )
+        pieces: list[tuple] = []
+        held = 0
+        for part in self.parts:
+            footer = self.footer(part)
+            for g in range(footer.num_row_groups):
+                rows = footer.row_group(g).num_rows
+                if pieces and held + rows > batch_size:
+                    yield partial(read, pieces)
+                    pieces, held = [], 0
+                pieces.append((part, g))
+                held += rows
+        if pieces:
+            yield partial(read, pieces)
+        if self.pending:
+            top_level = sorted({c.split(".")[0] for c in columns})
+            yield lambda: self._pending_table(top_level).to_batches(max_chunksize=batch_size)
+
+    def _read_groups(self, pieces, columns, batch_size, read_dictionary) -> list[pa.RecordBatch]:
+        opened: dict = {}
+        tables = []
+        for part, g in pieces:
+            try:
+                if part not in opened:
+                    opened[part] = _parquet_file(part, self.fs, read_dictionary, self.footer(part))
+                parquet = opened[part]
+                if parquet.metadata.row_group(g).num_rows > batch_size:  # alone in its read
+                    return list(
+                        parquet.iter_batches(
+                            batch_size, row_groups=[g], columns=list(columns), use_threads=False
+                        )
+                    )
+                tables.append(parquet.read_row_group(g, columns=list(columns), use_threads=False))
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise DataError(f"{part}: cannot read ({_first_line(exc)})") from None
+        # One batch from many row groups: Arrow merges their dictionaries, and the analysis pays
+        # its fixed cost per batch once, not per group
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
+        return table.to_batches(max_chunksize=batch_size)
 
     def batches(
         self,
         columns: Sequence[str],
         batch_size: int = 65_536,
         read_dictionary: Sequence[str] | None = None,
+        workers: int = 1,
     ) -> Iterator[pa.RecordBatch]:
-        """Record batches of `columns`, which may name nested fields
-        ("top_logprobs.list.element.token"); `read_dictionary` columns come back
-        dictionary-encoded as Parquet stores them (no string is materialised)."""
-        top_level = sorted({c.split(".")[0] for c in columns})
-        for part in self.parts:
-            try:
-                parquet = _parquet_file(part, self.fs, read_dictionary)
-                # a row group at a time: each has its own dictionaries, which Arrow cannot
-                # merge inside one nested column of a batch
-                for group in range(parquet.num_row_groups):
-                    if parquet.metadata.row_group(group).num_rows <= batch_size:
-                        # a small group (2,000 rows in a run) in one call: less fixed overhead
-                        # per group than a batch reader over it
-                        table = parquet.read_row_group(group, columns=list(columns))
-                        yield from table.to_batches(max_chunksize=batch_size)
-                    else:
-                        yield from parquet.iter_batches(
-                            batch_size=batch_size, columns=list(columns), row_groups=[group]
-                        )
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise DataError(f"{part}: cannot read ({_first_line(exc)})") from None
-        if self.pending:
-            yield from self._pending_table(top_level).to_batches(max_chunksize=batch_size)
+        """Record batches of `columns` in stored order (see `read_tasks`), read by `workers`
+        threads."""
+        tasks = self.read_tasks(columns, batch_size, read_dictionary)
+        if workers <= 1:
+            for task in tasks:
+                yield from task()
+        else:
+            yield from read_parallel(tasks, workers)
 
 
-def read_ahead(items: Iterable, depth: int = 2) -> Iterator:
-    """`items`, produced by a background thread up to `depth` ahead. Parquet decoding releases
-    the GIL, so reading the next batches overlaps the analysis of this one (2 cores: extracting
-    10M responses' features 5.3 -> 3.4 s). Errors reach the consumer; stopping early stops the
-    producer, wherever it is waiting."""
-    import queue
-    import threading
+def read_workers() -> int:
+    """Threads reading Parquet for analysis: decoding releases the GIL, so they share the cores
+    with the analysing thread."""
+    return max(1, min(4, os.cpu_count() or 1))
 
-    done = object()
-    slots: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
 
-    def offer(entry: tuple) -> bool:
-        """Queue `entry` unless the consumer has gone; False once it has."""
-        while not stop.is_set():
-            try:
-                slots.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+def read_parallel(
+    tasks: Iterable[Callable[[], list]], workers: int, ahead: int | None = None
+) -> Iterator:
+    """The items of each task's list, tasks run by `workers` threads up to `ahead` tasks ahead
+    of the consumer, in the order of `tasks`. A task's error reaches the consumer; stopping
+    early cancels the tasks not yet started."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
 
-    def produce() -> None:
-        try:
-            for item in items:
-                if not offer((item, None)):
-                    return
-            offer((done, None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            offer((done, exc))
-
-    thread = threading.Thread(target=produce, name="detcheck-read-ahead", daemon=True)
-    thread.start()
+    ahead = ahead or 2 * workers
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="detcheck-read")
+    queued: deque = deque()
     try:
-        while True:
-            item, error = slots.get()
-            if error is not None:
-                raise error
-            if item is done:
-                return
-            yield item
+        for task in tasks:
+            queued.append(pool.submit(task))
+            if len(queued) > ahead:
+                yield from queued.popleft().result()
+        while queued:
+            yield from queued.popleft().result()
     finally:
-        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _parquet_file(path, fs: pafs.FileSystem | None = None, read_dictionary=None):
+def _parquet_file(path, fs: pafs.FileSystem | None = None, read_dictionary=None, footer=None):
     source = fs.open_input_file(path) if fs is not None else path
-    return pq.ParquetFile(source, read_dictionary=read_dictionary)
+    return pq.ParquetFile(source, read_dictionary=read_dictionary, metadata=footer)
 
 
-def read_meta_from_parquet(path, fs: pafs.FileSystem | None = None) -> dict:
+def _footer(path, fs: pafs.FileSystem | None = None) -> pq.FileMetaData:
     try:
-        schema = _parquet_file(path, fs).schema_arrow
+        return _parquet_file(path, fs).metadata
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
-    md = schema.metadata or {}
+
+
+def read_meta_from_parquet(
+    path, fs: pafs.FileSystem | None = None, footer: pq.FileMetaData | None = None
+) -> dict:
+    md = (footer or _footer(path, fs)).schema.to_arrow_schema().metadata or {}
     if RUN_META_KEY not in md:
         raise DataError(f"{path}: a Parquet file, but not one detcheck wrote (no run metadata)")
     version = int(md.get(SCHEMA_VERSION_KEY, b"0"))
@@ -437,7 +475,9 @@ def read_run(path: Path, columns: Sequence[str] | None = None) -> Run:
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
     if path.is_file():
-        return Run(path, read_meta_from_parquet(path), [path], [], columns)
+        run = Run(path, {}, [path], [], columns)
+        run.meta = read_meta_from_parquet(path, footer=run.footer(path))
+        return run
     meta_path = path / RUN_JSON
     if not meta_path.exists():
         raise DataError(f"{path}: not a detcheck run (no {RUN_JSON})")
@@ -446,10 +486,11 @@ def read_run(path: Path, columns: Sequence[str] | None = None) -> Run:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{meta_path}: not valid JSON ({exc})") from None
     parts = sorted(path.glob("part-*.parquet"))
-    for part in parts:
-        read_meta_from_parquet(part)
     pending = [row for _, j in _orphan_journals(path) for row in _read_journal(j)]
-    return Run(path, meta, parts, pending, columns)
+    run = Run(path, meta, parts, pending, columns)
+    for part in parts:
+        read_meta_from_parquet(part, footer=run.footer(part))
+    return run
 
 
 def find_runs(path: Path) -> list[Path]:
@@ -499,7 +540,9 @@ def _read_remote_run(
 ) -> Run:
     shown = f"{scheme}://{path}"
     if path.endswith(".parquet"):
-        return Run(shown, read_meta_from_parquet(path, fs), [path], [], columns, fs)
+        run = Run(shown, {}, [path], [], columns, fs)
+        run.meta = read_meta_from_parquet(path, fs, footer=run.footer(path))
+        return run
     try:
         with fs.open_input_stream(f"{path}/{RUN_JSON}") as f:
             meta = json.loads(f.read())
@@ -510,9 +553,10 @@ def _read_remote_run(
         for i in fs.get_file_info(pafs.FileSelector(path))
         if i.base_name.startswith("part-") and i.base_name.endswith(".parquet")
     )
+    run = Run(shown, meta, parts, [], columns, fs)
     for part in parts:
-        read_meta_from_parquet(part, fs)
-    return Run(shown, meta, parts, [], columns, fs)
+        read_meta_from_parquet(part, fs, footer=run.footer(part))
+    return run
 
 
 def read_runs(paths: Iterable[Path], columns: Sequence[str] | None = None, warn=None) -> list[Run]:
