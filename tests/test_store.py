@@ -77,6 +77,43 @@ def test_reopening_compacts_journals(tmp_path):
     assert not list((tmp_path / "r1").glob("_journal-*"))
 
 
+def test_a_part_read_by_arrow_equals_one_recovered_line_by_line(tmp_path):
+    """A running writer turns its journal into a part with Arrow's JSON reader; after a crash
+    the journal is read line by line instead. Both must store the same thing."""
+    from detcheck.store import _journal_table
+
+    n = 1_234
+    rows = [row(i, ok=i % 5 != 0) for i in range(n)]
+    rows[3]["response_headers"] = {}
+    rows[4]["response_headers"] = None
+    rows[5]["top_logprobs"] = []
+    rows[6]["error"] = 'HTTP 500: ünïcode, "quotes" and a\nnewline'
+    live = RunWriter(tmp_path / "live", dict(META))
+    crashed = RunWriter(tmp_path / "crashed", dict(META))
+    for r in rows:
+        live.append(r)
+        crashed.append(r)
+    live.close()
+    crashed._journal.flush()  # killed here: no flush, no close
+    (journal,) = (tmp_path / "crashed").glob("_journal-*.jsonl")
+    by_arrow = _journal_table(journal, dict(META))  # the fast path reads this journal itself
+    RunWriter(tmp_path / "crashed", dict(META)).close()
+    (a,) = (tmp_path / "live").glob("part-*.parquet")
+    (b,) = (tmp_path / "crashed").glob("part-*.parquet")
+    assert pq.read_table(a).equals(pq.read_table(b), check_metadata=True)
+    got = pq.read_table(a)
+    assert by_arrow.equals(got)
+    assert got.column("seq").to_pylist() == list(range(n))
+    headers = got.column("response_headers").to_pylist()
+    assert headers[:7] == [[("x-request-id", f"req_{i}")] for i in range(3)] + [
+        [],
+        None,
+        [("x-request-id", "req_5")],
+        [("x-request-id", "req_6")],
+    ]
+    assert got.column("error")[6].as_py() == rows[6]["error"]
+
+
 def test_parts_carry_the_run_metadata_and_zstd(tmp_path):
     writer = RunWriter(tmp_path / "r1", dict(META))
     writer.append(row(0))

@@ -143,6 +143,9 @@ class RunWriter:
             ) from None
 
     def append(self, row: dict) -> None:
+        headers = row.get("response_headers")
+        if isinstance(headers, dict):  # pairs: what Arrow's JSON reader can turn into a map
+            row = {**row, "response_headers": list(headers.items())}
         self._journal.write(json.dumps(row, separators=(",", ":")) + "\n")
         # A write() reaches the OS at once (kill -9 safe); fsync at most once a second (power cut).
         self._journal.flush()
@@ -161,7 +164,7 @@ class RunWriter:
             return
         self._journal.flush()
         journal = self.run_dir / _journal_name(self._part)
-        if _write_part(self.run_dir, self._part, journal_tables(journal, self.meta)):
+        if _write_part(self.run_dir, self._part, _journal_groups(journal, self.meta)):
             self._upload(self.run_dir / _part_name(self._part))
         self._journal.close()
         journal.unlink(missing_ok=True)
@@ -204,13 +207,71 @@ def _write_part(run_dir: Path, index: int, tables: Iterable[pa.Table]) -> int:
     return rows
 
 
+def _json_type(t: pa.DataType) -> pa.DataType:
+    """How a RUN_SCHEMA type is spelled in a journal line."""
+    if pa.types.is_dictionary(t):
+        return t.value_type
+    if pa.types.is_timestamp(t):
+        return pa.int64()  # microseconds
+    if pa.types.is_map(t):
+        return pa.list_(pa.list_(t.key_type))  # [[key, value], ...]
+    return t
+
+
+JOURNAL_SCHEMA = pa.schema([pa.field(f.name, _json_type(f.type), f.nullable) for f in RUN_SCHEMA])
+
+
+def _journal_table(path: Path, meta: dict) -> pa.Table:
+    """A whole journal written by this process, parsed by Arrow's JSON reader: ~8x faster
+    than json.loads + from_pylist (10,000 coin flips 1.5 -> 0.2 s), and off the GIL. Raises
+    ArrowInvalid for anything it cannot read (a torn last line, an older journal's layout)."""
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    options = pj.ParseOptions(explicit_schema=JOURNAL_SCHEMA, unexpected_field_behavior="ignore")
+    parsed = pj.read_json(path, parse_options=options)
+    columns = []
+    for f in RUN_SCHEMA:
+        column = parsed.column(f.name).combine_chunks()
+        if pa.types.is_map(f.type):
+            pairs = column.flatten()
+            column = pa.MapArray.from_arrays(
+                column.offsets,
+                pc.list_element(pairs, 0),
+                pc.list_element(pairs, 1),
+                type=f.type,
+                mask=column.is_null(),
+            )
+        else:
+            column = column.cast(f.type)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=RUN_SCHEMA).replace_schema_metadata(
+        rows_to_table([], meta).schema.metadata
+    )
+
+
+def _journal_groups(path: Path, meta: dict) -> Iterator[pa.Table]:
+    """A finished journal as row groups: read whole by Arrow where it can, else line by line."""
+    try:
+        table = _journal_table(path, meta)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        yield from journal_tables(path, meta)
+        return
+    for start in range(0, table.num_rows, ROW_GROUP_ROWS):
+        yield table.slice(start, ROW_GROUP_ROWS)
+
+
 def _iter_journal(path: Path) -> Iterator[dict]:
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
-                yield json.loads(line)
+                row = json.loads(line)
             except json.JSONDecodeError:
                 return  # the line being written when the process died
+            headers = row.get("response_headers")
+            if isinstance(headers, list):
+                row["response_headers"] = [tuple(pair) for pair in headers]
+            yield row
 
 
 def _read_journal(path: Path) -> list[dict]:
