@@ -53,6 +53,9 @@ def _set_numpy_hugepage(enabled: bool) -> bool | None:
 def keep_freed_memory() -> Iterator[None]:
     libc = _glibc()
     if libc is not None:
+        # what a long run freed goes back first: holes too small for the analysis's arrays
+        # would otherwise stay resident under them
+        libc.malloc_trim(0)
         libc.mallopt(M_MMAP_MAX, 0)  # large arrays from the heap, reused once freed
         libc.mallopt(M_TRIM_THRESHOLD, KEEP_BYTES)
     hugepage_before = _set_numpy_hugepage(False)
