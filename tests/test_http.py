@@ -158,3 +158,14 @@ def test_unreachable_endpoint(tmp_path):
     )
     assert result.exit_code == 3
     assert f"connection to {url} failed" in result.stderr
+
+
+def test_probe_of_an_unreachable_endpoint_says_so():
+    with FakeOpenAI() as server:
+        url = server.base_url
+    result = runner.invoke(
+        app, ["probe", "--base-url", url, "--model", "m"], env={"OPENAI_API_KEY": KEY}
+    )
+    assert result.exit_code == 3
+    assert "connection to" in result.stderr and "127.0.0.1" in result.stderr
+    assert "internal error" not in result.stderr

@@ -18,6 +18,7 @@ import httpx2
 import openai
 
 from detcheck.config import FlipConfig
+from detcheck.errors import EndpointError
 from detcheck.record import PARSERS, MalformedResponse, error_message_from_body
 
 TEMPERATURES = (0.0, 1.0, 2.0)
@@ -29,6 +30,9 @@ async def _send(client: openai.AsyncOpenAI, path: str, body: dict) -> tuple[int,
         return response.status_code, response.content
     except openai.APIStatusError as exc:
         return exc.status_code, exc.response.content if exc.response is not None else b""
+    except openai.APIConnectionError as exc:  # nothing to probe: say so as flip does, exit 3
+        cause = str(exc.__cause__ or "").strip() or str(exc)
+        raise EndpointError(f"connection to {client.base_url} failed: {cause}") from None
 
 
 def _gaps(top: list[dict]) -> dict[str, float]:
