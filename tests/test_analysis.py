@@ -10,8 +10,14 @@ import pyarrow as pa
 import pytest
 
 from conftest import SOURCE, target_logprobs
-from detcheck.analysis import cluster_ids, clusters_of, count_clusters, distinct_values
-from detcheck.features import Codebook, flatten, vector_hashes
+from detcheck.analysis import (
+    cluster_ids,
+    clusters_of,
+    count_clusters,
+    distinct_coded,
+    distinct_values,
+)
+from detcheck.features import Codebook, extract, flatten, vector_hashes
 from detcheck.schema import TOP_LOGPROB
 
 
@@ -151,3 +157,59 @@ def test_vector_hash_tells_lists_apart_by_token_value_and_order():
     # a sliced array (offsets not starting at 0, as in batches) hashes the same list the same
     sliced = _tops([b, a]).slice(1)
     assert vector_hashes(flatten(sliced, book), 1)[0] == hashes[0]
+
+
+def test_coded_values_give_the_same_distinct_values_as_floats():
+    rng = np.random.default_rng(7)
+    pool = np.log([0.9, 0.8, 0.1 + 0.2, 0.3, 1.0]).tolist() + [-0.0]  # log(1) = 0.0 vs -0.0
+    logprobs = np.array(pool)[rng.integers(0, len(pool), 500)]
+    book = Codebook()
+    fps = book.encode(pa.array(rng.choice(["a", "b", None], 500).tolist(), pa.string()))
+    # the table in another order, with an entry no response holds
+    table = np.array(pool[::-1] + [-7.0])
+    position = {v.view(np.int64).item(): i for i, v in enumerate(table)}
+    codes = np.array([position[v.view(np.int64).item()] for v in logprobs])
+    expected, expected_inverse = distinct_values(logprobs, fps, book.names)
+    got, inverse = distinct_coded(codes, table, fps, book.names)
+    assert got.logprob.view(np.int64).tolist() == expected.logprob.view(np.int64).tolist()
+    assert got.count.tolist() == expected.count.tolist()
+    assert got.fingerprints == expected.fingerprints
+    assert inverse.tolist() == expected_inverse.tolist()
+    assert len(got) == 6  # 0.0 and -0.0 are two values (bit-identical only); -7.0 is none
+    assert got.logprob[inverse].view(np.int64).tolist() == logprobs.view(np.int64).tolist()
+
+
+def _batch(tops):
+    n = len(tops)
+    return pa.RecordBatch.from_pydict(
+        {
+            "ok": [True] * n,
+            "error_type": pa.array([None] * n, pa.string()),
+            "system_fingerprint": ["fp"] * n,
+            "token": ["Heads"] * n,
+            "top_logprobs": _tops(tops),
+            "started_at": pa.array(range(n), pa.timestamp("us", tz="UTC")),
+            "in_flight": pa.array([1] * n, pa.int32()),
+        }
+    )
+
+
+def test_extract_numbers_values_and_vectors_once_across_batches():
+    def top(heads):
+        return [{"token": "Heads", "logprob": heads}, {"token": "T", "logprob": -3.0}]
+
+    first = [top(-0.1), top(-0.2), [{"token": "T", "logprob": -0.5}], top(-0.1)]
+    second = [top(-0.2), top(-0.0), top(0.0), [{"token": "T", "logprob": -0.5}]]
+    f = extract([_batch(first), _batch(second)], "Heads", capacity=8)
+    a = f.arrays()
+    table = np.array(f.target_table + [np.nan])
+    got = table[a["target"]]  # -1 (absent) picks the NaN
+    expected = np.concatenate([target_logprobs(_tops(t), "Heads") for t in (first, second)])
+    assert got.view(np.int64).tolist() == expected.view(np.int64).tolist()
+    assert (a["target"] == -1).sum() == 2
+    assert len(f.target_table) == 4  # -0.1, -0.2, -0.0, 0.0: each numbered once
+    # the same top-k list in both batches is one vector; the list kept is the one returned
+    assert len(f.vectors) == 5
+    assert a["vector"][1] == a["vector"][4]
+    assert a["vector"][2] == a["vector"][7]
+    assert f.vectors[a["vector"][0]] == [("Heads", -0.1), ("T", -3.0)]

@@ -58,17 +58,43 @@ def distinct_values(
 ) -> tuple[DistinctValues, np.ndarray]:
     """Group identical floats (drop missing targets first). Returns the distinct values and, for
     each input, the index of its value."""
-    values, inverse, counts = unique_inverse(np.asarray(logprobs, dtype=float))
+    import pyarrow as pa
+
+    values = np.asarray(logprobs, dtype=float)
+    encoded = pa.array(values.view(np.int64)).dictionary_encode()  # bit-identical: one value
+    table = encoded.dictionary.to_numpy(zero_copy_only=False).view(np.float64)
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    return distinct_coded(codes, table, fingerprint_codes, fingerprint_names)
+
+
+def distinct_coded(
+    codes: np.ndarray,
+    table: np.ndarray,
+    fingerprint_codes: np.ndarray,
+    fingerprint_names: Sequence[str],
+) -> tuple[DistinctValues, np.ndarray]:
+    """`distinct_values` for values already coded: `codes[i]` indexes `table`, whose entries
+    are distinct floats in any order. Returns the values present, ascending, and for each input
+    the index of its value."""
+    table = np.asarray(table, dtype=float)
+    counts = np.bincount(codes, minlength=table.size)
+    order = np.argsort(table, kind="stable")
+    order = order[counts[order] > 0]  # an entry no response holds is not a value
+    rank = np.full(table.size, -1, dtype=np.int32)
+    rank[order] = np.arange(order.size, dtype=np.int32)
+    inverse = rank[codes]
+    values = table[order]
     per_value: list[dict[str, int]] = [{} for _ in values]
     if values.size:
         k = len(fingerprint_names)
         pair_counts = np.bincount(
-            inverse * k + np.asarray(fingerprint_codes, dtype=np.int64), minlength=len(values) * k
+            inverse.astype(np.int64) * k + np.asarray(fingerprint_codes, dtype=np.int64),
+            minlength=len(values) * k,
         )
         for pair in np.flatnonzero(pair_counts).tolist():
             value_index, fp_index = divmod(pair, k)
             per_value[value_index][fingerprint_names[fp_index]] = int(pair_counts[pair])
-    return DistinctValues(values, counts, per_value), inverse
+    return DistinctValues(values, counts[order], per_value), inverse
 
 
 def cluster_ids(sorted_values: np.ndarray, threshold: float) -> np.ndarray:

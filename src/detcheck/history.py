@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from detcheck import stats
-from detcheck.analysis import count_clusters, logprob_to_pct, unique_inverse
+from detcheck.analysis import count_clusters, distinct_coded, logprob_to_pct
 from detcheck.features import FEATURE_COLUMNS, READ_AS_DICTIONARY, extract
 from detcheck.store import Run, read_workers
 
@@ -23,8 +23,11 @@ def run_line(run: Run, threshold_pct: float = 0.01) -> dict:
         run.num_rows(),
     )
     a = f.arrays()
-    lp = a["target_logprob"][np.isfinite(a["target_logprob"])]
-    values, _, counts = unique_inverse(lp)
+    present = a["target"] >= 0
+    distinct, _ = distinct_coded(
+        a["target"][present], f.target_table, a["fingerprint"][present], f.fingerprints.names
+    )
+    values, counts = distinct.logprob, distinct.count
     fps = np.bincount(a["fingerprint"], minlength=len(f.fingerprints.names))
     modal = int(np.argmax(counts)) if counts.size else None
     return {

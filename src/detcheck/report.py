@@ -16,8 +16,7 @@ from detcheck.analysis import (
     cluster_ids,
     clusters_of,
     count_clusters,
-    distinct_values,
-    unique_inverse,
+    distinct_coded,
 )
 from detcheck.errors import DataError, UsageError
 from detcheck.features import FEATURE_COLUMNS, READ_AS_DICTIONARY, extract
@@ -88,15 +87,18 @@ def _build_report(
     )
     f = extract(batches, target, capacity, label_mass=label if label_mass else None)
     a = f.arrays()
-    lp_all = a["target_logprob"]
-    present = np.isfinite(lp_all)
+    present = a["target"] >= 0
     everywhere = bool(present.all())  # the usual case: views, not 10^7-element copies
 
     def where_present(values: np.ndarray) -> np.ndarray:
         return values if everywhere else values[present]
 
-    lp = where_present(lp_all)
-    distinct, inverse = distinct_values(lp, where_present(a["fingerprint"]), f.fingerprints.names)
+    distinct, inverse = distinct_coded(
+        where_present(a["target"]),
+        f.target_table,
+        where_present(a["fingerprint"]),
+        f.fingerprints.names,
+    )
     axis = distinct.prob_pct if space == "pct" else distinct.logprob
     value_cluster = cluster_ids(axis, thresholds[0]).astype(np.int32)
     response_cluster = value_cluster[inverse] if len(distinct) else np.zeros(0, np.int32)
@@ -123,15 +125,15 @@ def _build_report(
         "errors": int(sum(f.errors_by_type.values())),
         "errors_by_type": dict(sorted(f.errors_by_type.items())),
     }
-    report.update(_more(f, a, distinct, lp, where_present, response_cluster))
+    report.update(_more(f, a, distinct, where_present, response_cluster))
     report["headline"] = headline(report)
     return report
 
 
-def _more(f, a, distinct, lp, where_present, response_cluster) -> dict:
+def _more(f, a, distinct, where_present, response_cluster) -> dict:
     """What the publication could not say: modal share, unseen values, explanations, flips."""
     out: dict = {}
-    n_present = int(lp.size)
+    n_present = int(distinct.count.sum())
     if n_present:
         i = stats.modal(distinct.count)
         count = int(distinct.count[i])
@@ -168,9 +170,8 @@ def _more(f, a, distinct, lp, where_present, response_cluster) -> dict:
         "share": flips["share"],
         "risk": stats.flip_risk(a["top1_logprob"], a["top2_logprob"]),
     }
-    hashes, _, weights = unique_inverse(a["vector_hash"])
-    vectors = [f.vectors[int(h)] for h in hashes.tolist()]
-    out["decomposition"] = stats.decompose(vectors, weights.tolist())
+    weights = np.bincount(a["vector"], minlength=len(f.vectors))
+    out["decomposition"] = stats.decompose(f.vectors, weights.tolist())
     modal_lp = out["modal"]["logprob"] if out["modal"] else None
     out["spread"] = stats.spread(distinct.logprob, distinct.count, modal_lp)
     return out
