@@ -158,3 +158,16 @@ def test_grid_step():
     assert stats.grid_step(np.array([])) is None
     # float32 noise on a 1/8 grid still reads as the grid
     assert stats.grid_step(np.array([-3.2500001043, -14.8750003427, -4.500000069])) == 0.125
+
+
+def test_time_buckets_hold_about_equal_calls_and_agree_with_a_binary_search():
+    rng = np.random.default_rng(3)
+    # microsecond start times with bursts: many calls share a time, some at the edges
+    started = np.sort(rng.integers(0, 50_000, 20_000) * 1_000 + 1_700_000_000_000_000)
+    buckets = stats.time_buckets(started, buckets=10)
+    sample = started[:: max(1, started.size // 100_000)]
+    edges = np.quantile(sample, np.linspace(0, 1, 11)[1:-1])
+    assert buckets.tolist() == np.searchsorted(edges, started, side="right").tolist()
+    counts = np.bincount(buckets)
+    assert counts.size == 10 and counts.min() > 0.8 * started.size / 10
+    assert (np.diff(buckets) >= 0).all()  # later calls never in an earlier bucket

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -196,6 +194,7 @@ def _execute(
     from detcheck.progress import ProgressBar
     from detcheck.report import build_report
     from detcheck.request import Flip, run_flip
+    from detcheck.stats import import_scipy_in_background
     from detcheck.store import read_run, utc_now
 
     flip = Flip(
@@ -211,8 +210,7 @@ def _execute(
         start_seq=start_seq,
     )
     status = "failed"
-    # The report's scipy import (~0.2 s) happens while requests are in flight, not after.
-    threading.Thread(target=importlib.import_module, args=("scipy.special",), daemon=True).start()
+    import_scipy_in_background()  # while requests are in flight, not after
     try:
         with ProgressBar(n, enabled=options.progress, done=done) as bar:
             flip.on_progress = bar.update

@@ -86,6 +86,7 @@ def _build_report(
         1 if lean else read_workers(),
     )
     f = extract(batches, target, capacity, label_mass=label if label_mass else None)
+    stats.import_scipy_in_background()  # reading is over: a core is free for it
     a = f.arrays()
     present = a["target"] >= 0
     everywhere = bool(present.all())  # the usual case: views, not 10^7-element copies
@@ -133,6 +134,10 @@ def _build_report(
 def _more(f, a, distinct, where_present, response_cluster) -> dict:
     """What the publication could not say: modal share, unseen values, explanations, flips."""
     out: dict = {}
+    # numpy work first, while scipy is still being imported on the other core
+    time_bucket = stats.time_buckets(where_present(a["started_at_us"]))
+    flips = stats.top_token_flips(a["top_token"])
+    risk = stats.flip_risk(a["top1_logprob"], a["top2_logprob"])
     n_present = int(distinct.count.sum())
     if n_present:
         i = stats.modal(distinct.count)
@@ -153,22 +158,19 @@ def _more(f, a, distinct, where_present, response_cluster) -> dict:
     out["fingerprint_association"] = stats.association(
         response_cluster, where_present(a["fingerprint"])
     )
-    out["time_association"] = stats.association(
-        response_cluster, stats.time_buckets(where_present(a["started_at_us"]))
-    )
+    out["time_association"] = stats.association(response_cluster, time_bucket)
     in_flight = where_present(a["in_flight"])
     out["concurrency_association"] = stats.association(
         response_cluster,
         np.minimum(in_flight, 64),  # beyond 64 in flight: one bucket
     )
-    flips = stats.top_token_flips(a["top_token"])
     out["top_token"] = {
         "modal_token": f.tokens.names[flips["modal_code"]]
         if flips["modal_code"] is not None
         else None,
         "flips": flips["flips"],
         "share": flips["share"],
-        "risk": stats.flip_risk(a["top1_logprob"], a["top2_logprob"]),
+        "risk": risk,
     }
     weights = np.bincount(a["vector"], minlength=len(f.vectors))
     out["decomposition"] = stats.decompose(f.vectors, weights.tolist())
