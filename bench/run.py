@@ -242,7 +242,9 @@ def bench_request(args) -> list[dict]:
 def _peak_rss_mb_of(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
     """Wall time and peak RSS (MB) of one child process (os.wait4: that child's own rusage)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
