@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 from detcheck import tokens
 
 
 def fresh_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "tiktoken"))
     tokens.encoding_for_model.cache_clear()
+    tokens._remembered.cache_clear()
 
 
 def test_gpt4o_targets_offline_from_an_empty_cache(monkeypatch, tmp_path):
@@ -40,3 +45,37 @@ def test_prompt_token_count_and_cost():
     # 10,000 calls x (18 x $2.50 + 1 x $10.00) / 1M tokens
     assert abs(tokens.estimate_cost_usd("gpt-4o-2024-08-06", 18, 1, 10_000) - 0.55) < 1e-9
     assert tokens.estimate_cost_usd("unknown-model", 18, 1, 10) is None
+
+
+def test_answers_are_remembered_so_a_later_run_need_not_load_the_encoding(monkeypatch, tmp_path):
+    fresh_cache(monkeypatch, tmp_path)
+    prompt = "Flip a coin. Return Heads or Tails only."
+    cold = (
+        tokens.resolve_targets("gpt-4o", ("Heads", "Tails")),
+        tokens.count_prompt_tokens("gpt-4o", prompt),
+    )
+    enc = tokens.encoding_for_model("gpt-4o")
+    assert tokens.tokenize("gpt-4o", prompt) == (
+        enc.encode(prompt),
+        enc.decode(enc.encode(prompt)[:1]),
+    )
+    (remembered,) = (tmp_path / "tiktoken").glob("detcheck-o200k_base-*.json")
+    assert set(json.loads(remembered.read_text())) == {"Heads", "Tails", "user", prompt}
+    # another process, as the next run: the same answers, and tiktoken never loads an encoding
+    code = (
+        "import tiktoken.registry as r; from detcheck import tokens as t; print(repr(("
+        "t.resolve_targets('gpt-4o', ('Heads', 'Tails')), "
+        f"t.count_prompt_tokens('gpt-4o', {prompt!r}), sorted(r.ENCODINGS))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == repr((*cold, []))
+
+
+def test_an_unreadable_memory_is_rebuilt_from_tiktoken(monkeypatch, tmp_path):
+    fresh_cache(monkeypatch, tmp_path)
+    (tmp_path / "tiktoken").mkdir()
+    remembered = tmp_path / "tiktoken" / "detcheck-o200k_base-texts.json"
+    remembered.write_text('{"Heads": {"ids": [1, 2')  # cut off mid-write by something else
+    targets = tokens.resolve_targets("gpt-4o", ("Heads",))
+    assert targets[0].token == "Heads"
+    assert json.loads(remembered.read_text())["Heads"]["first"] == "Heads"

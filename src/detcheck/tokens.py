@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -58,18 +59,78 @@ def seed_tiktoken_cache(name: str) -> None:
     os.replace(tmp, target)
 
 
+def _encoding_name(model: str) -> str | None:
+    from tiktoken.model import encoding_name_for_model
+
+    try:
+        return encoding_name_for_model(model)
+    except KeyError:
+        return None
+
+
 @cache
 def encoding_for_model(model: str):
     """tiktoken's encoding for an OpenAI model, or None when tiktoken does not know the model."""
     import tiktoken
-    from tiktoken.model import encoding_name_for_model
 
-    try:
-        name = encoding_name_for_model(model)
-    except KeyError:
+    name = _encoding_name(model)
+    if name is None:
         return None
     seed_tiktoken_cache(name)
     return tiktoken.get_encoding(name)
+
+
+def _remembered_path(name: str) -> Path | None:
+    cache_dir = _tiktoken_cache_dir()
+    return None if str(cache_dir) == "" else cache_dir / f"detcheck-{name}-texts.json"
+
+
+@cache
+def _remembered(name: str) -> dict:
+    path = _remembered_path(name)
+    try:
+        known = json.loads(path.read_text()) if path else {}
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _remember(name: str, known: dict) -> None:
+    path = _remembered_path(name)
+    if path is None:
+        return
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, path)  # whole or not at all, even with two runs starting together
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a read-only cache: answers are just not remembered
+
+
+def tokenize(model: str, text: str) -> tuple[list[int], str] | None:
+    """tiktoken's token ids for `text` under the model's encoding, and the first token's text;
+    None when tiktoken does not know the model.
+
+    Answers are remembered beside tiktoken's own cache. Loading an encoding takes ~0.3 s (its
+    200k ranks are decoded in Python), paid before a flip's first request, and a flip asks about
+    the same few texts each time (labels, role, prompt)."""
+    name = _encoding_name(model)
+    if name is None:
+        return None
+    known = _remembered(name)
+    entry = known.get(text)
+    if not (
+        isinstance(entry, dict)
+        and isinstance(entry.get("ids"), list)
+        and isinstance(entry.get("first"), str)
+    ):
+        enc = encoding_for_model(model)
+        ids = enc.encode(text)
+        entry = {"ids": ids, "first": enc.decode(ids[:1])}
+        known[text] = entry
+        _remember(name, known)
+    return entry["ids"], entry["first"]
 
 
 @dataclass(frozen=True)
@@ -89,19 +150,18 @@ def resolve_targets(
 
     `override` (--target-token, or a recording's own target) replaces the first label's token.
     """
-    enc = encoding_for_model(model)
+    name = _encoding_name(model)
     targets = []
     for i, label in enumerate(labels):
         if i == 0 and override:
             targets.append(Target(label, override, override_how))
-        elif enc is None:
+        elif name is None:
             targets.append(
                 Target(label, label, f"tiktoken does not know {model!r}: label used as is")
             )
         else:
-            first = enc.decode([enc.encode(label)[0]])
-            how = f"first token of {label!r} in {enc.name}"
-            targets.append(Target(label, first, how))
+            _, first = tokenize(model, label)
+            targets.append(Target(label, first, f"first token of {label!r} in {name}"))
     return targets
 
 
@@ -124,12 +184,12 @@ def match_label(label: str, seen: list[str]) -> tuple[str, str] | None:
 
 def count_prompt_tokens(model: str, prompt: str) -> int | None:
     """Prompt tokens of a one-message chat request, with OpenAI's per-message overhead."""
-    enc = encoding_for_model(model)
-    if enc is None:
+    role, content = tokenize(model, "user"), tokenize(model, prompt)
+    if role is None or content is None:
         return None
     # OpenAI cookbook's count for gpt-4o-era chat models: 3 framing tokens per message, the role,
     # the content, and 3 that prime the reply.
-    return 3 + len(enc.encode("user")) + len(enc.encode(prompt)) + 3
+    return 3 + len(role[0]) + len(content[0]) + 3
 
 
 def price_for(model: str) -> tuple[float, float, float] | None:
