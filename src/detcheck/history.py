@@ -11,14 +11,15 @@ import numpy as np
 from detcheck import stats
 from detcheck.analysis import count_clusters, distinct_coded, logprob_to_pct
 from detcheck.features import FEATURE_COLUMNS, READ_AS_DICTIONARY, extract
-from detcheck.store import Run, read_workers
+from detcheck.store import Run, read_plan
 
 
 def run_line(run: Run, threshold_pct: float = 0.01) -> dict:
     meta = run.meta
     target = meta.get("target") or meta.get("label") or "?"
+    batch_size, workers = read_plan(run.num_rows())
     f = extract(
-        run.batches(FEATURE_COLUMNS, read_dictionary=READ_AS_DICTIONARY, workers=read_workers()),
+        run.batches(FEATURE_COLUMNS, batch_size, READ_AS_DICTIONARY, workers),
         target,
         run.num_rows(),
     )

@@ -21,7 +21,7 @@ from detcheck.analysis import (
 from detcheck.errors import DataError, UsageError
 from detcheck.features import FEATURE_COLUMNS, READ_AS_DICTIONARY, extract
 from detcheck.heap import keep_freed_memory
-from detcheck.store import Run, read_parallel, read_workers
+from detcheck.store import Run, read_parallel, read_plan
 
 SPACES = ("pct", "logprob")
 
@@ -72,18 +72,14 @@ def _build_report(
     if label_mass and not label:
         label = target
     capacity = sum(r.num_rows() for r in runs)
-    # Small analyses (a run's end-of-run report) are kept lean, large ones fast: per-batch numpy
-    # temporaries (~10 MB per 8,192 rows) against per-batch overhead (~1.5 ms), and one reading
-    # thread against several (+20 MB for 1M responses, 1.2 -> 0.9 s).
-    lean = capacity <= 2_000_000
-    batch_size = 8_192 if lean else 65_536
+    batch_size, workers = read_plan(capacity)
     batches = read_parallel(
         (
             task
             for r in runs
             for task in r.read_tasks(FEATURE_COLUMNS, batch_size, READ_AS_DICTIONARY)
         ),
-        1 if lean else read_workers(),
+        workers,
     )
     f = extract(batches, target, capacity, label_mass=label if label_mass else None)
     stats.import_scipy_in_background()  # reading is over: a core is free for it

@@ -482,10 +482,18 @@ class Run:
             yield from read_parallel(tasks, workers)
 
 
-def read_workers() -> int:
-    """Threads reading Parquet for analysis: decoding releases the GIL, so they share the cores
-    with the analysing thread."""
-    return max(1, min(4, os.cpu_count() or 1))
+LEAN_ANALYSIS_ROWS = 2_000_000
+
+
+def read_plan(rows: int) -> tuple[int, int]:
+    """Rows per batch and reading threads for an analysis of `rows` stored responses. Small
+    analyses (a run's end-of-run report, a history line) are kept lean, large ones fast:
+    per-batch numpy temporaries (~10 MB per 8,192 rows) against a fixed cost per batch (~1.5 ms),
+    and one reading thread against one per core, at most 4 (decoding releases the GIL, so they
+    share the cores with the analysing thread): +20 MB for 1M responses, 1.2 -> 0.9 s."""
+    if rows <= LEAN_ANALYSIS_ROWS:
+        return 8_192, 1
+    return 65_536, max(1, min(4, os.cpu_count() or 1))
 
 
 def read_parallel(
