@@ -43,6 +43,12 @@ def _gaps(top: list[dict]) -> dict[str, float]:
     return {e["token"]: e["logprob"] - first for e in top[1:] if e["logprob"] is not None}
 
 
+def _refuses_seed(status: int, body: bytes) -> bool:
+    """A 4xx whose message names `seed` (e.g. "Unrecognized request argument supplied: seed")."""
+    message = error_message_from_body(body) or body[:500].decode(errors="replace")
+    return 400 <= status < 500 and "seed" in message.lower()
+
+
 def temperature_semantics(gaps_by_t: dict[float, dict[str, float]]) -> str:
     g0, g1, g2 = (gaps_by_t.get(t, {}) for t in TEMPERATURES)
     shared = [t for t in g1 if t in g2 and g1[t] < -1e-3]
@@ -69,7 +75,13 @@ async def probe_endpoint(config: FlipConfig, base_url: str, api_key: str) -> dic
         chat = FlipConfig(
             **{**config.to_dict(), "labels": config.labels, "top_logprobs": 20, "api": "chat"}
         )
-        status, body = await _send(client, "/chat/completions", chat.request_body())
+        request = chat.request_body()
+        status, body = await _send(client, "/chat/completions", request)
+        out["seed_accepted"] = not _refuses_seed(status, body)
+        if not out["seed_accepted"]:
+            # what else the endpoint honours is still worth knowing: ask without seed from here
+            request = {k: v for k, v in request.items() if k != "seed"}
+            status, body = await _send(client, "/chat/completions", request)
         out["status"] = status
         if status != 200:
             out["error"] = error_message_from_body(body) or body[:200].decode(errors="replace")
@@ -83,10 +95,9 @@ async def probe_endpoint(config: FlipConfig, base_url: str, api_key: str) -> dic
         out["logprobs"] = parsed is not None
         out["system_fingerprint"] = bool(data.get("system_fingerprint"))
         out["fingerprint_value"] = data.get("system_fingerprint")
-        out["seed_accepted"] = status == 200 or "seed" not in (out.get("error") or "").lower()
         gaps = {}
         for t in TEMPERATURES:
-            body_t = {**chat.request_body(), "temperature": t, "top_logprobs": 5}
+            body_t = {**request, "temperature": t, "top_logprobs": 5}
             st, b = await _send(client, "/chat/completions", body_t)
             try:
                 gaps[t] = _gaps(PARSERS["chat"](b).top_logprobs) if st == 200 else {}
@@ -96,7 +107,10 @@ async def probe_endpoint(config: FlipConfig, base_url: str, api_key: str) -> dic
         legacy = FlipConfig(
             **{**chat.to_dict(), "labels": chat.labels, "api": "completions", "top_logprobs": 5}
         )
-        st, b = await _send(client, "/completions", legacy.request_body())
+        legacy_request = legacy.request_body()
+        if not out["seed_accepted"]:
+            legacy_request.pop("seed", None)
+        st, b = await _send(client, "/completions", legacy_request)
         try:
             out["completions_api"] = st == 200 and bool(PARSERS["completions"](b).top_logprobs)
         except MalformedResponse:
@@ -122,7 +136,10 @@ def render(result: dict) -> str:
             f"{result['top_logprobs_returned']} of {result['top_logprobs_requested']} asked for",
         ],
         ["system_fingerprint", result["fingerprint_value"] or "not sent"],
-        ["seed", "accepted" if result["seed_accepted"] else "refused"],
+        [
+            "seed",
+            "accepted" if result["seed_accepted"] else "refused (the other rows: asked without it)",
+        ],
         ["temperature", result["temperature_semantics"]],
         ["legacy /v1/completions", "answers with logprobs" if result["completions_api"] else "no"],
     ]
