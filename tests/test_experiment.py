@@ -91,6 +91,10 @@ def test_invalid_files_name_file_line_and_field(tmp_path):
             ":2: field 'thresholds' must be a list of numbers >= 0",
         ),
         "empty.toml": ("[defaults]\nn = 5\n", "no [[measurement]]"),
+        "seed.toml": (
+            '[[measurement]]\nbase_url = "http://h/v1"\nseed = true\n',
+            ":3: field 'seed' must be an integer, or false to send none",
+        ),
         "no-url.toml": ('[[measurement]]\nname = "x"\n', ":2: needs 'base_url'"),
         "twice.toml": (
             '[[measurement]]\nname = "x"\nbase_url = "http://h"\n'
@@ -105,3 +109,14 @@ def test_invalid_files_name_file_line_and_field(tmp_path):
         assert result.exit_code == 2, name
         assert result.stderr.startswith(f"detcheck: error: {path}"), result.stderr
         assert message in result.stderr, (name, result.stderr)
+
+
+def test_seed_false_sends_no_seed(tmp_path):
+    with FakeOpenAI() as server:
+        exp = tmp_path / "e.toml"
+        exp.write_text(f'[[measurement]]\nbase_url = "{server.base_url}"\nn = 3\nseed = false\n')
+        result = run(exp, tmp_path / "runs", env={"OPENAI_API_KEY": "sk-test-123456789"})
+    assert result.exit_code == 0, result.stderr
+    assert server.requests and all("seed" not in r for r in server.requests)
+    (path,) = (tmp_path / "runs").glob("model=*/date=*/*")
+    assert read_run(path).meta["config"]["seed"] is None

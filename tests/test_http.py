@@ -190,3 +190,24 @@ def test_calls_that_succeed_leave_no_reference_cycles(tmp_path):
 
     per_call = (cyclic_garbage(600, tmp_path / "b") - cyclic_garbage(200, tmp_path / "a")) / 400
     assert per_call < 10
+
+
+def test_no_seed_for_an_endpoint_that_refuses_one(tmp_path):
+    def refuses_seed(i, request):
+        if "seed" in request:
+            message = b'{"error": {"message": "Unrecognized request argument supplied: seed"}}'
+            return Reply(400, message)
+        return coin_flip(i, request)
+
+    with FakeOpenAI(refuses_seed) as server:
+        refused = flip(server, tmp_path / "a", "--n", 5)
+        sent = len(server.requests)
+        result = flip(server, tmp_path / "b", "--n", 5, "--no-seed")
+        requests = server.requests[sent:]
+        both = flip(server, tmp_path / "c", "--n", 5, "--seed", 1, "--no-seed")
+    assert refused.exit_code == 3 and "seed" in refused.stderr
+    assert result.exit_code == 0, result.stderr
+    assert len(requests) == 5 and all("seed" not in r for r in requests)
+    run = only_run(tmp_path / "b")
+    assert run.meta["config"]["seed"] is None and "seed" not in run.meta["request"]
+    assert both.exit_code == 2 and "not both" in both.stderr

@@ -146,6 +146,12 @@ def flip(
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed.", show_default="42")] = None,
+    no_seed: Annotated[
+        bool,
+        typer.Option(
+            "--no-seed", help="Send no seed (for an endpoint that refuses one; probe tells)."
+        ),
+    ] = False,
     top_logprobs: Annotated[
         int | None, typer.Option(help="Top tokens per response, 0-20.", show_default="20")
     ] = None,
@@ -211,6 +217,7 @@ def flip(
         target_token=target_token,
         temperature=temperature,
         seed=seed,
+        no_seed=no_seed,
         top_logprobs=top_logprobs,
         max_tokens=max_tokens,
         base_url=base_url,

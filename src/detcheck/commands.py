@@ -26,6 +26,7 @@ class FlipOptions:
     target_token: str | None = None
     temperature: float | None = None
     seed: int | None = None
+    no_seed: bool = False  # send no seed at all (an endpoint that refuses one)
     top_logprobs: int | None = None
     max_tokens: int | None = None
     base_url: str | None = None
@@ -65,6 +66,8 @@ def resolve_config(options: FlipOptions, recorded: dict | None = None):
 
     base = FlipConfig.from_dict(recorded) if recorded else FlipConfig()
     config = replace(base, **given_parameters(options))
+    if options.no_seed:
+        config = replace(config, seed=None)
     if options.labels is not None:
         config = replace(config, labels=parse_labels(options.labels))
     config.validate()
@@ -101,6 +104,8 @@ def _check_operational(options: FlipOptions, thresholds: Sequence[float]) -> Non
         raise UsageError(f"--max-attempts must be at least 1, got {options.max_attempts}")
     if options.backoff_s < 0 or options.max_backoff_s < options.backoff_s:
         raise UsageError("--backoff-s must be >= 0 and at most --max-backoff-s")
+    if options.no_seed and options.seed is not None:
+        raise UsageError("give --seed or --no-seed, not both")
     check_thresholds(thresholds)
 
 
@@ -416,7 +421,8 @@ def run_experiment(path: Path, out: str | Path, log: Log, progress: bool = False
             labels=",".join(s["labels"]) if "labels" in s else None,
             target_token=s.get("target_token"),
             temperature=s.get("temperature"),
-            seed=s.get("seed"),
+            seed=s.get("seed") if s.get("seed") is not False else None,
+            no_seed=s.get("seed") is False,
             top_logprobs=s.get("top_logprobs"),
             max_tokens=s.get("max_tokens"),
             base_url=s.get("base_url"),

@@ -38,7 +38,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "labels": ((list,), "a list of strings"),
     "target_token": ((str,), "a token"),
     "temperature": ((int, float), "a number"),
-    "seed": ((int,), "an integer"),
+    "seed": ((int,), "an integer, or false to send none"),
     "top_logprobs": ((int,), "an integer 0-20"),
     "max_tokens": ((int,), "an integer"),
     "n": ((int,), "an integer >= 1"),
@@ -122,6 +122,8 @@ def _check_fields(table: dict, fail) -> None:
         if key not in FIELDS:
             fail(f"unknown field {key!r} (known: {', '.join(sorted(FIELDS))})", key)
         types, what = FIELDS[key]
+        if key == "seed" and value is False:  # no seed: for an endpoint that refuses one
+            continue
         if isinstance(value, bool) or not isinstance(value, types):
             fail(f"field {key!r} must be {what}, got {value!r}", key)
         if key == "labels" and not all(isinstance(v, str) for v in value):

@@ -138,7 +138,9 @@ def render(result: dict) -> str:
         ["system_fingerprint", result["fingerprint_value"] or "not sent"],
         [
             "seed",
-            "accepted" if result["seed_accepted"] else "refused (the other rows: asked without it)",
+            "accepted"
+            if result["seed_accepted"]
+            else "refused (the other rows: asked without it; flip --no-seed)",
         ],
         ["temperature", result["temperature_semantics"]],
         ["legacy /v1/completions", "answers with logprobs" if result["completions_api"] else "no"],
