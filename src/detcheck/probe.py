@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import httpx2
 import openai
@@ -75,13 +76,12 @@ async def probe_endpoint(config: FlipConfig, base_url: str, api_key: str) -> dic
         chat = FlipConfig(
             **{**config.to_dict(), "labels": config.labels, "top_logprobs": 20, "api": "chat"}
         )
-        request = chat.request_body()
-        status, body = await _send(client, "/chat/completions", request)
+        status, body = await _send(client, "/chat/completions", chat.request_body())
         out["seed_accepted"] = not _refuses_seed(status, body)
         if not out["seed_accepted"]:
             # what else the endpoint honours is still worth knowing: ask without seed from here
-            request = {k: v for k, v in request.items() if k != "seed"}
-            status, body = await _send(client, "/chat/completions", request)
+            chat = replace(chat, seed=None)
+            status, body = await _send(client, "/chat/completions", chat.request_body())
         out["status"] = status
         if status != 200:
             out["error"] = error_message_from_body(body) or body[:200].decode(errors="replace")
@@ -97,7 +97,7 @@ async def probe_endpoint(config: FlipConfig, base_url: str, api_key: str) -> dic
         out["fingerprint_value"] = data.get("system_fingerprint")
         gaps = {}
         for t in TEMPERATURES:
-            body_t = {**request, "temperature": t, "top_logprobs": 5}
+            body_t = {**chat.request_body(), "temperature": t, "top_logprobs": 5}
             st, b = await _send(client, "/chat/completions", body_t)
             try:
                 gaps[t] = _gaps(PARSERS["chat"](b).top_logprobs) if st == 200 else {}
@@ -107,10 +107,7 @@ async def probe_endpoint(config: FlipConfig, base_url: str, api_key: str) -> dic
         legacy = FlipConfig(
             **{**chat.to_dict(), "labels": chat.labels, "api": "completions", "top_logprobs": 5}
         )
-        legacy_request = legacy.request_body()
-        if not out["seed_accepted"]:
-            legacy_request.pop("seed", None)
-        st, b = await _send(client, "/completions", legacy_request)
+        st, b = await _send(client, "/completions", legacy.request_body())
         try:
             out["completions_api"] = st == 200 and bool(PARSERS["completions"](b).top_logprobs)
         except MalformedResponse:
