@@ -202,7 +202,7 @@ def test_extract_numbers_values_and_vectors_once_across_batches():
     second = [top(-0.2), top(-0.0), top(0.0), [{"token": "T", "logprob": -0.5}]]
     f = extract([_batch(first), _batch(second)], "Heads", capacity=8)
     a = f.arrays()
-    table = np.array(f.target_table + [np.nan])
+    table = np.append(f.target_table, np.nan)
     got = table[a["target"]]  # -1 (absent) picks the NaN
     expected = np.concatenate([target_logprobs(_tops(t), "Heads") for t in (first, second)])
     assert got.view(np.int64).tolist() == expected.view(np.int64).tolist()

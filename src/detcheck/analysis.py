@@ -58,13 +58,9 @@ def distinct_values(
 ) -> tuple[DistinctValues, np.ndarray]:
     """Group identical floats (drop missing targets first). Returns the distinct values and, for
     each input, the index of its value."""
-    import pyarrow as pa
-
-    values = np.asarray(logprobs, dtype=float)
-    encoded = pa.array(values.view(np.int64)).dictionary_encode()  # bit-identical: one value
-    table = encoded.dictionary.to_numpy(zero_copy_only=False).view(np.float64)
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
-    return distinct_coded(codes, table, fingerprint_codes, fingerprint_names)
+    # coded by their bits: bit-identical floats only are one value
+    bits, codes, _ = unique_inverse(np.asarray(logprobs, dtype=float).view(np.int64))
+    return distinct_coded(codes, bits.view(np.float64), fingerprint_codes, fingerprint_names)
 
 
 def distinct_coded(

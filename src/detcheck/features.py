@@ -10,7 +10,7 @@ materialised per response. Pure functions of Arrow arrays; no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,13 +97,16 @@ class Features:
     # one top-k list [(token, logprob), ...] per distinct vector, in order of first appearance
     vectors: list[list[tuple[str, float]]] = field(default_factory=list)
     vector_ids: dict[int, int] = field(default_factory=dict)  # vector hash -> index in vectors
-    # each distinct target logprob (exact float64), in order of first appearance
-    target_table: list[float] = field(default_factory=list)
-    target_ids: dict[int, int] = field(default_factory=dict)  # float64 bits -> index in the table
+    target_ids: dict[int, int] = field(default_factory=dict)  # float64 bits -> index
     errors_by_type: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
         self.data = {k: np.empty(self.capacity, dtype=t) for k, t in ARRAYS.items()}
+
+    @property
+    def target_table(self) -> np.ndarray:
+        """Each distinct target logprob (exact float64), indexed by the "target" codes."""
+        return np.array(list(self.target_ids), dtype=np.int64).view(np.float64)
 
     def put(self, name: str, values: np.ndarray) -> None:
         self.data[name][self.filled : self.filled + len(values)] = values
@@ -240,19 +243,28 @@ def extract(
     return f
 
 
+def _numbered(keys: list, known: dict, on_new: Callable[[int], None] | None = None) -> np.ndarray:
+    """Ids for a batch's distinct keys (in Arrow dictionary order), one more entry for the
+    absent (-1). A key from an earlier batch keeps its id, a new one gets the next;
+    `on_new(code)` keeps whatever describes it."""
+    ids = np.empty(len(keys) + 1, dtype=np.int32)
+    ids[-1] = -1
+    for code, key in enumerate(keys):
+        if key not in known:
+            known[key] = len(known)
+            if on_new is not None:
+                on_new(code)
+        ids[code] = known[key]
+    return ids
+
+
 def _target_ids(f: Features, logprobs: np.ndarray) -> np.ndarray:
     """Each response's index into `f.target_table` (-1 where the target is absent). A batch
     holds few distinct values: coding them here spares the analysis hashing 10^7 floats later,
     and 4 bytes per response instead of 8. Values are told apart by their bits."""
     absent = ~np.isfinite(logprobs)
     encoded = pa.array(logprobs.view(np.int64), mask=absent).dictionary_encode()
-    ids = np.empty(len(encoded.dictionary) + 1, dtype=np.int32)
-    ids[-1] = -1  # the absent
-    for code, bits in enumerate(encoded.dictionary.to_pylist()):
-        if bits not in f.target_ids:
-            f.target_ids[bits] = len(f.target_table)
-            f.target_table.append(float(np.int64(bits).view(np.float64)))
-        ids[code] = f.target_ids[bits]
+    ids = _numbered(encoded.dictionary.to_pylist(), f.target_ids)
     indices = encoded.indices
     if absent.any():
         indices = indices.fill_null(len(ids) - 1)
@@ -267,16 +279,14 @@ def _vector_ids(f: Features, flat: Flat, hashes: np.ndarray) -> np.ndarray:
     # Arrow numbers values in order of first appearance: a first appearance is where the
     # running maximum of the codes grows (no sort of the batch's hashes)
     first = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
-    ids = np.empty(len(first), dtype=np.int32)
-    for code, (h, row) in enumerate(zip(encoded.dictionary.to_pylist(), first.tolist())):
-        if h not in f.vector_ids:
-            f.vector_ids[h] = len(f.vectors)
-            lo, hi = flat.starts[row], flat.starts[row + 1]
-            f.vectors.append(
-                [
-                    (f.tokens.names[c] if c >= 0 else "", lp if math.isfinite(lp) else math.nan)
-                    for c, lp in zip(flat.codes[lo:hi].tolist(), flat.logprobs[lo:hi].tolist())
-                ]
-            )
-        ids[code] = f.vector_ids[h]
-    return ids[codes]
+
+    def keep_list(code: int) -> None:
+        lo, hi = flat.starts[first[code]], flat.starts[first[code] + 1]
+        f.vectors.append(
+            [
+                (f.tokens.names[c] if c >= 0 else "", lp if math.isfinite(lp) else math.nan)
+                for c, lp in zip(flat.codes[lo:hi].tolist(), flat.logprobs[lo:hi].tolist())
+            ]
+        )
+
+    return _numbered(encoded.dictionary.to_pylist(), f.vector_ids, keep_list)[codes]

@@ -17,12 +17,9 @@ from detcheck.store import Run, read_plan
 def run_line(run: Run, threshold_pct: float = 0.01) -> dict:
     meta = run.meta
     target = meta.get("target") or meta.get("label") or "?"
-    batch_size, workers = read_plan(run.num_rows())
-    f = extract(
-        run.batches(FEATURE_COLUMNS, batch_size, READ_AS_DICTIONARY, workers),
-        target,
-        run.num_rows(),
-    )
+    rows = run.num_rows()
+    batch_size, workers = read_plan(rows)
+    f = extract(run.batches(FEATURE_COLUMNS, batch_size, READ_AS_DICTIONARY, workers), target, rows)
     a = f.arrays()
     present = a["target"] >= 0
     distinct, _ = distinct_coded(
