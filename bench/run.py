@@ -266,11 +266,11 @@ def bench_latency(args) -> list[dict]:
         # answers (detcheck-*-texts.json)
         run_worker("detcheck", server.url, str(concurrency), str(concurrency))
         fresh = tempfile.mkdtemp()  # a machine's first run: no tiktoken cache at all
-        cases = [("detcheck", None), ("detcheck, first run on the machine", fresh)]
-        cases += [(mode, None) for mode in ("bare-sdk-aiohttp", "bare-sdk", "raw-aiohttp")]
-        for case, tiktoken_dir in cases:
+        cases = [("detcheck", "detcheck", None)]
+        cases += [("detcheck, first run on the machine", "detcheck", fresh)]
+        cases += [(mode, mode, None) for mode in ("bare-sdk-aiohttp", "bare-sdk", "raw-aiohttp")]
+        for case, mode, tiktoken_dir in cases:
             env = {**os.environ, "TIKTOKEN_CACHE_DIR": tiktoken_dir} if tiktoken_dir else None
-            mode = case.partition(",")[0]
             r = run_worker(mode, server.url, str(n), str(concurrency), env=env)
             ours = case == "detcheck"
             rows.append(
