@@ -31,8 +31,19 @@ PINNED_V1 = [
     ("response_headers", "map<string, string>"),
     ("raw_body", "string"),
 ]
+PINNED_V2 = [*PINNED_V1, ("final_url", "string")]
 
 
 def test_schema_is_pinned():
-    assert SCHEMA_VERSION == 1
-    assert [(f.name, str(f.type)) for f in RUN_SCHEMA] == PINNED_V1
+    assert SCHEMA_VERSION == 2
+    assert [(f.name, str(f.type)) for f in RUN_SCHEMA] == PINNED_V2
+
+
+def test_version_1_parts_read_with_the_new_columns_as_nulls(recording):
+    from detcheck.store import read_run
+
+    run = read_run(recording, columns=["seq", "final_url"])  # written at schema version 1
+    assert run.table.num_rows == 10_000
+    assert run.table.column("final_url").null_count == 10_000
+    batch = next(run.batches(["ok", "final_url"], batch_size=1_000))
+    assert batch.num_rows == 1_000 and batch.column("final_url").null_count == 1_000

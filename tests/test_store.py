@@ -30,6 +30,12 @@ def row(i: int, ok: bool = True) -> dict:
 META = {"run_id": "r1", "target": "Heads", "label": "Heads"}
 
 
+def die(writer: RunWriter) -> None:
+    """What a killed process leaves: its journal as written, its lock freed by the kernel."""
+    writer._journal.close()
+    writer.lock.release()
+
+
 def test_rows_are_readable_before_close(tmp_path):
     writer = RunWriter(tmp_path / "r1", dict(META))
     for i in range(5):
@@ -44,7 +50,7 @@ def test_truncated_last_journal_line_is_ignored(tmp_path):
     writer = RunWriter(tmp_path / "r1", dict(META))
     writer.append(row(0))
     writer.append(row(1))
-    writer._journal.write('{"run_id": "r1", "seq": 2, "ca')  # died mid-write
+    writer._journal.write(b'{"run_id": "r1", "seq": 2, "ca')  # died mid-write
     writer._journal.flush()
     assert read_run(tmp_path / "r1").table.num_rows == 2
 
@@ -67,6 +73,7 @@ def test_reopening_compacts_journals(tmp_path):
     writer = RunWriter(tmp_path / "r1", dict(META), rows_per_part=100)
     for i in range(4):
         writer.append(row(i))
+    die(writer)
     reopened = RunWriter(tmp_path / "r1", dict(META), rows_per_part=100)
     assert not list((tmp_path / "r1").glob("_journal-0000[0].jsonl"))
     reopened.append(row(4))
@@ -94,7 +101,7 @@ def test_a_part_read_by_arrow_equals_one_recovered_line_by_line(tmp_path):
         live.append(r)
         crashed.append(r)
     live.close()
-    crashed._journal.flush()  # killed here: no flush, no close
+    die(crashed)  # killed here: no flush, no close
     (journal,) = (tmp_path / "crashed").glob("_journal-*.jsonl")
     by_arrow = _journal_table(journal, dict(META))  # the fast path reads this journal itself
     RunWriter(tmp_path / "crashed", dict(META)).close()

@@ -100,6 +100,16 @@ def strip_credentials(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+def split_query(url: str) -> tuple[str, dict[str, str]]:
+    """A base URL without its query string, and that query as parameters: the SDK appends the
+    request path to the base URL, so `...v1?key=x` would become `...v1?key=x/chat/completions`."""
+    from urllib.parse import parse_qsl
+
+    parts = urlsplit(url)
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return base, dict(parse_qsl(parts.query, keep_blank_values=True))
+
+
 def parse_labels(text: str) -> tuple[str, ...]:
     labels = tuple(part.strip() for part in text.split(",") if part.strip())
     if not labels:

@@ -27,3 +27,11 @@ class Interrupted(DetcheckError):
     """The run was stopped by Ctrl-C or SIGTERM; what arrived is on disk."""
 
     exit_code = 130
+
+
+class StorageError(DetcheckError):
+    """A run cannot be written where it was asked to go (not a directory, read-only, disk full)."""
+
+
+class RunBusy(UsageError):
+    """Another process is writing the run: two writers would corrupt it."""

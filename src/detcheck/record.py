@@ -6,15 +6,21 @@ body anyway, and odd bodies (missing fields, NaN, non-UTF-8 bytes) must become r
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from detcheck.schema import RESPONSE_HEADER_ALLOWLIST
 
 REDACTED = "[REDACTED]"
 MAX_ERROR_BODY_CHARS = 16_384
+# An error message as stored and shown: a hostile endpoint can send megabytes of it.
+MAX_ERROR_CHARS = 500
+# The int32 columns (token counts): a larger value is stored as null (the raw body keeps it).
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _ALLOWED = frozenset(RESPONSE_HEADER_ALLOWLIST)
 
 
@@ -24,6 +30,24 @@ class MalformedResponse(Exception):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+def load_json(body: bytes | str):
+    """A body from the network as JSON; anything json cannot take (bad syntax or UTF-8, nesting
+    deeper than the parser's recursion limit) is a malformed body, never a crash."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise MalformedResponse(
+            "malformed_body", clip(f"response body is not JSON: {type(exc).__name__}: {exc}")
+        ) from None
+
+
+def clip(text: str | None, limit: int = MAX_ERROR_CHARS) -> str | None:
+    """Text cut to `limit` characters, saying how much was cut."""
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit:,} more characters]"
 
 
 @dataclass
@@ -40,13 +64,20 @@ class Parsed:
 
 
 def _int_or_none(value) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """An integer that fits the int32 columns, else None (2**40 or 10**30 from a hostile endpoint
+    would make the whole part unwritable)."""
+    if isinstance(value, int) and not isinstance(value, bool) and INT32_MIN <= value <= INT32_MAX:
+        return value
+    return None
 
 
 def _float_or_none(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer literal beyond float64 (10**400)
+        return None
 
 
 def _bytes_or_none(value) -> list[int] | None:
@@ -99,10 +130,7 @@ def _top_entry(entry) -> dict | None:
 
 def parse_chat_body(body: bytes | str) -> Parsed:
     """The first generated token of a chat completion, with its top logprobs."""
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedResponse("malformed_body", f"response body is not JSON: {exc}") from None
+    data = load_json(body)
     if not isinstance(data, Mapping):
         raise MalformedResponse("malformed_body", "response body is not a JSON object")
     choices = data.get("choices")
@@ -134,10 +162,7 @@ def parse_chat_body(body: bytes | str) -> Parsed:
 def parse_completions_body(body: bytes | str) -> Parsed:
     """The legacy /v1/completions shape: `logprobs.top_logprobs` is a list of {token: logprob}
     dicts (one per generated token), `tokens` / `token_logprobs` the generated ones."""
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedResponse("malformed_body", f"response body is not JSON: {exc}") from None
+    data = load_json(body)
     choices = data.get("choices") if isinstance(data, Mapping) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
         raise MalformedResponse("malformed_body", "response has no choices")
@@ -171,14 +196,64 @@ def parse_completions_body(body: bytes | str) -> Parsed:
 PARSERS = {"chat": parse_chat_body, "completions": parse_completions_body}
 
 
+def _usable_logprob(value) -> bool:
+    # a logprob is the log of a probability: finite and at most 0 (-1e308 is extreme, not wrong)
+    return type(value) is float and math.isfinite(value) and value <= 0.0
+
+
+def unusable_reason(parsed: Parsed, targets: Collection[str] = ()) -> str | None:
+    """Why a parsed 200 cannot count as a measurement (None if it can): the generated token's
+    logprob, or a measured token's logprob in the top list, is missing, not a number, NaN,
+    infinite or positive. Other top entries may be null (an engine's -inf for an impossible
+    token): they are stored as null and the response still counts."""
+    if not _usable_logprob(parsed.logprob):
+        return f"the generated token's logprob is unusable: {parsed.logprob!r}"
+    for entry in parsed.top_logprobs:
+        if entry["token"] in targets and not _usable_logprob(entry["logprob"]):
+            return f"the logprob of {entry['token']!r} is unusable: {entry['logprob']!r}"
+    return None
+
+
 def redact(text: str | None, secrets: Sequence[str]) -> str | None:
-    """Remove every secret (the API key) from text bound for disk, even if an endpoint echoed it."""
+    """Remove every secret (the API key) from text bound for disk or the terminal, even if an
+    endpoint echoed it: as it is, JSON-escaped (`\\u0073k-...`, any mix of escaped and plain
+    characters), or as a JSON list of its byte values (a top logprob's `bytes`)."""
     if text is None:
         return None
     for secret in secrets:
-        if secret and len(secret) >= 8 and secret in text:
+        if not secret or len(secret) < 8:
+            continue
+        if secret in text:
             text = text.replace(secret, REDACTED)
+        escaped, as_bytes = _secret_patterns(secret)
+        if "\\u" in text:  # only then can an escaped form be there: the common case stays cheap
+            text = escaped.sub(REDACTED, text)
+        if as_bytes.search(text):
+            text = as_bytes.sub(_bytes_replacement, text)
     return text
+
+
+_REDACTED_BYTES = ",".join(str(b) for b in REDACTED.encode())
+
+
+def _bytes_replacement(match: re.Match) -> str:
+    # "1115, 107, ..." is not the secret's list: checked here, as a look-behind in the pattern
+    # would cost ~40 us per body instead of ~1.5 us
+    start = match.start()
+    return match.group(0) if start and match.string[start - 1].isdigit() else _REDACTED_BYTES
+
+
+@functools.lru_cache(maxsize=16)
+def _secret_patterns(secret: str) -> tuple[re.Pattern, re.Pattern]:
+    """The secret as JSON may spell it: each character as itself or as a \\uXXXX escape (any
+    case); and as a list of its UTF-8 byte values ("115, 107, 45, ...")."""
+    chars = []
+    for c in secret:
+        escape = "".join(f"[{h.lower()}{h.upper()}]" if h.isalpha() else h for h in f"{ord(c):04x}")
+        slash = "|\\\\/" if c == "/" else ""
+        chars.append(f"(?:{re.escape(c)}|\\\\u{escape}{slash})")
+    values = r"\s*,\s*".join(str(b) for b in secret.encode())
+    return re.compile("".join(chars)), re.compile(rf"{values}(?![0-9])")
 
 
 def allowed_headers(headers: Mapping[str, str] | None) -> dict | None:
@@ -199,7 +274,31 @@ def redact_row(row: dict, secrets: Sequence[str]) -> dict:
         elif key == "top_logprobs" and value:
             for entry in value:
                 entry["token"] = redact(entry["token"], secrets)
+                raw = entry.get("bytes")
+                if raw and any(s and len(s) >= 8 and s.encode() in bytes(raw) for s in secrets):
+                    entry["bytes"] = list(REDACTED.encode())
     return row
+
+
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+_CONTROLS.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+# bidirectional overrides and line/paragraph separators reorder or break what a reader sees
+_CONTROLS.update(
+    {
+        c: f"\\u{c:04x}"
+        for c in [0x2028, 0x2029, *range(0x202A, 0x202F), 0x200E, 0x200F, *range(0x2066, 0x206A)]
+    }
+)
+_CONTROLS_KEEP_LINES = {k: v for k, v in _CONTROLS.items() if k not in (ord("\n"), ord("\t"))}
+
+
+def printable(text: str | None, keep_lines: bool = False) -> str | None:
+    """Server-sent text (fingerprints, tokens, error messages) made safe for a terminal or a log:
+    control characters escaped, so it cannot move the cursor, retitle the terminal or forge a
+    log line. `keep_lines` keeps newlines and tabs (for text detcheck itself laid out)."""
+    if text is None:
+        return None
+    return text.translate(_CONTROLS_KEEP_LINES if keep_lines else _CONTROLS)
 
 
 def json_safe_float(value: float | None) -> float | None:
@@ -224,27 +323,27 @@ def success_fields(parsed: Parsed) -> dict:
 
 
 def error_message_from_body(body: bytes | str | None) -> str | None:
-    """The `error.message` of an OpenAI-style error body, if there is one."""
+    """The `error.message` of an OpenAI-style error body, if there is one (clipped)."""
     if not body:
         return None
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = load_json(body)
+    except MalformedResponse:
         return None
     error = data.get("error") if isinstance(data, Mapping) else None
     if isinstance(error, Mapping) and isinstance(error.get("message"), str):
-        return _str_or_none(error["message"])
-    return _str_or_none(error)
+        return clip(_str_or_none(error["message"]))
+    return clip(_str_or_none(error))
 
 
 def error_code_from_body(body: bytes | str | None) -> str | None:
     try:
-        data = json.loads(body or b"")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = load_json(body or b"")
+    except MalformedResponse:
         return None
     error = data.get("error") if isinstance(data, Mapping) else None
     if isinstance(error, Mapping):
-        return _str_or_none(error.get("code") or error.get("type"))
+        return clip(_str_or_none(error.get("code") or error.get("type")), 100)
     return None
 
 

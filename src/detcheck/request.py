@@ -25,21 +25,25 @@ import openai
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from detcheck.config import FlipConfig
-from detcheck.errors import EndpointError, Interrupted
+from detcheck.config import FlipConfig, split_query, strip_credentials
+from detcheck.errors import DetcheckError, EndpointError, Interrupted
 from detcheck.record import (
     MAX_ERROR_BODY_CHARS,
     PARSERS,
     MalformedResponse,
     allowed_headers,
     body_text,
+    clip,
     error_code_from_body,
     error_message_from_body,
+    printable,
     redact,
     redact_row,
     success_fields,
+    unusable_reason,
 )
-from detcheck.store import RunWriter, to_micros, utc_now
+from detcheck.store import RunWriter, to_micros, uri_secrets, utc_now
+from detcheck.transport import BodyRejected, CappedTransport
 
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 
@@ -50,7 +54,59 @@ class Endpoint:
     api_key: str
     # A transport to hand the real client (replay, fault injection); None means the network.
     transport: httpx2.AsyncBaseTransport | None = None
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # a whole request, connect to last byte
+
+    @property
+    def shown(self) -> str:
+        """The URL as it may be printed: no user:password, no query string."""
+        return strip_credentials(self.base_url)
+
+    @property
+    def secrets(self) -> list[str]:
+        """What must never reach disk or the terminal: the key, and what the URL carries."""
+        return [self.api_key, *uri_secrets(self.base_url)]
+
+
+def make_client(endpoint: Endpoint, max_retries: int = 0) -> openai.AsyncOpenAI:
+    """The real SDK client for an endpoint, every response body read through CappedTransport. A
+    query string on the base URL is sent with every request, not glued onto the path."""
+    if endpoint.transport is not None:
+        http_client = openai.DefaultAsyncHttpx2Client(transport=endpoint.transport)
+    elif (
+        os.environ.get("DETCHECK_HTTP_CLIENT", "aiohttp") == "aiohttp"
+        # aiohttp refuses user:password in the URL next to the Authorization header
+        and not urlsplit(endpoint.base_url).username
+    ):
+        # The SDK's aiohttp client: 1.4-1.6x the requests/s of its default httpx2 pool at
+        # concurrency 16-256 on loopback (bench/run.py), and it holds up at high concurrency.
+        http_client = openai.DefaultAioHttpClient()
+    else:
+        http_client = openai.DefaultAsyncHttpx2Client()  # the SDK's default httpx2 client
+    # the client's own transport, wrapped: every body capped, whichever transport reads it
+    http_client._transport = CappedTransport(http_client._transport)
+    base_url, query = split_query(endpoint.base_url)
+    return openai.AsyncOpenAI(
+        api_key=endpoint.api_key,
+        base_url=base_url,
+        default_query=query or None,
+        max_retries=max_retries,
+        timeout=endpoint.timeout_s,
+        http_client=http_client,
+    )
+
+
+if hasattr(asyncio, "timeout"):
+
+    async def within(seconds: float, awaitable):
+        """`awaitable`, cancelled after `seconds` in all (TimeoutError): the SDK's timeouts are per
+        read, so a server that drips a byte a second would otherwise never time out."""
+        async with asyncio.timeout(seconds):
+            return await awaitable
+
+else:  # Python 3.10
+
+    async def within(seconds: float, awaitable):
+        return await asyncio.wait_for(awaitable, seconds)
 
 
 @dataclass
@@ -70,6 +126,8 @@ class Outcome:
     cached_tokens: int = 0
     completion_tokens: int = 0
     short_top_logprobs: int = 0  # responses with fewer top logprobs than asked for
+    other_model: int = 0  # responses naming another model than the one asked for
+    redirected: int = 0  # responses that came from another origin (a followed redirect)
     interrupted: bool = False
     elapsed_s: float = 0.0
 
@@ -190,35 +248,15 @@ class Flip:
         self.on_progress = on_progress or (lambda outcome: None)
         self.on_notice = on_notice or (lambda message: None)
         self.body = config.request_body()
-        self.secrets = [endpoint.api_key]
+        self.targets = frozenset(config.targets.values())
+        self.secrets = endpoint.secrets
         self.outcome = Outcome()
         self._next_call = start_call
         self._end_call = start_call + n
         self._seq = start_seq
         self.limit = AdaptiveLimit(concurrency)
         self._stop = asyncio.Event()
-        self._fatal: EndpointError | None = None
-
-    def _client(self) -> openai.AsyncOpenAI:
-        if self.endpoint.transport is not None:
-            http_client = openai.DefaultAsyncHttpx2Client(transport=self.endpoint.transport)
-        elif (
-            os.environ.get("DETCHECK_HTTP_CLIENT", "aiohttp") == "aiohttp"
-            # aiohttp refuses user:password in the URL next to the Authorization header
-            and not urlsplit(self.endpoint.base_url).username
-        ):
-            # The SDK's aiohttp client: 1.4-1.6x the requests/s of its default httpx2 pool at
-            # concurrency 16-256 on loopback (bench/run.py), and it holds up at high concurrency.
-            http_client = openai.DefaultAioHttpClient()
-        else:
-            http_client = None  # the SDK's default httpx2 client
-        return openai.AsyncOpenAI(
-            api_key=self.endpoint.api_key,
-            base_url=self.endpoint.base_url,
-            max_retries=0,
-            timeout=self.endpoint.timeout_s,
-            http_client=http_client,
-        )
+        self._fatal: DetcheckError | None = None
 
     async def run(self) -> Outcome:
         from aiolimiter import AsyncLimiter
@@ -230,7 +268,7 @@ class Flip:
         workers: list[asyncio.Task] = []
         self._install_signal_handlers(loop, workers)
         try:
-            async with self._client() as client:
+            async with make_client(self.endpoint) as client:
                 self.client = client
                 workers.extend(asyncio.create_task(self._worker()) for _ in range(self.concurrency))
                 results = await asyncio.gather(*workers, return_exceptions=True)
@@ -278,7 +316,7 @@ class Flip:
                 await self._serve(call)
             except _Abandoned:
                 return
-            except EndpointError as exc:
+            except DetcheckError as exc:  # the endpoint refused, or the run cannot be written
                 if self._fatal is None:
                     self._fatal = exc
                 self._stop.set()
@@ -383,9 +421,14 @@ class Flip:
             # The SDK's raw route: its auth, headers, status errors and networking, without the
             # per-call parameter transform and pydantic parse that `create` adds (0.9 ms of CPU
             # per call, half the SDK's cost); we parse the body ourselves and keep it anyway.
-            response = await self.client.post(
-                self.config.path, body=self.body, cast_to=httpx2.Response
+            response = await within(
+                self.endpoint.timeout_s,
+                self.client.post(self.config.path, body=self.body, cast_to=httpx2.Response),
             )
+        except (TimeoutError, asyncio.TimeoutError):
+            message = f"request timed out after {self.endpoint.timeout_s:g} s (whole request)"
+            row.update(error_type="timeout", error=message)
+            return TransientError("timeout", message)
         except openai.APIStatusError as exc:
             return self._status_failure(row, exc)
         except openai.APIConnectionError as exc:  # APITimeoutError included
@@ -393,9 +436,9 @@ class Flip:
             row.update(error_type=kind, error=message)
             return TransientError(kind, message)
         except Exception as exc:  # the HTTP client refused the request itself: not transient
-            message = f"the HTTP client failed: {type(exc).__name__}: {exc}"
+            message = clip(f"the HTTP client failed: {type(exc).__name__}: {exc}")
             row.update(error_type="client_error", error=message)
-            return EndpointError(message)
+            return EndpointError(redact(message, self.secrets))
         body = response.content
         row.update(
             http_status=response.status_code,
@@ -403,27 +446,62 @@ class Flip:
             response_headers=allowed_headers(response.headers),
             raw_body=body_text(body),
         )
+        if response.history:
+            row["final_url"] = strip_credentials(str(response.url))
+            self._note_redirect(row["final_url"])
         try:
             parsed = PARSERS[self.config.api](body)
         except MalformedResponse as exc:
             row.update(error_type=exc.kind, error=str(exc))
             return TransientError(exc.kind, str(exc))
+        problem = unusable_reason(parsed, self.targets)
+        if problem is not None:  # NaN, inf, positive, a string...: never counted toward n
+            row.update(error_type="unusable_logprob", error=clip(problem))
+            return TransientError("unusable_logprob", problem)
         row.update(success_fields(parsed), ok=True)
+        self._check_model(parsed.model)
         return None
+
+    def _check_model(self, model: str | None) -> None:
+        """A response naming another model than the one asked for (a dated snapshot of the alias
+        asked for is the same model) is counted, and said once."""
+        asked = self.config.model
+        if model is None or model == asked or model.startswith(f"{asked}-"):
+            return
+        if not self.outcome.other_model:
+            self.on_notice(
+                f"warning: asked for model {asked!r}, the endpoint answered as "
+                f"{printable(clip(model, 100))!r} (each row keeps the model it answered as)"
+            )
+        self.outcome.other_model += 1
+
+    def _note_redirect(self, final_url: str) -> None:
+        if strip_credentials(final_url).split("/")[:3] == self.endpoint.shown.split("/")[:3]:
+            return  # the same origin: a path redirect
+        if not self.outcome.redirected:
+            self.on_notice(
+                f"warning: {self.endpoint.shown} redirected to another origin, "
+                f"{printable(clip(final_url, 200))} (each row keeps the URL that answered)"
+            )
+        self.outcome.redirected += 1
 
     def _connection_failure(self, exc: openai.APIConnectionError) -> tuple[str, str]:
         """Timeout or connection failure, told apart by the cause: the SDK's aiohttp transport
         reports refused and dropped connections as timeouts too."""
-        cause = str(exc.__cause__ or "").strip()
-        if isinstance(exc, openai.APITimeoutError) and (not cause or "time" in cause.lower()):
+        cause = exc.__cause__
+        if isinstance(cause, BodyRejected):
+            return "body_rejected", clip(str(cause))
+        text = redact(str(cause or "").strip(), self.secrets)
+        if isinstance(exc, openai.APITimeoutError) and (not text or "time" in text.lower()):
             return "timeout", f"request timed out after {self.endpoint.timeout_s:g} s"
-        return "connection", f"connection to {self.endpoint.base_url} failed: {cause or exc}"
+        return "connection", clip(f"connection to {self.endpoint.shown} failed: {text or exc}")
 
     def _status_failure(self, row: dict, exc: openai.APIStatusError) -> Exception:
         response = exc.response
         body = response.content if response is not None else None
         status = exc.status_code
-        message = redact(error_message_from_body(body) or str(exc), self.secrets)  # also raised
+        # also raised and printed: clipped, and without any secret the server echoed
+        message = redact(error_message_from_body(body) or clip(str(exc)), self.secrets)
         code = error_code_from_body(body)
         row.update(
             http_status=status,

@@ -1,13 +1,14 @@
 """The stored form of a run: one row per request attempt. Changed in one place, pinned by a test.
 
-Bump SCHEMA_VERSION whenever a column is added, removed, renamed or retyped.
+Bump SCHEMA_VERSION whenever a column is added, removed, renamed or retyped. Older parts stay
+readable: a column they lack reads as nulls (version 1 has no `final_url`).
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Key of the run metadata (JSON) in every Parquet file's schema metadata.
 RUN_META_KEY = b"detcheck.run"
@@ -65,6 +66,8 @@ RUN_SCHEMA = pa.schema(
         pa.field("cached_tokens", pa.int32()),
         pa.field("response_headers", pa.map_(pa.string(), pa.string())),
         pa.field("raw_body", pa.string()),
+        # the URL that answered when the request was redirected (no credentials); else null
+        pa.field("final_url", pa.string()),  # since version 2
     ]
 )
 

@@ -5,6 +5,8 @@ A run is a directory:
     part-00000.parquet ...   the attempts, zstd-compressed, each file carrying the metadata too
     _journal-00001.jsonl     attempts not yet in a part: one JSON line per attempt, written as it
                              arrives, so a killed process loses nothing it received
+    _detcheck.lock           held (flock) by the one process writing the run, with its pid: a
+                             second writer is refused; the kernel frees it when the holder dies
 
 A journal becomes `part-NNNNN.parquet` (written to a temp name, then renamed) and is deleted
 afterwards; a journal whose part exists is a leftover and ignored, so no row is ever read twice.
@@ -29,7 +31,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from detcheck.errors import DataError
+from detcheck.errors import DataError, RunBusy, StorageError
 from detcheck.schema import RUN_META_KEY, RUN_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY
 
 RUN_JSON = "run.json"
@@ -46,11 +48,80 @@ def _journal_name(index: int) -> str:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {_os_reason(exc)}") from None
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or _first_line(exc)
+
+
+def _make_dir(path: Path, private: bool = False) -> None:
+    """A run directory (and its parents), or a StorageError saying why not."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o777)
+    except FileExistsError:
+        raise StorageError(f"cannot write a run under {path}: not a directory") from None
+    except OSError as exc:
+        raise StorageError(f"cannot create {path}: {_os_reason(exc)}") from None
+    if not path.is_dir():
+        raise StorageError(f"cannot write a run under {path}: not a directory")
+
+
+LOCK_NAME = "_detcheck.lock"
+
+
+class RunLock:
+    """The right to write one run: an exclusive flock on `_detcheck.lock` holding the writer's
+    pid. The kernel drops it when the holder dies (kill -9 included), so a dead holder never
+    blocks a resume; a live one makes a second writer fail at once with its pid."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_NAME
+        self._fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no locking
+            return
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise StorageError(f"cannot write {self.path}: {_os_reason(exc)}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise RunBusy(
+                    f"{run_dir} is being written by another detcheck process (pid {holder}, "
+                    f"lock {self.path}); wait for it to finish or stop it, then resume"
+                ) from None
+            # the holder before us may have removed the file between our open and our lock:
+            # a lock on a removed file guards nothing, so take the one at the path
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)  # while still held: nobody can take the old file
+        os.close(self._fd)
+        self._fd = None
 
 
 def is_uri(location) -> bool:
@@ -69,8 +140,42 @@ def open_uri(uri: str) -> tuple[pafs.FileSystem, str]:
 
 
 def display_uri(uri: str) -> str:
-    """The URI without its query string (which may carry credentials or endpoints)."""
-    return str(uri).split("?", 1)[0]
+    """The URI without user:password and without its query string (which may carry
+    credentials or endpoints): what is shown and stored."""
+    base = str(uri).split("?", 1)[0].split("#", 1)[0]
+    scheme, sep, rest = base.partition("://")
+    if not sep:
+        return base
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+
+
+_SECRET_QUERY_WORDS = ("key", "secret", "token", "password", "credential", "session", "sig")
+
+
+def safe_uri(uri: str) -> str:
+    """The URI without user:password and without query parameters that may hold credentials
+    (access_key, secret_key, session_token, ...); endpoint_override, scheme, region stay, so
+    the location can be opened again (credentials then come from the environment)."""
+    from urllib.parse import parse_qsl, urlencode
+
+    query = str(uri).split("#", 1)[0].partition("?")[2]
+    kept = [
+        (k, v)
+        for k, v in parse_qsl(query, keep_blank_values=True)
+        if not any(word in k.lower() for word in _SECRET_QUERY_WORDS)
+    ]
+    return display_uri(uri) + (f"?{urlencode(kept)}" if kept else "")
+
+
+def uri_secrets(uri: str) -> list[str]:
+    """What a URI holds that must never be shown: user, password, every query value."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    parts = urlsplit(str(uri))
+    found = [unquote(x) for x in (parts.username, parts.password) if x]
+    found += [v for _, v in parse_qsl(parts.query) if v]
+    return found
 
 
 def utc_now() -> dt.datetime:
@@ -114,22 +219,41 @@ class RunWriter:
         rows_per_part: int = ROWS_PER_PART,
         flush_every_s: float = 60.0,
         mirror: tuple[pafs.FileSystem, str] | None = None,
+        lock: RunLock | None = None,
+        private: bool = False,
     ):
-        """`mirror`: an object-store directory that receives each finished part and run.json."""
+        """`mirror`: an object-store directory that receives each finished part and run.json
+        (what an earlier process of the run left unuploaded is uploaded first). `lock`: the
+        run's lock if the caller already holds it (a resume takes it before reading the run).
+        `private`: the directory is the user's alone (0700: a staging copy in a shared /tmp).
+        """
         self.run_dir = Path(run_dir)
         self.mirror = mirror
         self.meta = meta
         self.rows_per_part = rows_per_part
         self.flush_every_s = flush_every_s
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _make_dir(self.run_dir, private)
+        self.lock = lock or RunLock(self.run_dir)
         self.write_meta()
         self._part = _recover_journals(self.run_dir, meta)
+        if mirror is not None:
+            self._upload_missing()
         # The journal is the buffer: rows are not kept in memory, so memory stays flat however
         # many calls a run makes; a flush reads the journal back into a Parquet part.
         self._pending = 0
-        self._journal = open(self.run_dir / _journal_name(self._part), "a", encoding="utf-8")
+        self._torn = False
+        self._open_journal()
         self._last_flush = time.monotonic()
         self._last_sync = time.monotonic()
+
+    def _open_journal(self) -> None:
+        path = self.run_dir / _journal_name(self._part)
+        try:
+            # unbuffered: a write is in the OS when append() returns, and a failed one leaves
+            # nothing in a buffer to be written again later
+            self._journal = open(path, "ab", buffering=0)
+        except OSError as exc:
+            raise StorageError(f"cannot write {path}: {_os_reason(exc)}") from None
 
     def write_meta(self) -> None:
         _write_atomic(self.run_dir / RUN_JSON, json.dumps(self.meta, indent=2).encode())
@@ -143,22 +267,60 @@ class RunWriter:
             with fs.open_output_stream(f"{directory}/{path.name}") as out:
                 out.write(path.read_bytes())
         except OSError as exc:
-            raise DataError(
+            raise StorageError(
                 f"upload of {path.name} failed ({_first_line(exc)}); the run is "
                 f"kept in {self.run_dir}"
             ) from None
+
+    def _upload_missing(self) -> None:
+        """Upload every local part the mirror lacks (or holds at another size): what a killed
+        process wrote but never uploaded, and what recovering its journals just wrote."""
+        fs, directory = self.mirror
+        try:
+            remote = {
+                i.base_name: i.size
+                for i in fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+            }
+        except OSError as exc:
+            raise StorageError(f"cannot list the upload location ({_first_line(exc)})") from None
+        for part in sorted(self.run_dir.glob("part-*.parquet")):
+            if remote.get(part.name) != part.stat().st_size:
+                self._upload(part)
+
+    def uploaded(self) -> bool:
+        """Every part and run.json is in the mirror at its local size."""
+        fs, directory = self.mirror
+        local = {p.name: p.stat().st_size for p in self.run_dir.glob("part-*.parquet")}
+        local[RUN_JSON] = (self.run_dir / RUN_JSON).stat().st_size
+        try:
+            remote = {i.base_name: i.size for i in fs.get_file_info(pafs.FileSelector(directory))}
+        except OSError:
+            return False
+        return all(remote.get(name) == size for name, size in local.items())
 
     def append(self, row: dict) -> None:
         headers = row.get("response_headers")
         if isinstance(headers, dict):  # pairs: what Arrow's JSON reader can turn into a map
             row = {**row, "response_headers": list(headers.items())}
-        self._journal.write(json.dumps(row, separators=(",", ":")) + "\n")
-        # A write() reaches the OS at once (kill -9 safe); fsync at most once a second (power cut).
-        self._journal.flush()
-        now = time.monotonic()
-        if now - self._last_sync > 1.0:
-            os.fsync(self._journal.fileno())
-            self._last_sync = now
+        line = (json.dumps(row, separators=(",", ":")) + "\n").encode()
+        if self._torn:  # an earlier write failed part-way: its fragment ends on a line of its own
+            line = b"\n" + line
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[self._journal.write(view) :]
+            self._torn = False
+            # in the OS at once (kill -9 safe); fsync at most once a second (power cut)
+            now = time.monotonic()
+            if now - self._last_sync > 1.0:
+                os.fsync(self._journal.fileno())
+                self._last_sync = now
+        except OSError as exc:
+            self._torn = True
+            raise StorageError(
+                f"cannot write to {self.run_dir}: {_os_reason(exc)}; the response of call "
+                f"{row.get('call')} is lost, everything before it is kept"
+            ) from None
         self._pending += 1
         if self._pending >= self.rows_per_part or now - self._last_flush > self.flush_every_s:
             self.flush()
@@ -168,9 +330,14 @@ class RunWriter:
         self._last_flush = time.monotonic()
         if not self._pending:
             return
-        self._journal.flush()
         journal = self.run_dir / _journal_name(self._part)
-        if _write_part(self.run_dir, self._part, _journal_groups(journal, self.meta)):
+        try:
+            written = _write_part(self.run_dir, self._part, _journal_groups(journal, self.meta))
+        except OSError as exc:  # the journal stays: a resume compacts it
+            raise StorageError(
+                f"cannot write a part in {self.run_dir}: {_os_reason(exc)}"
+            ) from None
+        if written:
             self._upload(self.run_dir / _part_name(self._part))
         self._journal.close()
         journal.unlink(missing_ok=True)
@@ -179,14 +346,17 @@ class RunWriter:
         # and a long run's resident size would sit at its largest flush
         pa.default_memory_pool().release_unused()
         self._part += 1
-        self._journal = open(self.run_dir / _journal_name(self._part), "a", encoding="utf-8")
+        self._open_journal()
 
     def close(self, **meta_updates) -> None:
-        self.flush()
-        self._journal.close()
-        (self.run_dir / _journal_name(self._part)).unlink(missing_ok=True)
-        self.meta.update(meta_updates)
-        self.write_meta()
+        try:
+            self.flush()
+            self._journal.close()
+            (self.run_dir / _journal_name(self._part)).unlink(missing_ok=True)
+            self.meta.update(meta_updates)
+            self.write_meta()
+        finally:
+            self.lock.release()
 
 
 def _write_part(run_dir: Path, index: int, tables: Iterable[pa.Table]) -> int:
@@ -276,17 +446,33 @@ def _journal_groups(path: Path, meta: dict) -> Iterator[pa.Table]:
         yield table.slice(start, ROW_GROUP_ROWS)
 
 
+_ROW_START = '{"run_id"'
+
+
 def _iter_journal(path: Path) -> Iterator[dict]:
+    """A journal's rows. A torn line (the line being written when a process died, or a write
+    that failed part-way) costs that line only: reading goes on with the next line, and a row
+    written straight after a fragment on the same line is recovered."""
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                return  # the line being written when the process died
+            row = _journal_row(line)
+            if row is None:
+                start = line.rfind(_ROW_START)
+                row = _journal_row(line[start:]) if start > 0 else None
+            if row is None:
+                continue
             headers = row.get("response_headers")
             if isinstance(headers, list):
                 row["response_headers"] = [tuple(pair) for pair in headers]
             yield row
+
+
+def _journal_row(line: str) -> dict | None:
+    try:
+        row = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return row if isinstance(row, dict) and isinstance(row.get("seq"), int) else None
 
 
 def _read_journal(path: Path) -> list[dict]:
@@ -305,16 +491,50 @@ def journal_tables(
     for row in _iter_journal(path):
         rows.append(row)
         if len(rows) >= parse_rows:
-            parsed.append(rows_to_table(rows, meta))
+            parsed.append(_storable_table(rows, meta))
             held += len(rows)
             rows = []
             if held >= chunk_rows:
                 yield pa.concat_tables(parsed)
                 parsed, held = [], 0
     if rows:
-        parsed.append(rows_to_table(rows, meta))
+        parsed.append(_storable_table(rows, meta))
     if parsed:
         yield pa.concat_tables(parsed)
+
+
+_KEPT_WHEN_UNSTORABLE = ("run_id", "seq", "call", "attempt", "started_at", "finished_at")
+
+
+def _storable_table(rows: list[dict], meta: dict) -> pa.Table:
+    """`rows` as a table; a row that does not fit the schema (a value out of its column's range,
+    a field of the wrong type: a journal from another version, or edited) is kept as a failed
+    attempt with its raw body, so one bad row never makes a part unwritable."""
+    try:
+        return rows_to_table(rows, meta)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        pass
+    fixed = []
+    for row in rows:
+        try:
+            rows_to_table([row], meta)
+            fixed.append(row)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+            kept = {k: row[k] for k in _KEPT_WHEN_UNSTORABLE if isinstance(row.get(k), int)}
+            raw = row.get("raw_body")
+            fixed.append(
+                {
+                    **kept,
+                    "seq": kept.get("seq", -1),
+                    "call": kept.get("call", -1),
+                    "attempt": kept.get("attempt", 0),
+                    "ok": False,
+                    "error_type": "unstorable",
+                    "error": f"the row did not fit the schema: {_first_line(exc)}"[:500],
+                    "raw_body": raw if isinstance(raw, str) else None,
+                }
+            )
+    return rows_to_table(fixed, meta)
 
 
 def _orphan_journals(run_dir: Path) -> list[tuple[int, Path]]:
@@ -339,6 +559,60 @@ def _recover_journals(run_dir: Path, meta: dict) -> int:
 
 
 # --- reading -------------------------------------------------------------------------------
+
+_NOTHING = object()
+
+
+def _json_or_none(data: bytes | str):
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return _NOTHING
+
+
+# What the readers rely on in run metadata: key -> the types it may have (None: may be null).
+_META_TYPES: dict[str, tuple] = {
+    "run_id": (str,),
+    "status": (str,),
+    "started_at": (str, type(None)),
+    "ended_at": (str, type(None)),
+    "endpoint": (str, type(None)),
+    "label": (str, type(None)),
+    "target": (str, type(None)),
+    "targets": (dict,),
+    "target_how": (dict,),
+    "config": (dict,),
+    "request": (dict,),
+    "tags": (dict, type(None)),
+    "n_requested": (int,),
+    "successes": (int, type(None)),
+    "attempts": (int, type(None)),
+    "concurrency": (int, type(None)),
+    "replay_of": (str, type(None)),
+    "upload_to": (str, type(None)),
+    "resumed": (list,),
+}
+
+
+def check_meta(meta, where: str) -> dict:
+    """Run metadata as detcheck wrote it, or a DataError naming what is not (a hand-edited
+    run.json, a garbage footer): readers then skip the run instead of failing later."""
+    if meta is _NOTHING:
+        raise DataError(f"{where}: not valid JSON")
+    if not isinstance(meta, dict):
+        raise DataError(f"{where}: not run metadata (a JSON {type(meta).__name__}, not an object)")
+    for key, types in _META_TYPES.items():
+        value = meta.get(key)
+        if key in meta and (isinstance(value, bool) or not isinstance(value, types)):
+            raise DataError(f"{where}: {key!r} is {value!r:.60}, not what detcheck writes")
+    config = meta.get("config") or {}
+    if not isinstance(config.get("model", ""), str):
+        raise DataError(f"{where}: 'config.model' is not a model name")
+    for key in ("targets", "target_how"):
+        if not all(isinstance(v, str) for v in (meta.get(key) or {}).values()):
+            raise DataError(f"{where}: {key!r} must map labels to text")
+    return meta
+
 
 
 class Run:
@@ -380,7 +654,7 @@ class Run:
         return self._table
 
     def _pending_table(self, columns: Sequence[str] | None) -> pa.Table:
-        table = rows_to_table(self.pending, self.meta).replace_schema_metadata(None)
+        table = _storable_table(self.pending, self.meta).replace_schema_metadata(None)
         return table.select(list(columns)) if columns else table
 
     def footer(self, part) -> pq.FileMetaData:
@@ -392,16 +666,27 @@ class Run:
     def part_meta(self, part) -> dict:
         """The run metadata a part carries in its footer, checked (detcheck's, a schema version
         this detcheck reads)."""
-        md = self.footer(part).schema.to_arrow_schema().metadata or {}
+        try:
+            md = self.footer(part).schema.to_arrow_schema().metadata or {}
+        except (pa.ArrowException, ValueError) as exc:
+            raise DataError(f"{part}: unreadable schema ({_first_line(exc)})") from None
         if RUN_META_KEY not in md:
             raise DataError(f"{part}: a Parquet file, but not one detcheck wrote (no run metadata)")
-        version = int(md.get(SCHEMA_VERSION_KEY, b"0"))
+        try:
+            version = int(md.get(SCHEMA_VERSION_KEY, b"0"))
+        except ValueError:
+            raise DataError(
+                f"{part}: its schema version is not a number: "
+                f"{md[SCHEMA_VERSION_KEY][:40].decode(errors='replace')!r}"
+            ) from None
         if version > SCHEMA_VERSION:
             raise DataError(
                 f"{part}: written with schema version {version}; this detcheck reads up to "
                 f"{SCHEMA_VERSION}. Upgrade detcheck."
             )
-        return json.loads(md[RUN_META_KEY])
+        if version < 1:
+            raise DataError(f"{part}: schema version {version} was never written by detcheck")
+        return check_meta(_json_or_none(md[RUN_META_KEY]), f"{part} (footer metadata)")
 
     def num_rows(self) -> int:
         """Rows in the run, from the Parquet footers (nothing is decoded)."""
@@ -451,13 +736,16 @@ class Run:
                 if part not in opened:
                     opened[part] = _parquet_file(part, self.fs, read_dictionary, self.footer(part))
                 parquet = opened[part]
+                present, missing = _split_columns(columns, parquet.schema_arrow)
                 if parquet.metadata.row_group(g).num_rows > batch_size:  # alone in its read
-                    return list(
-                        parquet.iter_batches(
-                            batch_size, row_groups=[g], columns=list(columns), use_threads=False
+                    return [
+                        _with_nulls(b, missing)
+                        for b in parquet.iter_batches(
+                            batch_size, row_groups=[g], columns=present, use_threads=False
                         )
-                    )
-                tables.append(parquet.read_row_group(g, columns=list(columns), use_threads=False))
+                    ]
+                table = parquet.read_row_group(g, columns=present, use_threads=False)
+                tables.append(_with_nulls(table, missing))
             except (pa.ArrowInvalid, OSError) as exc:
                 raise DataError(f"{part}: cannot read ({_first_line(exc)})") from None
         # One batch from many row groups: Arrow merges their dictionaries, and the analysis pays
@@ -538,10 +826,31 @@ def _first_line(exc: BaseException) -> str:
 
 def _read_parquet(path, columns: Sequence[str] | None, fs=None) -> pa.Table:
     try:
-        table = pq.read_table(path, columns=list(columns) if columns else None, filesystem=fs)
+        present, missing = None, []
+        if columns:
+            schema = pq.read_schema(fs.open_input_file(path) if fs else path)
+            present, missing = _split_columns(columns, schema)
+        table = pq.read_table(path, columns=present, filesystem=fs)
     except (pa.ArrowInvalid, OSError, KeyError) as exc:
         raise DataError(f"{path}: cannot read ({_first_line(exc)})") from None
-    return table.replace_schema_metadata(None)
+    return _with_nulls(table, missing).replace_schema_metadata(None)
+
+
+def _split_columns(columns: Sequence[str], schema: pa.Schema) -> tuple[list[str], list[str]]:
+    """The asked-for columns a part has, and the top-level ones it lacks (a part written at
+    an older schema version): those read as nulls."""
+    present, missing = [], []
+    for c in columns:
+        (present if c.split(".")[0] in schema.names else missing).append(c)
+    return present, missing
+
+
+def _with_nulls(data, missing: Sequence[str]):
+    """A table or record batch with a null column of RUN_SCHEMA's type for each missing name."""
+    for name in missing:
+        field = RUN_SCHEMA.field(name)
+        data = data.append_column(field, pa.nulls(data.num_rows, field.type))
+    return data
 
 
 def _empty(columns: Sequence[str] | None) -> pa.Table:
@@ -565,9 +874,10 @@ def read_run(path: Path, columns: Sequence[str] | None = None) -> Run:
     if not meta_path.exists():
         raise DataError(f"{path}: not a detcheck run (no {RUN_JSON})")
     try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{meta_path}: not valid JSON ({exc})") from None
+        text = meta_path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{meta_path}: cannot read ({_os_reason(exc)})") from None
+    meta = check_meta(_json_or_none(text), str(meta_path))
     parts = sorted(path.glob("part-*.parquet"))
     pending = [row for _, j in _orphan_journals(path) for row in _read_journal(j)]
     run = Run(path, meta, parts, pending, columns)
@@ -628,9 +938,10 @@ def _read_remote_run(
         return run
     try:
         with fs.open_input_stream(f"{path}/{RUN_JSON}") as f:
-            meta = json.loads(f.read())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            text = f.read()
+    except OSError as exc:
         raise DataError(f"{shown}/{RUN_JSON}: not readable ({_first_line(exc)})") from None
+    meta = check_meta(_json_or_none(text), f"{shown}/{RUN_JSON}")
     parts = sorted(
         i.path
         for i in fs.get_file_info(pafs.FileSelector(path))

@@ -7,6 +7,7 @@ exactly the same client, parsing and storage code as a live one, with no key and
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Sequence
 
 import httpx2
@@ -35,3 +36,80 @@ class ReplayTransport(httpx2.AsyncBaseTransport):
             content=body if isinstance(body, bytes) else body.as_py().encode(),
             headers={"content-type": "application/json", "x-request-id": f"replay-{self.count}"},
         )
+
+
+# The largest response body detcheck takes, after decoding: a real chat completion with 20 top
+# logprobs is ~4 KB, and a generation of 128 tokens with top 5 ~60 KB.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+_DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+class BodyRejected(Exception):
+    """A response body detcheck will not take (too large once decoded, or an encoding it did not
+    ask for): the attempt is recorded as failed and retried, and memory stays bounded."""
+
+
+class CappedTransport(httpx2.AsyncBaseTransport):
+    """Wraps the transport the client uses, and reads every response body itself, decoding gzip
+    or deflate as it goes, up to `max_body_bytes` decoded: a 2 MB gzip bomb or a 200 MB body is a
+    failed attempt after at most that many bytes, not the whole of it in memory."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, max_body_bytes: int = MAX_BODY_BYTES):
+        self.inner = inner
+        self.max_body_bytes = max_body_bytes
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        request.headers["accept-encoding"] = "gzip, deflate"  # nothing we cannot decode here
+        response = await self.inner.handle_async_request(request)
+        try:
+            body = await self._read(response)
+        finally:
+            await response.aclose()
+        headers = [
+            (k, v)
+            for k, v in response.headers.raw
+            if k.lower() not in (b"content-encoding", b"content-length", b"transfer-encoding")
+        ]
+        return httpx2.Response(
+            response.status_code,
+            headers=headers,
+            content=body,
+            request=request,
+            extensions=response.extensions,
+        )
+
+    async def _read(self, response: httpx2.Response) -> bytes:
+        limit = self.max_body_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise BodyRejected(f"response body of {int(declared):,} bytes (limit {limit:,})")
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity") and encoding not in _DECODERS:
+            raise BodyRejected(f"response body in an encoding not asked for: {encoding[:40]!r}")
+        decoder = zlib.decompressobj(_DECODERS[encoding]) if encoding in _DECODERS else None
+        chunks: list[bytes] = []
+        size = 0
+        async for raw in response.stream:
+            chunk = raw
+            if decoder is not None:
+                try:
+                    # never more than what is left under the limit, plus one byte to know
+                    chunk = decoder.decompress(raw, limit - size + 1)
+                except zlib.error as exc:
+                    raise BodyRejected(f"response body is not valid {encoding}: {exc}") from None
+                if decoder.unconsumed_tail:
+                    raise BodyRejected(f"response body over {limit:,} bytes once decoded")
+            size += len(chunk)
+            if size > limit:
+                raise BodyRejected(f"response body over {limit:,} bytes")
+            chunks.append(chunk)
+        if decoder is not None:
+            try:
+                tail = decoder.flush()
+            except zlib.error as exc:
+                raise BodyRejected(f"response body is not valid {encoding}: {exc}") from None
+            size += len(tail)
+            if size > limit:
+                raise BodyRejected(f"response body over {limit:,} bytes once decoded")
+            chunks.append(tail)
+        return b"".join(chunks)
