@@ -92,14 +92,28 @@ def resolve_config(options: FlipOptions, recorded: dict | None = None):
 
 
 def _check_operational(options: FlipOptions, thresholds: Sequence[float]) -> None:
+    import math
+
     from detcheck.report import check_thresholds
 
     if options.n is not None and options.n < 1:
         raise UsageError(f"--n must be at least 1, got {options.n}")
     if options.concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, got {options.concurrency}")
+    # nan and inf pass every comparison below (nan < 0 is false): refuse them first
+    for name, value in (
+        ("--rpm", options.rpm),
+        ("--temperature", options.temperature),
+        ("--timeout", options.timeout_s),
+        ("--backoff-s", options.backoff_s),
+        ("--max-backoff-s", options.max_backoff_s),
+    ):
+        if value is not None and not math.isfinite(value):
+            raise UsageError(f"{name} must be a finite number, got {value}")
     if options.rpm is not None and options.rpm <= 0:
         raise UsageError(f"--rpm must be positive, got {options.rpm}")
+    if options.timeout_s <= 0:
+        raise UsageError(f"--timeout must be positive, got {options.timeout_s}")
     if options.max_attempts < 1:
         raise UsageError(f"--max-attempts must be at least 1, got {options.max_attempts}")
     if options.backoff_s < 0 or options.max_backoff_s < options.backoff_s:
@@ -119,7 +133,10 @@ def _live_endpoint(base_url: str, timeout_s: float, key_env: str = "OPENAI_API_K
             "detcheck flip --replay recordings/gpt-4o-2024-08-06-coinflip-10000"
         )
     if not base_url.startswith(("http://", "https://")):
-        raise UsageError(f"--base-url must start with http:// or https://, got {base_url!r}")
+        from detcheck.config import strip_credentials
+
+        shown = strip_credentials(base_url) if "://" in base_url else "(not a URL)"
+        raise UsageError(f"--base-url must start with http:// or https://, got {shown!r}")
     return Endpoint(base_url, key, timeout_s=timeout_s)
 
 
@@ -197,10 +214,9 @@ def _execute(
 ):
     """Send until the run holds n successes; close the run whatever happens."""
     from detcheck.progress import ProgressBar
-    from detcheck.report import build_report
     from detcheck.request import Flip, run_flip
     from detcheck.stats import import_scipy_in_background
-    from detcheck.store import read_run, utc_now
+    from detcheck.store import utc_now
 
     flip = Flip(
         config,
@@ -216,22 +232,32 @@ def _execute(
     )
     status = "failed"
     import_scipy_in_background()  # while requests are in flight, not after
+    failing = True
     try:
         with ProgressBar(n, enabled=options.progress, done=done) as bar:
             flip.on_progress = bar.update
             outcome = run_flip(flip)
         status = "interrupted" if outcome.interrupted else "complete"
+        failing = False
     except DetcheckError as exc:
-        exc.args = (f"{exc}\n{_resume_hint(writer.run_dir, done + flip.outcome.successes, n)}",)
+        exc.args = (f"{exc}\n{_resume_hint(writer, done + flip.outcome.successes, n)}",)
         raise
     finally:
         o = flip.outcome
-        writer.close(
-            status=status,
-            ended_at=utc_now().isoformat(),
-            successes=done + o.successes,
-            attempts=start_seq + o.attempts,
-        )
+        notes = {"other_model": o.other_model, "redirected": o.redirected}
+        try:
+            writer.close(
+                status=status,
+                ended_at=utc_now().isoformat(),
+                successes=done + o.successes,
+                attempts=start_seq + o.attempts,
+                notes={k: (writer.meta.get("notes") or {}).get(k, 0) + v for k, v in notes.items()},
+            )
+        except DetcheckError as exc:  # the disk filled, or an upload failed: say how to go on
+            if not failing:  # (an error already on its way is the one to report)
+                exc.args = (f"{exc}\n{_resume_hint(writer, done + o.successes, n)}",)
+                raise
+    finish_staging(writer, log)
     endpoint.transport = None  # a replay's bodies are not needed for the report: free them
     log(usage_line(config, outcome, replay=writer.meta.get("replay_of") is not None))
     if flip.limit.lowest < options.concurrency:
@@ -242,63 +268,104 @@ def _execute(
             f"{config.top_logprobs} top logprobs asked for"
         )
     if outcome.interrupted:
-        log(_resume_hint(writer.run_dir, done + outcome.successes, n))
+        log(_resume_hint(writer, done + outcome.successes, n))
     _match_targets_to_tokens(writer, log)
-    run = read_run(writer.run_dir)
-    where = writer.run_dir
-    if writer.mirror is not None:
-        _, remote = writer.mirror
-        where = f"{str(options.out).split('://', 1)[0]}://{remote}"
-    return build_report([run], thresholds), where, outcome
+    return _final_report(writer, thresholds), _location(writer), outcome
 
 
-def _resume_hint(run_dir: Path, successes: int, n: int) -> str:
+def _location(writer) -> str | Path:
+    """Where the run is: its directory, or its object-store URI (without credentials)."""
+    from detcheck.store import display_uri
+
+    upload_to = writer.meta.get("upload_to")
+    return display_uri(upload_to) if writer.mirror is not None and upload_to else writer.run_dir
+
+
+def _final_report(writer, thresholds):
+    """The report of the run just written: from the local copy while there is one."""
+    from detcheck.report import build_report
+    from detcheck.store import read_runs
+
+    source = writer.run_dir if writer.run_dir.exists() else writer.meta["upload_to"]
+    return build_report(read_runs([source]), thresholds)
+
+
+def finish_staging(writer, log: Log) -> None:
+    """A run bound for an object store: once every file is uploaded, its local staging copy
+    (journals and all) goes; if something is missing there, the copy stays for --resume."""
+    import shutil
+
+    if writer.mirror is None:
+        return
+    if writer.uploaded():
+        shutil.rmtree(writer.run_dir, ignore_errors=True)
+    else:
+        log(f"warning: not every file reached {_location(writer)}; kept in {writer.run_dir}")
+
+
+def _resume_hint(writer, successes: int, n: int) -> str:
+    """How to go on: from the run's directory (for a remote run, its staging copy while it is
+    there: its journals hold what was not uploaded yet), else from its object-store URI."""
+    import shlex
+
+    if writer.mirror is not None and not writer.run_dir.exists():
+        target = writer.meta["upload_to"]  # credentials come from the environment
+    else:
+        target = str(writer.run_dir)
     return (
-        f"kept {successes:,} of {n:,} responses in {run_dir}; continue with: "
-        f"detcheck flip --resume {run_dir}"
+        f"kept {successes:,} of {n:,} responses in {_location(writer)}; continue with: "
+        f"detcheck flip --resume {shlex.quote(target)}"
     )
 
 
 def _resume(options: FlipOptions, thresholds: Sequence[float], log: Log):
-    """Carry on a stored run, with its own parameters, to exactly its n successes."""
+    """Carry on a stored run, with its own parameters, to exactly its n successes. The run's
+    lock is taken before anything is read, so what is counted is what no one else is writing."""
     import pyarrow.compute as pc
 
-    from detcheck.store import RunWriter, read_run, utc_now
+    from detcheck.store import RunLock, RunWriter, is_uri, read_run, utc_now
 
-    run = read_run(options.resume, columns=["ok", "seq", "call"])
-    if not run.path.is_dir():
-        raise UsageError(f"--resume takes a run directory, got {run.path}")
     if options.replay is not None:
         raise UsageError("--resume takes no --replay: a replayed run resumes its own replay")
-    meta = run.meta
-    stored = FlipConfig.from_dict(meta["config"])
-    n = meta["n_requested"]
-    differ = _differences(options, stored, meta)
-    if differ:
-        raise UsageError(
-            "--resume continues a run with its own parameters; these differ: " + "; ".join(differ)
-        )
-    table = run.table
-    done = int(pc.sum(table.column("ok")).as_py() or 0)
-    start_seq = int(pc.max(table.column("seq")).as_py() + 1) if table.num_rows else 0
-    start_call = int(pc.max(table.column("call")).as_py() + 1) if table.num_rows else 0
-    if done >= n:
-        log(f"{run.path} already holds {done:,} of {n:,} responses: nothing to do")
-        from detcheck.report import build_report
-        from detcheck.request import Outcome
-
-        report = build_report([read_run(run.path)], thresholds)
-        return report, run.path, Outcome()
-    if meta.get("replay_of"):
-        endpoint, _, _ = _replay_endpoint(Path(meta["replay_of"]), served=done)
-    else:
-        endpoint = _live_endpoint(
-            options.base_url or meta["endpoint"], options.timeout_s, options.key_env
-        )
-    meta.setdefault("resumed", []).append({"at": utc_now().isoformat(), "successes": done})
-    meta["status"] = "running"
-    writer = RunWriter(run.path, meta)  # compacts what a crashed process left in journals
-    log(f"resuming {run.path}: {done:,} of {n:,} responses kept, {n - done:,} to go")
+    given = str(options.resume)
+    run_dir = _download_for_resume(given, log) if is_uri(given) else Path(given)
+    if not run_dir.exists():
+        raise UsageError(f"--resume {run_dir}: no such file or directory")
+    if not run_dir.is_dir():
+        raise UsageError(f"--resume takes a run directory, got {run_dir}")
+    lock = RunLock(run_dir)
+    try:
+        run = read_run(run_dir, columns=["ok", "seq", "call"])
+        meta = run.meta
+        stored = FlipConfig.from_dict(meta["config"])
+        n = meta["n_requested"]
+        differ = _differences(options, stored, meta)
+        if differ:
+            raise UsageError(
+                "--resume continues a run with its own parameters; these differ: "
+                + "; ".join(differ)
+            )
+        table = run.table
+        done = int(pc.sum(table.column("ok")).as_py() or 0)
+        start_seq = int(pc.max(table.column("seq")).as_py() + 1) if table.num_rows else 0
+        start_call = int(pc.max(table.column("call")).as_py() + 1) if table.num_rows else 0
+        mirror = _mirror_of(meta)
+        if done >= n:
+            return _finish_complete(run_dir, meta, lock, mirror, done, start_seq, thresholds, log)
+        if meta.get("replay_of"):
+            endpoint, _, _ = _replay_endpoint(Path(meta["replay_of"]), served=done)
+        else:
+            endpoint = _live_endpoint(
+                options.base_url or meta["endpoint"], options.timeout_s, options.key_env
+            )
+        meta.setdefault("resumed", []).append({"at": utc_now().isoformat(), "successes": done})
+        meta["status"] = "running"
+        # compacts what a crashed process left in journals, uploads what it did not
+        writer = RunWriter(run_dir, meta, mirror=mirror, lock=lock)
+    except BaseException:
+        lock.release()
+        raise
+    log(f"resuming {run_dir}: {done:,} of {n:,} responses kept, {n - done:,} to go")
     log(cost_line(stored, n - done, replay=bool(meta.get("replay_of"))))
     return _execute(
         stored,
@@ -313,6 +380,74 @@ def _resume(options: FlipOptions, thresholds: Sequence[float], log: Log):
         thresholds,
         log,
     )
+
+
+def _finish_complete(run_dir, meta, lock, mirror, done, start_seq, thresholds, log):
+    """A run that holds its n responses. If the process died before closing it (journals not
+    yet compacted, run.json still "running", parts not uploaded), closing is all that is left."""
+    from detcheck.request import Outcome
+    from detcheck.store import RunWriter, utc_now
+
+    n = meta["n_requested"]
+    if meta.get("status") == "complete" and not list(run_dir.glob("_journal-*.jsonl")):
+        lock.release()
+        log(f"{run_dir} already holds {done:,} of {n:,} responses: nothing to do")
+    else:
+        log(f"{run_dir} holds {done:,} of {n:,} responses: finishing what was not closed")
+        writer = RunWriter(run_dir, meta, mirror=mirror, lock=lock)
+        writer.close(
+            status="complete",
+            ended_at=meta.get("ended_at") or utc_now().isoformat(),
+            successes=done,
+            attempts=start_seq,
+        )
+        if mirror is not None:
+            report = _final_report(writer, thresholds)
+            finish_staging(writer, log)
+            return report, _location(writer), Outcome()
+    from detcheck.report import build_report
+    from detcheck.store import read_run
+
+    return build_report([read_run(run_dir)], thresholds), run_dir, Outcome()
+
+
+def _mirror_of(meta: dict):
+    """The object-store directory a run is uploaded to, if it is one (credentials from the
+    environment: run.json never holds them)."""
+    from detcheck.store import open_uri
+
+    upload_to = meta.get("upload_to")
+    return open_uri(upload_to) if upload_to else None
+
+
+def _download_for_resume(uri: str, log: Log) -> Path:
+    """A remote run to resume: its staging copy if this machine still has it (journals
+    included), else its parts and run.json downloaded into a new private staging directory."""
+    import json as json_
+
+    from detcheck.measure import staging_dir
+    from detcheck.store import RUN_JSON, display_uri, open_uri
+
+    fs, path = open_uri(uri)
+    path = path.rstrip("/")
+    try:
+        with fs.open_input_stream(f"{path}/{RUN_JSON}") as f:
+            run_id = json_.loads(f.read())["run_id"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"--resume {display_uri(uri)}: not a detcheck run ({exc})") from None
+    local = staging_dir(str(run_id))
+    if (local / RUN_JSON).exists():
+        log(f"resuming from the staging copy {local}")
+        return local
+    import pyarrow.fs as pafs
+
+    log(f"downloading {display_uri(uri)} to {local}")
+    for info in fs.get_file_info(pafs.FileSelector(path)):
+        name = info.base_name
+        if name == RUN_JSON or (name.startswith("part-") and name.endswith(".parquet")):
+            with fs.open_input_stream(info.path) as f:
+                (local / name).write_bytes(f.read())
+    return local
 
 
 def _differences(options: FlipOptions, stored: FlipConfig, meta: dict) -> list[str]:

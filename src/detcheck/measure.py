@@ -87,20 +87,44 @@ def run_meta(
 
 def open_run(out, meta: dict, log=None) -> RunWriter:
     """A writer for a new run under `out`: a local directory, or an object-store URI (the run is
-    staged in a local directory and each finished file uploaded)."""
-    from detcheck.store import display_uri, is_uri, open_uri
+    staged in a private local directory and each finished file uploaded; run.json records where,
+    without credentials, so a resume uploads there too)."""
+    from detcheck.store import display_uri, is_uri, open_uri, safe_uri
 
     if not is_uri(out):
         return RunWriter(Path(out) / meta["run_id"], meta)
-    import tempfile
-
-    base, _, query = str(out).partition("?")
     fs, remote = open_uri(str(out))
     remote = f"{remote.rstrip('/')}/{meta['run_id']}"
-    staging = Path(tempfile.gettempdir()) / "detcheck-staging" / meta["run_id"]
+    base, _, query = safe_uri(str(out)).partition("?")
+    meta["upload_to"] = f"{base.rstrip('/')}/{meta['run_id']}" + (f"?{query}" if query else "")
+    staging = staging_dir(meta["run_id"])
     if log:
-        log(f"staging in {staging}; uploading each finished part to {display_uri(base)}")
-    return RunWriter(staging, meta, mirror=(fs, remote))
+        log(f"staging in {staging}; uploading each finished part to {display_uri(out)}")
+    return RunWriter(staging, meta, mirror=(fs, remote), private=True)
+
+
+def staging_dir(run_id: str) -> Path:
+    """Where a run bound for an object store is written first: under a directory that only this
+    user can enter (0700), checked, since the temporary directory is shared."""
+    import os
+    import stat
+    import tempfile
+
+    from detcheck.errors import StorageError
+
+    root = Path(tempfile.gettempdir()) / f"detcheck-staging-{os.getuid()}"
+    try:
+        root.mkdir(mode=0o700, exist_ok=True)
+        info = root.lstat()
+    except OSError as exc:
+        raise StorageError(f"cannot create {root}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise StorageError(
+            f"{root} is not a private directory of this user (owner, mode or a link); remove it"
+        )
+    run_dir = root / run_id
+    run_dir.mkdir(mode=0o700, exist_ok=True)
+    return run_dir
 
 
 def replay_source(path: Path):

@@ -58,6 +58,16 @@ class CappedTransport(httpx2.AsyncBaseTransport):
         self.inner = inner
         self.max_body_bytes = max_body_bytes
 
+    async def __aenter__(self):
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.inner.__aexit__(*exc)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         request.headers["accept-encoding"] = "gzip, deflate"  # nothing we cannot decode here
         response = await self.inner.handle_async_request(request)
