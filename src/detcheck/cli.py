@@ -67,16 +67,29 @@ Token = Annotated[
 ]
 
 
+def echo(text: str) -> None:
+    """Everything printed goes through here or `err`: control characters that slipped into
+    server text (ESC, BEL, CR ...) are shown escaped, so nothing can drive the terminal."""
+    from detcheck.record import printable
+
+    typer.echo(printable(text, keep_lines=True))
+
+
 def err(message: str) -> None:
-    typer.echo(message, err=True)
+    from detcheck.record import printable
+
+    typer.echo(printable(message, keep_lines=True), err=True)
 
 
 def warn(message: str) -> None:
     err(f"detcheck: warning: {message}")
 
 
-def cli_errors(func):
-    """One line on stderr and the error's exit code; a traceback only with --debug."""
+def cli_errors(func=None, *, internal_exit: int = 1):
+    """One line on stderr and the error's exit code; a traceback only with --debug.
+    `internal_exit`: the code for an unexpected failure (compare keeps 1 for "drift")."""
+    if func is None:
+        return functools.partial(cli_errors, internal_exit=internal_exit)
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -97,7 +110,7 @@ def cli_errors(func):
             if debug:
                 raise
             err(f"detcheck: internal error: {type(exc).__name__}: {exc} (rerun with --debug)")
-            raise typer.Exit(1) from None
+            raise typer.Exit(internal_exit) from None
 
     return wrapper
 
@@ -108,9 +121,9 @@ def emit(report: dict, as_json: bool, extra: dict | None = None) -> None:
     text = render_text(report)
     if as_json:
         err(text)
-        typer.echo(json.dumps({**report, **(extra or {})}, indent=2))
+        echo(json.dumps({**report, **(extra or {})}, indent=2))
     else:
-        typer.echo(text)
+        echo(text)
 
 
 @app.command()
@@ -179,7 +192,13 @@ def flip(
         float, typer.Option(help="First wait before a retry, doubling each time (with jitter).")
     ] = 0.5,
     max_backoff_s: Annotated[float, typer.Option(help="Longest wait between retries.")] = 30.0,
-    timeout: Annotated[float, typer.Option(help="Seconds before one request times out.")] = 60.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a whole request may take, connect to last byte (a server that drips "
+            "its answer times out too)."
+        ),
+    ] = 60.0,
     out: Annotated[
         str,
         typer.Option(
@@ -285,7 +304,7 @@ def plot(
 
     runs = read_runs(paths, warn=warn)
     report = build_report(runs, threshold or [0.01], token=token)
-    typer.echo(f"wrote {plot_report(report, output)}")
+    echo(f"wrote {plot_report(report, output)}")
 
 
 @app.command()
@@ -300,7 +319,7 @@ def show(
     """Print one response's top-logprobs table and the probability it covers."""
     from detcheck.commands import show_command
 
-    typer.echo(show_command(path, row))
+    echo(show_command(path, row))
 
 
 @app.command()
@@ -322,15 +341,15 @@ def run(
 
     summaries = run_experiment(experiment, out, log=err, progress=progress)
     if as_json:
-        typer.echo(json.dumps(summaries, indent=2))
+        echo(json.dumps(summaries, indent=2))
     for s in summaries:
-        (err if as_json else typer.echo)(summary_line(s))
+        (err if as_json else echo)(summary_line(s))
     if any("error" in s for s in summaries):
         raise typer.Exit(3)
 
 
 @app.command()
-@cli_errors
+@cli_errors(internal_exit=2)
 def compare(
     baseline: Annotated[str, typer.Argument(help="Baseline runs (a run, directory or URI).")],
     candidate: Annotated[str, typer.Argument(help="Candidate runs (a run, directory or URI).")],
@@ -358,9 +377,9 @@ def compare(
     )
     if as_json:
         err(text)
-        typer.echo(json.dumps(data, indent=2))
+        echo(json.dumps(data, indent=2))
     else:
-        typer.echo(text)
+        echo(text)
     if drifted:
         raise typer.Exit(1)
 
@@ -381,7 +400,7 @@ def history(
     from detcheck.store import read_runs
 
     lines = history_lines(read_runs(paths, warn=warn), threshold)
-    typer.echo(json.dumps(lines, indent=2) if as_json else render(lines))
+    echo(json.dumps(lines, indent=2) if as_json else render(lines))
 
 
 @app.command()
@@ -389,6 +408,9 @@ def history(
 def probe(
     model: Model = None,
     base_url: BaseUrl = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds a whole request may take, connect to last byte.")
+    ] = 60.0,
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
@@ -396,14 +418,14 @@ def probe(
     completions) with a handful of requests."""
     from detcheck.commands import probe_command
 
-    result = probe_command(model, base_url)
+    result = probe_command(model, base_url, timeout)
     from detcheck.probe import render
 
     if as_json:
         err(render(result))
-        typer.echo(json.dumps(result, indent=2))
+        echo(json.dumps(result, indent=2))
     else:
-        typer.echo(render(result))
+        echo(render(result))
 
 
 @app.command()
@@ -468,9 +490,9 @@ def sweep(
     )
     if as_json:
         err(table)
-        typer.echo(json.dumps(rows, indent=2))
+        echo(json.dumps(rows, indent=2))
     else:
-        typer.echo(table)
+        echo(table)
 
 
 def main() -> None:

@@ -504,11 +504,19 @@ def usage_line(config: FlipConfig, outcome, replay: bool) -> str:
     return line
 
 
+def _shown_token(token: str | None) -> str:
+    """A token as `show` prints it: quoted, so leading spaces and control characters show."""
+    from detcheck.record import printable
+
+    return "null" if token is None else printable(json.dumps(token, ensure_ascii=False))
+
+
 def show_command(path: Path, row: int) -> str:
     import math
 
     from tabulate import tabulate
 
+    from detcheck.record import printable
     from detcheck.store import find_runs, read_run
 
     found = find_runs(Path(path))
@@ -524,14 +532,16 @@ def show_command(path: Path, row: int) -> str:
     rows, total = [], 0.0
     for e in entries:
         lp = e["logprob"]
-        pct = math.exp(lp) * 100 if lp is not None else float("nan")
-        total += 0 if math.isnan(pct) else pct
-        # json.dumps shows what the published table could not: leading spaces, control chars
-        rows.append([json.dumps(e["token"], ensure_ascii=False), f"{lp:.10f}", f"{pct:.10f}"])
+        if lp is None:  # NaN, inf or not a number as sent: stored as null
+            rows.append([_shown_token(e["token"]), "null", "null"])
+            continue
+        pct = math.exp(lp) * 100
+        total += pct
+        rows.append([_shown_token(e["token"]), f"{lp:.10f}", f"{pct:.10f}"])
     fp = table.column("system_fingerprint")[row].as_py()
     header = (
         f"response {row} of {table.num_rows:,} (seq {table.column('seq')[row].as_py()}, "
-        f"fingerprint {fp or 'none'})"
+        f"fingerprint {printable(fp) if fp else 'none'})"
     )
     body = tabulate(
         rows,
@@ -612,7 +622,7 @@ def compare_command(baseline, candidate, threshold, token, fail_on, alpha, markd
     """(markdown text, JSON dict, drifted?) for two sets of runs."""
     from detcheck.compare import FINDINGS, Distribution, compare, drift, render_markdown
     from detcheck.report import build_report, run_target
-    from detcheck.store import read_runs
+    from detcheck.store import display_uri, read_runs
 
     kinds = tuple(k.strip() for k in fail_on.split(",") if k.strip())
     unknown = [k for k in kinds if k not in FINDINGS]
@@ -629,7 +639,7 @@ def compare_command(baseline, candidate, threshold, token, fail_on, alpha, markd
         Distribution.from_report(base), Distribution.from_report(cand), threshold, alpha
     )
     failing = drift(result, kinds)
-    text = render_markdown(result, kinds, (str(baseline), str(candidate)))
+    text = render_markdown(result, kinds, (display_uri(baseline), display_uri(candidate)))
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_file:
         with open(summary_file, "a", encoding="utf-8") as f:
@@ -685,13 +695,16 @@ def _match_targets_to_tokens(writer, log: Log) -> None:
     writer.write_meta()
 
 
-def probe_command(model: str | None, base_url: str | None) -> dict:
+def probe_command(model: str | None, base_url: str | None, timeout_s: float = 60.0) -> dict:
+    import math
+
     from detcheck.probe import probe
 
-    url = base_url or DEFAULT_BASE_URL
-    endpoint = _live_endpoint(url, 60.0)
+    if not math.isfinite(timeout_s) or timeout_s <= 0:
+        raise UsageError(f"--timeout must be a positive number, got {timeout_s}")
+    endpoint = _live_endpoint(base_url or DEFAULT_BASE_URL, timeout_s)
     config = FlipConfig(model=model) if model else FlipConfig()
-    return probe(config, url, endpoint.api_key)
+    return probe(config, endpoint)
 
 
 def sweep_command(options: FlipOptions, levels: Sequence[int], thresholds, log: Log) -> list[dict]:

@@ -218,6 +218,10 @@ def drift(result: dict, fail_on: tuple[str, ...]) -> list[dict]:
 
 
 def render_markdown(result: dict, fail_on: tuple[str, ...], names: tuple[str, str]) -> str:
+    """The report as Markdown. `names` are shown as given: callers pass them without
+    credentials (display_uri)."""
+    from detcheck.record import printable
+
     failing = drift(result, fail_on)
     verdict = "**drift**" if failing else "no drift"
     lines = [
@@ -232,7 +236,8 @@ def render_markdown(result: dict, fail_on: tuple[str, ...], names: tuple[str, st
         lines += ["| finding | fails | detail |", "|---|---|---|"]
         for f in result["findings"]:
             fails = "yes" if f["kind"] in fail_on else "no"
-            lines.append(f"| {f['kind']} | {fails} | {f['detail']} |")
+            detail = printable(f["detail"]).replace("|", "\\|")  # a fingerprint is server text
+            lines.append(f"| {f['kind']} | {fails} | {detail} |")
         lines.append("")
     lines += ["| cluster (%) | baseline | candidate | p (adjusted) |", "|---|---|---|---|"]
     for c in result["clusters"]:

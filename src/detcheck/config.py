@@ -110,8 +110,23 @@ def split_query(url: str) -> tuple[str, dict[str, str]]:
     return base, dict(parse_qsl(parts.query, keep_blank_values=True))
 
 
+LABEL_SEPARATOR = ","
+
+
 def parse_labels(text: str) -> tuple[str, ...]:
-    labels = tuple(part.strip() for part in text.split(",") if part.strip())
-    if not labels:
-        raise UsageError("--labels needs at least one label, e.g. 'Heads,Tails'")
+    """`Heads,Tails` as labels; an empty label (`Heads,,Tails`, a trailing comma) is refused,
+    not dropped: the user meant something else."""
+    labels = tuple(part.strip() for part in text.split(LABEL_SEPARATOR))
+    if not text.strip() or not all(labels):
+        raise UsageError(f"--labels takes non-empty comma-separated labels, got {text!r}")
     return labels
+
+
+def check_labels(labels) -> None:
+    """Labels as a list (experiment files): none empty, none holding the separator (a label
+    travels comma-joined, and would come back as two)."""
+    for label in labels:
+        if not label.strip():
+            raise UsageError("a label is empty")
+        if LABEL_SEPARATOR in label:
+            raise UsageError(f"label {label!r} contains {LABEL_SEPARATOR!r}, the separator")

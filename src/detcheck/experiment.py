@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from detcheck.config import check_labels
 from detcheck.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -117,6 +118,21 @@ def load(path: Path) -> list[Measurement]:
     return out
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_KEY_PREFIXES = ("sk-", "sk_", "gsk_", "xai-", "AIza", "hf_", "pk-", "rk-")
+
+
+def _looks_like_key(value) -> bool:
+    """A value that is probably a key rather than a variable name: a known key prefix, or a long
+    run of mixed-case letters and digits, which variable names are not."""
+    if not isinstance(value, str):
+        return False
+    if value.startswith(_KEY_PREFIXES):
+        return True
+    mixed = any(c.islower() for c in value) and any(c.isupper() for c in value)
+    return len(value) >= 24 and mixed and any(c.isdigit() for c in value)
+
+
 def _check_fields(table: dict, fail) -> None:
     for key, value in table.items():
         if key not in FIELDS:
@@ -125,9 +141,22 @@ def _check_fields(table: dict, fail) -> None:
         if key == "seed" and value is False:  # no seed: for an endpoint that refuses one
             continue
         if isinstance(value, bool) or not isinstance(value, types):
-            fail(f"field {key!r} must be {what}, got {value!r}", key)
+            shown = "" if key == "api_key_env" else f", got {value!r:.80}"
+            fail(f"field {key!r} must be {what}{shown}", key)
         if key == "labels" and not all(isinstance(v, str) for v in value):
             fail("field 'labels' must be a list of strings", key)
+        if key == "labels":
+            try:
+                check_labels(value)
+            except UsageError as exc:
+                fail(f"field 'labels': {exc}", key)
+        if key == "api_key_env" and (not _ENV_NAME.fullmatch(value) or _looks_like_key(value)):
+            # never echo it: it may be the key itself
+            fail(
+                "field 'api_key_env' must name an environment variable (like OPENAI_API_KEY) "
+                "that holds the key, not the key itself (the value is not shown)",
+                key,
+            )
         if key == "thresholds" and not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value
         ):

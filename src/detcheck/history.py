@@ -55,12 +55,14 @@ def history(runs: list[Run], threshold_pct: float = 0.01) -> list[dict]:
 def render(lines: list[dict]) -> str:
     from tabulate import tabulate
 
+    from detcheck.record import printable
+
     rows = [
         [
             (x["started_at"] or "")[:19].replace("T", " "),
-            x["endpoint"],
-            x["model"],
-            " ".join(sorted(x["fingerprints"])),
+            printable(x["endpoint"]),
+            printable(x["model"]),
+            " ".join(printable(fp) for fp in sorted(x["fingerprints"])),
             f"{x['n']:,}",
             x["distinct"],
             x["clusters"],

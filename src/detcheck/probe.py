@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import replace
 
 import httpx2
@@ -20,20 +19,38 @@ import openai
 
 from detcheck.config import FlipConfig
 from detcheck.errors import EndpointError
-from detcheck.record import PARSERS, MalformedResponse, error_message_from_body
+from detcheck.record import (
+    PARSERS,
+    MalformedResponse,
+    clip,
+    error_message_from_body,
+    load_json,
+    printable,
+    redact,
+)
+from detcheck.request import Endpoint, make_client, within
 
 TEMPERATURES = (0.0, 1.0, 2.0)
 
 
-async def _send(client: openai.AsyncOpenAI, path: str, body: dict) -> tuple[int, bytes]:
+async def _send(
+    client: openai.AsyncOpenAI, endpoint: Endpoint, path: str, body: dict
+) -> tuple[int, bytes]:
+    """One request, bounded as flip bounds it (the whole request within --timeout)."""
     try:
-        response = await client.post(path, body=body, cast_to=httpx2.Response)
+        response = await within(
+            endpoint.timeout_s, client.post(path, body=body, cast_to=httpx2.Response)
+        )
         return response.status_code, response.content
     except openai.APIStatusError as exc:
         return exc.status_code, exc.response.content if exc.response is not None else b""
+    except (TimeoutError, asyncio.TimeoutError):
+        raise EndpointError(
+            f"{endpoint.shown} did not answer within {endpoint.timeout_s:g} s"
+        ) from None
     except openai.APIConnectionError as exc:  # nothing to probe: say so as flip does, exit 3
-        cause = str(exc.__cause__ or "").strip() or str(exc)
-        raise EndpointError(f"connection to {client.base_url} failed: {cause}") from None
+        cause = redact(str(exc.__cause__ or "").strip() or str(exc), endpoint.secrets)
+        raise EndpointError(f"connection to {endpoint.shown} failed: {cause}") from None
 
 
 def _gaps(top: list[dict]) -> dict[str, float]:
@@ -70,26 +87,26 @@ def temperature_semantics(gaps_by_t: dict[float, dict[str, float]]) -> str:
     return semantics
 
 
-async def probe_endpoint(config: FlipConfig, base_url: str, api_key: str) -> dict:
-    out: dict = {"endpoint": base_url, "model": config.model}
-    async with openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=1) as client:
+async def probe_endpoint(config: FlipConfig, endpoint: Endpoint) -> dict:
+    out: dict = {"endpoint": endpoint.shown, "model": config.model}
+    async with make_client(endpoint, max_retries=1) as client:
         chat = FlipConfig(
             **{**config.to_dict(), "labels": config.labels, "top_logprobs": 20, "api": "chat"}
         )
-        status, body = await _send(client, "/chat/completions", chat.request_body())
+        status, body = await _send(client, endpoint, "/chat/completions", chat.request_body())
         out["seed_accepted"] = not _refuses_seed(status, body)
         if not out["seed_accepted"]:
             # what else the endpoint honours is still worth knowing: ask without seed from here
             chat = replace(chat, seed=None)
-            status, body = await _send(client, "/chat/completions", chat.request_body())
+            status, body = await _send(client, endpoint, "/chat/completions", chat.request_body())
         out["status"] = status
         if status != 200:
-            out["error"] = error_message_from_body(body) or body[:200].decode(errors="replace")
+            out["error"] = error_message_from_body(body) or clip(body.decode(errors="replace"), 200)
         try:
             parsed = PARSERS["chat"](body) if status == 200 else None
         except MalformedResponse as exc:
             parsed, out["error"] = None, str(exc)
-        data = json.loads(body) if status == 200 and parsed else {}
+        data = load_json(body) if status == 200 and parsed else {}
         out["top_logprobs_requested"] = 20
         out["top_logprobs_returned"] = len(parsed.top_logprobs) if parsed else 0
         out["logprobs"] = parsed is not None
@@ -98,7 +115,7 @@ async def probe_endpoint(config: FlipConfig, base_url: str, api_key: str) -> dic
         gaps = {}
         for t in TEMPERATURES:
             body_t = {**chat.request_body(), "temperature": t, "top_logprobs": 5}
-            st, b = await _send(client, "/chat/completions", body_t)
+            st, b = await _send(client, endpoint, "/chat/completions", body_t)
             try:
                 gaps[t] = _gaps(PARSERS["chat"](b).top_logprobs) if st == 200 else {}
             except MalformedResponse:
@@ -107,16 +124,25 @@ async def probe_endpoint(config: FlipConfig, base_url: str, api_key: str) -> dic
         legacy = FlipConfig(
             **{**chat.to_dict(), "labels": chat.labels, "api": "completions", "top_logprobs": 5}
         )
-        st, b = await _send(client, "/completions", legacy.request_body())
+        st, b = await _send(client, endpoint, "/completions", legacy.request_body())
         try:
             out["completions_api"] = st == 200 and bool(PARSERS["completions"](b).top_logprobs)
         except MalformedResponse:
             out["completions_api"] = False
-    return out
+    return _redacted(out, endpoint.secrets)
 
 
-def probe(config: FlipConfig, base_url: str, api_key: str) -> dict:
-    return asyncio.run(probe_endpoint(config, base_url, api_key))
+def _redacted(value, secrets):
+    """The result with every secret an endpoint echoed removed from every text in it."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {k: _redacted(v, secrets) for k, v in value.items()}
+    return value
+
+
+def probe(config: FlipConfig, endpoint: Endpoint) -> dict:
+    return asyncio.run(probe_endpoint(config, endpoint))
 
 
 def render(result: dict) -> str:
@@ -125,14 +151,15 @@ def render(result: dict) -> str:
     rows = [
         [
             "chat completions",
-            f"HTTP {result['status']}" + (f": {result['error']}" if result.get("error") else ""),
+            f"HTTP {result['status']}"
+            + (f": {printable(result['error'])}" if result.get("error") else ""),
         ],
         ["logprobs", "yes" if result["logprobs"] else "no"],
         [
             "top_logprobs",
             f"{result['top_logprobs_returned']} of {result['top_logprobs_requested']} asked for",
         ],
-        ["system_fingerprint", result["fingerprint_value"] or "not sent"],
+        ["system_fingerprint", printable(result["fingerprint_value"]) or "not sent"],
         [
             "seed",
             "accepted"

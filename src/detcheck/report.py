@@ -208,13 +208,17 @@ def fmt_pct(value: float) -> str:
 def render_text(report: dict) -> str:
     from tabulate import SEPARATING_LINE, tabulate
 
+    from detcheck.record import printable
+
     lines = [report["headline"], ""]
     rows: list = []
     for i, cluster in enumerate(report["clusters"]):
         if i:
             rows.append(SEPARATING_LINE)
         for value in cluster["values"]:
-            fps = " ".join(f"{fp}:{c:,}" for fp, c in sorted(value["fingerprints"].items()))
+            fps = " ".join(
+                f"{printable(fp)}:{c:,}" for fp, c in sorted(value["fingerprints"].items())
+            )
             rows.append([fmt_pct(value["prob_pct"]), f"{value['count']:,}", fps])
     if rows:
         lines.append(
@@ -229,7 +233,7 @@ def render_text(report: dict) -> str:
         lines.append("")
     unit = "pp" if report["space"] == "pct" else "nats (logprob)"
     by = ", ".join(f"{c} at {t} {unit}" for t, c in report["by_threshold"].items())
-    fps = ", ".join(f"{fp} {c:,}" for fp, c in sorted(report["fingerprints"].items()))
+    fps = ", ".join(f"{printable(fp)} {c:,}" for fp, c in sorted(report["fingerprints"].items()))
     lines += [
         f"responses {report['n']:,} | distinct values {report['distinct']:,} | clusters: {by}",
         f"calls per fingerprint: {fps or 'none'}",

@@ -325,7 +325,7 @@ class Flip:
                     return
                 self._fatal = EndpointError(
                     f"call {call} failed {self.policy.max_attempts} times in a row; last: "
-                    f"{exc.kind}: {exc}"
+                    f"{exc.kind}: {printable(str(exc))}"
                 )
                 self._stop.set()
 
@@ -511,17 +511,16 @@ class Flip:
             error_type=f"http_{status}",
             error=message,
         )
-        if status == 429 and code == "insufficient_quota":
-            return EndpointError(
-                f"the account has no quota left (429 insufficient_quota): {message}"
-            )
-        if status in RETRYABLE_STATUS:
+        if status in RETRYABLE_STATUS and code != "insufficient_quota":
             retry_after = _retry_after_s(response.headers if response is not None else None)
             return TransientError(f"http_{status}", message, retry_after)
-        return EndpointError(_fatal_message(status, message, self.body["model"]))
+        # a one-line message: server text with its control characters and newlines escaped
+        return EndpointError(_fatal_message(status, printable(message), self.body["model"]))
 
 
 def _fatal_message(status: int, message: str, model: str) -> str:
+    if status == 429:
+        return f"the account has no quota left (429 insufficient_quota): {message}"
     if status == 401:
         return f"the endpoint rejected the API key (401): {message}"
     if status == 403:

@@ -614,7 +614,6 @@ def check_meta(meta, where: str) -> dict:
     return meta
 
 
-
 class Run:
     """One stored run: where it is, its metadata, and its attempts.
 
