@@ -6,6 +6,7 @@ flip whose Heads logprob cycles through a few values; tests pass their own to in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
@@ -21,6 +22,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False  # close the connection without answering
     usable: bool = True  # a 200 whose body is a usable completion (False: a malformed one)
+    # writes the body itself, after the status line and `headers` (no content-length is sent
+    # unless `headers` has one): a server that drips, never ends, or sends too much
+    stream: Callable | None = None
 
 
 def chat_body(
@@ -69,6 +73,7 @@ class FakeOpenAI:
     def __init__(self, respond: Callable[[int, dict], Reply] = coin_flip):
         self.respond = respond
         self.requests: list[dict] = []
+        self.paths: list[str] = []  # each request's path and query string
         self.headers: list[dict] = []
         self.replies: list[Reply] = []
         self._lock = threading.Lock()
@@ -80,12 +85,16 @@ class FakeOpenAI:
             def log_message(self, *args):  # keep test output clean
                 pass
 
+            def do_GET(self):
+                self.do_POST()
+
             def do_POST(self):
                 length = int(self.headers.get("content-length", 0))
                 request = json.loads(self.rfile.read(length) or b"{}")
                 with outer._lock:
                     i = len(outer.requests)
                     outer.requests.append(request)
+                    outer.paths.append(self.path)
                     outer.headers.append({k.lower(): v for k, v in self.headers.items()})
                 reply = outer.respond(i, request)
                 with outer._lock:
@@ -96,11 +105,19 @@ class FakeOpenAI:
                     return
                 self.send_response(reply.status)
                 self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(reply.body)))
+                if reply.stream is None:
+                    self.send_header("content-length", str(len(reply.body)))
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(reply.body)
+                if reply.stream is None:
+                    self.wfile.write(reply.body)
+                    return
+                with contextlib.suppress(
+                    OSError
+                ):  # the client gave up on it
+                    reply.stream(self.wfile)
+                self.close_connection = True
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

@@ -109,7 +109,12 @@ class Features:
         return np.array(list(self.target_ids), dtype=np.int64).view(np.float64)
 
     def put(self, name: str, values: np.ndarray) -> None:
-        self.data[name][self.filled : self.filled + len(values)] = values
+        into = self.data[name]
+        if into.dtype == np.float32 and values.dtype == np.float64:
+            # a usable but extreme logprob (-1e308) is past float32's range: the lowest float32
+            # says as much for a top-two gap, without an overflow to -inf
+            values = np.clip(values, _F32_LOWEST, 0.0)
+        into[self.filled : self.filled + len(values)] = values
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: v[: self.filled] for k, v in self.data.items()}
@@ -200,6 +205,9 @@ def vector_hashes(flat: Flat, n: int) -> np.ndarray:
         h ^= h >> np.uint64(29)
         h *= _P1
     return h
+
+
+_F32_LOWEST = float(np.finfo(np.float32).min)
 
 
 def _element(flat: Flat, i: int) -> np.ndarray:

@@ -435,6 +435,9 @@ class Flip:
             kind, message = self._connection_failure(exc)
             row.update(error_type=kind, error=message)
             return TransientError(kind, message)
+        except BodyRejected as exc:  # too large, or an encoding not asked for: retried
+            row.update(error_type="body_rejected", error=clip(str(exc)))
+            return TransientError("body_rejected", str(exc))
         except Exception as exc:  # the HTTP client refused the request itself: not transient
             message = clip(f"the HTTP client failed: {type(exc).__name__}: {exc}")
             row.update(error_type="client_error", error=message)
@@ -488,10 +491,7 @@ class Flip:
     def _connection_failure(self, exc: openai.APIConnectionError) -> tuple[str, str]:
         """Timeout or connection failure, told apart by the cause: the SDK's aiohttp transport
         reports refused and dropped connections as timeouts too."""
-        cause = exc.__cause__
-        if isinstance(cause, BodyRejected):
-            return "body_rejected", clip(str(cause))
-        text = redact(str(cause or "").strip(), self.secrets)
+        text = redact(str(exc.__cause__ or "").strip(), self.secrets)
         if isinstance(exc, openai.APITimeoutError) and (not text or "time" in text.lower()):
             return "timeout", f"request timed out after {self.endpoint.timeout_s:g} s"
         return "connection", clip(f"connection to {self.endpoint.shown} failed: {text or exc}")

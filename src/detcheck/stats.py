@@ -225,12 +225,18 @@ def spread(values: np.ndarray, counts: np.ndarray, modal_logprob: float | None) 
     if values.size == 0:
         return {}
     pct = np.exp(values) * 100
-    ulp = abs(float(np.spacing(np.float32(modal_logprob)))) if modal_logprob is not None else None
+    # float32 steps say nothing of a value past float32's range (-1e308 is usable, but extreme)
+    in_range = modal_logprob is not None and abs(modal_logprob) <= np.finfo(np.float32).max
+    ulp = abs(float(np.spacing(np.float32(modal_logprob)))) if in_range else None
     gaps = np.diff(values)
 
     def sd(x: np.ndarray) -> float:
-        mean = np.average(x, weights=counts)
-        return float(np.sqrt(np.average((x - mean) ** 2, weights=counts)))
+        deviation = x - np.average(x, weights=counts)
+        # scaled first: a -1e308 logprob is usable, and its square would overflow
+        scale = float(np.max(np.abs(deviation)))
+        if scale == 0.0:
+            return 0.0
+        return scale * float(np.sqrt(np.average((deviation / scale) ** 2, weights=counts)))
 
     return {
         "min_pct": float(pct[0]),
@@ -241,9 +247,19 @@ def spread(values: np.ndarray, counts: np.ndarray, modal_logprob: float | None) 
         "max_logprob": float(values[-1]),
         "std_logprob": sd(values),
         # in float32 steps at the modal value: the whole range, and the closest two values
-        "range_float32_steps": float((values[-1] - values[0]) / ulp) if ulp else None,
-        "min_gap_float32_steps": float(gaps.min() / ulp) if ulp and gaps.size else None,
+        "range_float32_steps": _steps(values[-1] - values[0], ulp),
+        "min_gap_float32_steps": _steps(gaps.min(), ulp) if gaps.size else None,
     }
+
+
+def _steps(difference: float, ulp: float | None) -> float | None:
+    """`difference` in float32 steps of `ulp`; None where that means nothing (no step, or more
+    steps than a float holds: a -1e308 value beside ordinary ones)."""
+    if not ulp:
+        return None
+    with np.errstate(over="ignore"):
+        steps = float(difference / ulp)
+    return steps if math.isfinite(steps) else None
 
 
 def grid_step(differences: np.ndarray, tolerance: float = RELATIVE_TOLERANCE) -> float | None:
@@ -251,7 +267,8 @@ def grid_step(differences: np.ndarray, tolerance: float = RELATIVE_TOLERANCE) ->
 
     Only steps of at least 8 x tolerance count: a finer grid would fit any number."""
     d = np.asarray(differences, dtype=float)
-    d = d[np.isfinite(d) & (np.abs(d) > tolerance)]
+    # gaps beyond 1e6 nats (a -1e308 sentinel) say nothing of a grid, and would overflow d/step
+    d = d[np.isfinite(d) & (np.abs(d) > tolerance) & (np.abs(d) < 1e6)]
     if d.size == 0:
         return None
     for step in (s for s in GRID_CANDIDATES if s >= 8 * tolerance):

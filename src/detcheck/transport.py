@@ -92,7 +92,7 @@ class CappedTransport(httpx2.AsyncBaseTransport):
         limit = self.max_body_bytes
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise BodyRejected(f"response body of {int(declared):,} bytes (limit {limit:,})")
+            raise BodyRejected(f"response body of {int(declared):,} bytes, over {limit:,} bytes")
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity") and encoding not in _DECODERS:
             raise BodyRejected(f"response body in an encoding not asked for: {encoding[:40]!r}")
