@@ -45,6 +45,32 @@ def clean_env(monkeypatch, tmp_path):
 
 
 @pytest.fixture
+def bucket(monkeypatch):
+    """A local S3-compatible server (moto) on 127.0.0.1 with a bucket `detcheck`: yields the
+    query string that points pyarrow at it, and a filesystem to look inside."""
+    import pyarrow.fs as pafs
+
+    moto_server = pytest.importorskip("moto.server")
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    query = f"endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
+    fs, _ = pafs.FileSystem.from_uri(f"s3://detcheck?{query}&allow_bucket_creation=true")
+    fs.create_dir("detcheck")
+    yield query, fs
+    server.stop()
+
+
+@pytest.fixture
 def recording() -> Path:
     return RECORDING
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
@@ -12,29 +11,8 @@ from typer.testing import CliRunner
 
 from detcheck.cli import app
 
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 runner = CliRunner()
-
-
-@pytest.fixture
-def bucket(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    query = f"endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
-    fs, _ = pafs.FileSystem.from_uri(f"s3://detcheck?{query}&allow_bucket_creation=true")
-    fs.create_dir("detcheck")
-    yield query, fs
-    server.stop()
 
 
 def test_write_analyze_compare_history_through_s3(bucket, recording, tmp_path):

@@ -277,3 +277,111 @@ def test_small_row_groups_of_many_parts_are_read_as_one_batch(tmp_path):
     # the same through the threaded reader, and through the sequential one
     assert pa.Table.from_batches(list(run.batches(columns, 16, columns[1:], workers=2))).equals(got)
     assert pa.Table.from_batches(list(run.batches(columns, 16, columns[1:]))).equals(got)
+
+
+def test_a_torn_line_in_the_middle_of_a_journal_costs_that_line_only(tmp_path):
+    writer = RunWriter(tmp_path / "r1", dict(META))
+    for i in range(3):
+        writer.append(row(i))
+    writer._journal.write(b'{"run_id": "r1", "seq": 3, "ca')  # a write that failed part-way
+    writer._journal.write(b"\n")
+    writer.append(row(4))
+    writer._journal.write(b'{"run_id": "r1", "se')  # a fragment with the next row on its line
+    writer.append(row(5))
+    writer.append(row(6))
+    die(writer)
+    # before: everything after the first torn line was dropped
+    assert read_run(tmp_path / "r1").table.column("seq").to_pylist() == [0, 1, 2, 4, 5, 6]
+    RunWriter(tmp_path / "r1", dict(META)).close()  # and compacted the same way
+    assert read_run(tmp_path / "r1").table.column("seq").to_pylist() == [0, 1, 2, 4, 5, 6]
+
+
+def test_a_row_that_does_not_fit_the_schema_is_kept_as_a_failed_attempt(tmp_path):
+    writer = RunWriter(tmp_path / "r1", dict(META))
+    writer.append(row(0))
+    bad = {
+        **row(1),
+        "prompt_tokens": 2**40,
+        "raw_body": '{"usage": {"prompt_tokens": 1099511627776}}',
+    }
+    writer.append(bad)  # a journal from another version, or edited: never one we parse today
+    writer.append(row(2))
+    writer.close()
+    table = read_run(tmp_path / "r1").table
+    assert table.column("seq").to_pylist() == [0, 1, 2]
+    assert table.column("ok").to_pylist() == [True, False, True]
+    assert table.column("error_type")[1].as_py() == "unstorable"
+    assert "1099511627776" in table.column("raw_body")[1].as_py()
+
+
+def _part_with_metadata(path, meta: bytes, version: bytes):
+    from detcheck.schema import RUN_META_KEY, SCHEMA_VERSION_KEY
+    from detcheck.store import rows_to_table
+
+    table = rows_to_table([row(0)], dict(META))
+    table = table.replace_schema_metadata({RUN_META_KEY: meta, SCHEMA_VERSION_KEY: version})
+    pq.write_table(table, path)
+
+
+@pytest.mark.parametrize(
+    "meta,version,message",
+    [
+        (b'{"run_id": "x"}', b"two", "schema version is not a number"),
+        (b'{"run_id": "x"}', b"-3", "never written by detcheck"),
+        (b"{not json", b"2", "not valid JSON"),
+        (b"[1, 2]", b"2", "not run metadata"),
+        (b'{"run_id": 7}', b"2", "'run_id' is 7"),
+    ],
+)
+def test_a_part_with_garbage_footer_metadata_is_named_and_skipped(tmp_path, meta, version, message):
+    good = RunWriter(tmp_path / "good", dict(META))
+    good.append(row(0))
+    good.close()
+    _part_with_metadata(tmp_path / "bad.parquet", meta, version)
+    with pytest.raises(DataError, match=message):
+        read_run(tmp_path / "bad.parquet")  # named directly: an error
+    warned = []
+    runs = read_runs([tmp_path], warn=warned.append)  # inside a directory: skipped, said
+    assert [r.meta["run_id"] for r in runs] == ["r1"]
+    assert len(warned) == 1 and message in warned[0]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: [m],
+        lambda m: {**m, "config": 5},
+        lambda m: {**m, "targets": {"Heads": 1}},
+        lambda m: {**m, "n_requested": "many"},
+        lambda m: {**m, "label": ["Heads"]},
+    ],
+    ids=["array", "config", "targets", "n", "label"],
+)
+def test_a_hand_edited_run_json_is_skipped_inside_a_directory(tmp_path, edit):
+    from detcheck.report import build_report
+
+    for name in ("good", "edited"):
+        writer = RunWriter(tmp_path / name, dict(META, run_id=name))
+        writer.append(row(0))
+        writer.close()
+    meta = json.loads((tmp_path / "edited" / "run.json").read_text())
+    (tmp_path / "edited" / "run.json").write_text(json.dumps(edit(meta)))
+    warned = []
+    runs = read_runs([tmp_path], warn=warned.append)
+    assert [r.meta["run_id"] for r in runs] == ["good"] and "edited" in warned[0]
+    assert build_report(runs, [0.01])["n"] == 1  # the rest of the directory still reads
+    with pytest.raises(DataError):
+        read_runs([tmp_path / "edited"])
+
+
+def test_a_second_writer_of_a_run_is_refused_and_a_dead_ones_lock_is_not_kept(tmp_path):
+    import os
+
+    from detcheck.errors import RunBusy
+
+    writer = RunWriter(tmp_path / "r1", dict(META))
+    with pytest.raises(RunBusy, match=f"pid {os.getpid()}"):
+        RunWriter(tmp_path / "r1", dict(META))
+    die(writer)  # as the kernel does for a killed holder
+    RunWriter(tmp_path / "r1", dict(META)).close()
+    assert not (tmp_path / "r1" / "_detcheck.lock").exists()

@@ -178,7 +178,13 @@ def flip(
             show_default="chat",
         ),
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 16,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests in flight at once (a resumed run keeps its own unless given).",
+            show_default="16",
+        ),
+    ] = None,
     rpm: Annotated[float | None, typer.Option(help="Cap on requests per minute.")] = None,
     max_attempts: Annotated[
         int,
@@ -214,10 +220,10 @@ def flip(
         ),
     ] = None,
     resume: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="Continue this interrupted or crashed run (its directory) to its own N, with "
-            "its own parameters.",
+            help="Continue this interrupted or crashed run (its directory, or its s3:// / gs:// "
+            "URI) to its own N, with its own parameters. One process writes a run at a time.",
         ),
     ] = None,
     threshold: Thresholds = None,

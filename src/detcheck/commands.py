@@ -15,6 +15,7 @@ Log = Callable[[str], None]
 
 
 DEFAULT_N = 1000
+DEFAULT_CONCURRENCY = 16
 
 
 @dataclass
@@ -31,7 +32,7 @@ class FlipOptions:
     max_tokens: int | None = None
     base_url: str | None = None
     api: str | None = None  # "chat" or "completions"; None: chat, or the recorded run's
-    concurrency: int = 16
+    concurrency: int | None = None  # None: DEFAULT_CONCURRENCY, or the resumed run's own
     rpm: float | None = None
     max_attempts: int = 6
     backoff_s: float = 0.5
@@ -39,7 +40,7 @@ class FlipOptions:
     timeout_s: float = 60.0
     out: str | Path = "runs"  # a directory, or an object-store URI (s3://bucket/prefix)
     replay: Path | None = None
-    resume: Path | None = None
+    resume: str | Path | None = None  # a run directory, or a remote run's URI
     progress: bool = True
     key_env: str = "OPENAI_API_KEY"  # the environment variable that holds the key
     tags: dict | None = None  # stored in run.json (e.g. a sweep's concurrency level)
@@ -98,7 +99,7 @@ def _check_operational(options: FlipOptions, thresholds: Sequence[float]) -> Non
 
     if options.n is not None and options.n < 1:
         raise UsageError(f"--n must be at least 1, got {options.n}")
-    if options.concurrency < 1:
+    if options.concurrency is not None and options.concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, got {options.concurrency}")
     # nan and inf pass every comparison below (nan < 0 is false): refuse them first
     for name, value in (
@@ -158,6 +159,7 @@ def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
     _check_operational(options, thresholds)
     if options.resume is not None:
         return _resume(options, thresholds, log)
+    options = replace(options, concurrency=options.concurrency or DEFAULT_CONCURRENCY)
     n = options.n or DEFAULT_N
     recorded = None
     if options.replay is not None:
@@ -358,7 +360,17 @@ def _resume(options: FlipOptions, thresholds: Sequence[float], log: Log):
             endpoint = _live_endpoint(
                 options.base_url or meta["endpoint"], options.timeout_s, options.key_env
             )
-        meta.setdefault("resumed", []).append({"at": utc_now().isoformat(), "successes": done})
+        # each session at its own concurrency: the run's own unless --concurrency says otherwise
+        options = replace(options, concurrency=options.concurrency or meta.get("concurrency"))
+        options = replace(options, concurrency=options.concurrency or DEFAULT_CONCURRENCY)
+        meta.setdefault("resumed", []).append(
+            {
+                "at": utc_now().isoformat(),
+                "successes": done,
+                "concurrency": options.concurrency,
+                "rpm": options.rpm,
+            }
+        )
         meta["status"] = "running"
         # compacts what a crashed process left in journals, uploads what it did not
         writer = RunWriter(run_dir, meta, mirror=mirror, lock=lock)
@@ -571,7 +583,7 @@ def run_experiment(path: Path, out: str | Path, log: Log, progress: bool = False
             top_logprobs=s.get("top_logprobs"),
             max_tokens=s.get("max_tokens"),
             base_url=s.get("base_url"),
-            concurrency=s.get("concurrency", 16),
+            concurrency=s.get("concurrency"),
             rpm=s.get("rpm"),
             max_attempts=s.get("max_attempts", 6),
             out=out,
