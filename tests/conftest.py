@@ -63,6 +63,11 @@ def bucket(monkeypatch):
         port = s.getsockname()[1]
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    # moto keeps its buckets in the test process, across servers: start from none
+    import urllib.request
+
+    reset = urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset).close()
     query = f"endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
     fs, _ = pafs.FileSystem.from_uri(f"s3://detcheck?{query}&allow_bucket_creation=true")
     fs.create_dir("detcheck")
