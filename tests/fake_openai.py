@@ -113,9 +113,7 @@ class FakeOpenAI:
                 if reply.stream is None:
                     self.wfile.write(reply.body)
                     return
-                with contextlib.suppress(
-                    OSError
-                ):  # the client gave up on it
+                with contextlib.suppress(OSError):  # the client gave up on it
                     reply.stream(self.wfile)
                 self.close_connection = True
 

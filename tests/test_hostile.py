@@ -415,3 +415,17 @@ def test_server_text_cannot_drive_the_terminal_or_forge_log_lines(tmp_path):
     assert not any(line.startswith("detcheck: all clear") for line in ok.stderr.splitlines())
     assert "fp\\x1b]0;pwned\\x07" in ok.stderr  # shown, escaped
     assert the_run(tmp_path / "ok").table.column("system_fingerprint")[0].as_py() == forged
+
+
+def test_probe_is_bounded_by_its_timeout():
+    with FakeOpenAI(lambda i, r: drip(20)) as server:
+        started = time.monotonic()
+        result = runner.invoke(
+            app,
+            ["probe", "--base-url", server.base_url, "--model", "m", "--timeout", "1"],
+            env={"OPENAI_API_KEY": KEY},
+        )
+        took_s = time.monotonic() - started
+    assert result.exit_code == 3, result.stderr
+    assert "did not answer within 1 s" in result.stderr
+    assert took_s < 15  # a hang bound: before, probe waited on the drip for 20 s per request

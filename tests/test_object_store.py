@@ -56,3 +56,30 @@ def test_missing_prefix_is_a_clear_error(bucket):
     result = runner.invoke(app, ["analyze", f"s3://detcheck/nothing-here?{query}"])
     assert result.exit_code == 2
     assert "no such object or prefix" in result.stderr and "endpoint_override" not in result.stderr
+
+
+def test_credentials_in_object_store_uris_are_never_shown(bucket, recording, tmp_path, monkeypatch):
+    query, fs = bucket
+    secret = "s3cr3tEXAMPLEkey0123456789"
+    uri = f"s3://AKIAEXAMPLE0123:{secret}@detcheck/runs?{query}"
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    flip = runner.invoke(app, ["flip", "--n", "30", "--replay", str(recording), "--out", uri])
+    assert flip.exit_code == 0, flip.stderr
+    compared = runner.invoke(
+        app, ["compare", uri, uri, "--markdown", str(tmp_path / "c.md"), "--json"]
+    )
+    assert compared.exit_code == 0, compared.stderr
+    history = runner.invoke(app, ["history", uri])
+    missing = runner.invoke(app, ["analyze", uri.replace("/runs?", "/nothing?")])
+    assert missing.exit_code == 2
+    texts = [flip.stdout, flip.stderr, compared.stdout, compared.stderr, history.stdout]
+    texts += [missing.stderr, summary.read_text(), (tmp_path / "c.md").read_text()]
+    for info in fs.get_file_info(pafs.FileSelector("detcheck/runs", recursive=True)):
+        if info.type == pafs.FileType.File:  # run.json and every part's footer
+            with fs.open_input_stream(info.path) as f:
+                texts.append(f.read().decode("latin-1"))
+    for text in texts:
+        for hidden in (secret, "AKIAEXAMPLE0123"):
+            assert hidden not in text
+    assert "s3://detcheck/runs" in (tmp_path / "c.md").read_text()

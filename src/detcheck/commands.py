@@ -216,9 +216,10 @@ def _execute(
 ):
     """Send until the run holds n successes; close the run whatever happens."""
     from detcheck.progress import ProgressBar
+    from detcheck.report import build_report
     from detcheck.request import Flip, run_flip
     from detcheck.stats import import_scipy_in_background
-    from detcheck.store import utc_now
+    from detcheck.store import read_run, utc_now
 
     flip = Flip(
         config,
@@ -259,7 +260,6 @@ def _execute(
             if not failing:  # (an error already on its way is the one to report)
                 exc.args = (f"{exc}\n{_resume_hint(writer, done + o.successes, n)}",)
                 raise
-    finish_staging(writer, log)
     endpoint.transport = None  # a replay's bodies are not needed for the report: free them
     log(usage_line(config, outcome, replay=writer.meta.get("replay_of") is not None))
     if flip.limit.lowest < options.concurrency:
@@ -269,10 +269,14 @@ def _execute(
             f"warning: {outcome.short_top_logprobs:,} response(s) carried fewer than the "
             f"{config.top_logprobs} top logprobs asked for"
         )
+    _match_targets_to_tokens(writer, log)
+    # the report from the local copy, before it goes (a bucket may only be writable with
+    # credentials the URI carried, which run.json does not keep)
+    report = build_report([read_run(writer.run_dir)], thresholds)
+    finish_staging(writer, log)
     if outcome.interrupted:
         log(_resume_hint(writer, done + outcome.successes, n))
-    _match_targets_to_tokens(writer, log)
-    return _final_report(writer, thresholds), _location(writer), outcome
+    return report, _location(writer), outcome
 
 
 def _location(writer) -> str | Path:
@@ -281,15 +285,6 @@ def _location(writer) -> str | Path:
 
     upload_to = writer.meta.get("upload_to")
     return display_uri(upload_to) if writer.mirror is not None and upload_to else writer.run_dir
-
-
-def _final_report(writer, thresholds):
-    """The report of the run just written: from the local copy while there is one."""
-    from detcheck.report import build_report
-    from detcheck.store import read_runs
-
-    source = writer.run_dir if writer.run_dir.exists() else writer.meta["upload_to"]
-    return build_report(read_runs([source]), thresholds)
 
 
 def finish_staging(writer, log: Log) -> None:
@@ -397,8 +392,9 @@ def _resume(options: FlipOptions, thresholds: Sequence[float], log: Log):
 def _finish_complete(run_dir, meta, lock, mirror, done, start_seq, thresholds, log):
     """A run that holds its n responses. If the process died before closing it (journals not
     yet compacted, run.json still "running", parts not uploaded), closing is all that is left."""
+    from detcheck.report import build_report
     from detcheck.request import Outcome
-    from detcheck.store import RunWriter, utc_now
+    from detcheck.store import RunWriter, read_run, utc_now
 
     n = meta["n_requested"]
     if meta.get("status") == "complete" and not list(run_dir.glob("_journal-*.jsonl")):
@@ -414,12 +410,9 @@ def _finish_complete(run_dir, meta, lock, mirror, done, start_seq, thresholds, l
             attempts=start_seq,
         )
         if mirror is not None:
-            report = _final_report(writer, thresholds)
+            report = build_report([read_run(run_dir)], thresholds)
             finish_staging(writer, log)
             return report, _location(writer), Outcome()
-    from detcheck.report import build_report
-    from detcheck.store import read_run
-
     return build_report([read_run(run_dir)], thresholds), run_dir, Outcome()
 
 
