@@ -41,25 +41,33 @@ def soak_one(out: Path, n: int, kills: int, concurrency: int, rng: random.Random
         env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
         base = [sys.executable, "-m", "detcheck.cli", "flip", "-q"]
         cmd = [*base, "--n", str(n), "--out", str(out), "--concurrency", str(concurrency)]
-        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+        quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        proc = subprocess.Popen(cmd, **quiet)
         run_dir, done_kills, landed = None, 0, []
         while done_kills < kills:
-            # anywhere from start-up (importing, reading the run) to well into sending
-            time.sleep(rng.uniform(0.2, 2.0))
+            if rng.random() < 0.25:  # anywhere: start-up (importing, reading the run) or later
+                time.sleep(rng.uniform(0.05, 2.0))
+            else:  # once this process is sending, at a random moment
+                asked = len(server.requests)
+                while len(server.requests) <= asked and proc.poll() is None:
+                    time.sleep(0.005)
+                time.sleep(rng.uniform(0.0, 0.8))
             if proc.poll() is not None:
                 break  # finished before this kill: the next run gets it
             asked = len(server.requests)
+            time.sleep(0.05)
+            sending = len(server.requests) > asked  # this process was sending when killed
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             done_kills += 1
-            landed.append("sending" if asked else "start-up")
+            landed.append(sending)
             found = list(out.glob("*/run.json"))
             if not found:  # killed before the run existed: start it again
-                proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+                proc = subprocess.Popen(cmd, **quiet)
                 continue
             run_dir = found[0].parent
             resume = [*base, "--resume", str(run_dir)]
-            proc = subprocess.Popen(resume, env=env, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(resume, **quiet)
         code = proc.wait(timeout=600)
         run_dir = run_dir or next(out.glob("*/run.json")).parent
         replies = list(server.replies)
@@ -71,6 +79,7 @@ def soak_one(out: Path, n: int, kills: int, concurrency: int, rng: random.Random
     sent = {f"chatcmpl-test-{i}" for i, r in enumerate(replies) if r.status == 200 and r.usable}
     return {
         "kills": done_kills,
+        "while_sending": sum(landed),
         "exit": code,
         "kept": sum(ok),
         "exactly_n": sum(ok) == n,
@@ -101,9 +110,11 @@ def main() -> None:
             print(rows[-1], flush=True)
     print()
     print(tabulate(rows, headers="keys"))
-    total = {k: sum(row[k] for row in rows) for k in ("kills", "sent", "lost", "kept")}
+    keys = ("kills", "while_sending", "sent", "lost", "kept")
+    total = {k: sum(row[k] for row in rows) for k in keys}
     print(
-        f"\n{total['kills']} SIGKILLs over {len(rows)} runs: "
+        f"\n{total['kills']} SIGKILLs ({total['while_sending']} while sending) over {len(rows)} "
+        "runs: "
         f"{sum(r['exactly_n'] for r in rows)} of {len(rows)} reached exactly n={args.n}; "
         f"duplicates {sum(r['duplicate_ids'] + r['duplicate_calls'] for r in rows)}; "
         f"{total['lost']} of {total['sent']} responses the server sent were lost "

@@ -563,7 +563,7 @@ def _recover_journals(run_dir: Path, meta: dict) -> int:
 _NOTHING = object()
 
 
-def _json_or_none(data: bytes | str):
+def _json_or_nothing(data: bytes | str):
     try:
         return json.loads(data)
     except (ValueError, RecursionError):
@@ -685,7 +685,7 @@ class Run:
             )
         if version < 1:
             raise DataError(f"{part}: schema version {version} was never written by detcheck")
-        return check_meta(_json_or_none(md[RUN_META_KEY]), f"{part} (footer metadata)")
+        return check_meta(_json_or_nothing(md[RUN_META_KEY]), f"{part} (footer metadata)")
 
     def num_rows(self) -> int:
         """Rows in the run, from the Parquet footers (nothing is decoded)."""
@@ -876,7 +876,7 @@ def read_run(path: Path, columns: Sequence[str] | None = None) -> Run:
         text = meta_path.read_bytes()
     except OSError as exc:
         raise DataError(f"{meta_path}: cannot read ({_os_reason(exc)})") from None
-    meta = check_meta(_json_or_none(text), str(meta_path))
+    meta = check_meta(_json_or_nothing(text), str(meta_path))
     parts = sorted(path.glob("part-*.parquet"))
     pending = [row for _, j in _orphan_journals(path) for row in _read_journal(j)]
     run = Run(path, meta, parts, pending, columns)
@@ -940,7 +940,7 @@ def _read_remote_run(
             text = f.read()
     except OSError as exc:
         raise DataError(f"{shown}/{RUN_JSON}: not readable ({_first_line(exc)})") from None
-    meta = check_meta(_json_or_none(text), f"{shown}/{RUN_JSON}")
+    meta = check_meta(_json_or_nothing(text), f"{shown}/{RUN_JSON}")
     parts = sorted(
         i.path
         for i in fs.get_file_info(pafs.FileSelector(path))
