@@ -82,8 +82,13 @@ def make_client(endpoint: Endpoint, max_retries: int = 0) -> openai.AsyncOpenAI:
         http_client = openai.DefaultAioHttpClient()
     else:
         http_client = openai.DefaultAsyncHttpx2Client()  # the SDK's default httpx2 client
-    # the client's own transport, wrapped: every body capped, whichever transport reads it
+    # the client's own transports (and those it mounts for proxies from the environment),
+    # wrapped: every body is capped, whichever transport reads it
     http_client._transport = CappedTransport(http_client._transport)
+    http_client._mounts = {
+        pattern: CappedTransport(t) if t is not None else None
+        for pattern, t in http_client._mounts.items()
+    }
     base_url, query = split_query(endpoint.base_url)
     return openai.AsyncOpenAI(
         api_key=endpoint.api_key,

@@ -234,15 +234,19 @@ class RunWriter:
         self.flush_every_s = flush_every_s
         _make_dir(self.run_dir, private)
         self.lock = lock or RunLock(self.run_dir)
-        self.write_meta()
-        self._part = _recover_journals(self.run_dir, meta)
-        if mirror is not None:
-            self._upload_missing()
-        # The journal is the buffer: rows are not kept in memory, so memory stays flat however
-        # many calls a run makes; a flush reads the journal back into a Parquet part.
-        self._pending = 0
-        self._torn = False
-        self._open_journal()
+        try:
+            self.write_meta()
+            self._part = _recover_journals(self.run_dir, meta)
+            if mirror is not None:
+                self._upload_missing()
+            # The journal is the buffer: rows are not kept in memory, so memory stays flat
+            # however many calls a run makes; a flush reads the journal back into a part.
+            self._pending = 0
+            self._torn = False
+            self._open_journal()
+        except BaseException:
+            self.lock.release()
+            raise
         self._last_flush = time.monotonic()
         self._last_sync = time.monotonic()
 
