@@ -134,3 +134,45 @@ class FakeOpenAI:
     def successes(self) -> int:
         """Usable completions the server actually sent."""
         return sum(1 for r in self.replies if r.status == 200 and not r.drop and r.usable)
+
+
+def responses_body(i: int, heads_logprob: float, top_k: int = 20, model: str = "gpt-4o") -> dict:
+    """A Responses API body (POST /v1/responses) with output_text logprobs, as OpenAI sends it."""
+    chat = chat_body(i, heads_logprob, top_k=top_k, model=model)
+    first = chat["choices"][0]["logprobs"]["content"][0]
+    return {
+        "id": f"resp_test_{i}",
+        "object": "response",
+        "status": "completed",
+        "model": model,
+        "output": [
+            {
+                "type": "message",
+                "id": f"msg_{i}",
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "output_text",
+                        "text": first["token"],
+                        "annotations": [],
+                        "logprobs": [first],
+                    }
+                ],
+            }
+        ],
+        "usage": {
+            "input_tokens": 18,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 1,
+            "total_tokens": 19,
+        },
+    }
+
+
+def coin_flip_any_api(i: int, request: dict) -> Reply:
+    """A coin flip in whichever shape was asked: chat, legacy completions or Responses."""
+    lp = COIN_LOGPROBS[i % len(COIN_LOGPROBS)]
+    if "input" in request:
+        body = responses_body(i, lp, top_k=request.get("top_logprobs", 20))
+        return Reply(200, json.dumps(body).encode(), {"x-request-id": f"req_{i}"})
+    return coin_flip(i, request)

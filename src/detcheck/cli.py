@@ -173,8 +173,8 @@ def flip(
     api: Annotated[
         str | None,
         typer.Option(
-            help="'chat' (/v1/chat/completions) or 'completions' (the legacy /v1/completions, "
-            "for base models).",
+            help="'chat' (/v1/chat/completions), 'completions' (the legacy /v1/completions, "
+            "for base models) or 'responses' (/v1/responses; it takes no seed, and none is sent).",
             show_default="chat",
         ),
     ] = None,
@@ -414,6 +414,15 @@ def history(
 def probe(
     model: Model = None,
     base_url: BaseUrl = None,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            help="'chat', 'completions' or 'responses': the shape the main questions are asked "
+            "in (the legacy completions API is always tried too).",
+            show_default="chat",
+        ),
+    ] = None,
+    no_seed: Annotated[bool, typer.Option("--no-seed", help="Ask without a seed.")] = False,
     timeout: Annotated[
         float, typer.Option(help="Seconds a whole request may take, connect to last byte.")
     ] = 60.0,
@@ -424,7 +433,7 @@ def probe(
     completions) with a handful of requests."""
     from detcheck.commands import probe_command
 
-    result = probe_command(model, base_url, timeout)
+    result = probe_command(model, base_url, timeout, api, no_seed)
     from detcheck.probe import render
 
     if as_json:
@@ -448,7 +457,8 @@ def sweep(
     ] = None,
     base_url: BaseUrl = None,
     api: Annotated[
-        str | None, typer.Option(help="'chat' or 'completions'.", show_default="chat")
+        str | None,
+        typer.Option(help="'chat', 'completions' or 'responses'.", show_default="chat"),
     ] = None,
     replay: Annotated[Path | None, typer.Option(help="Replay a stored run instead.")] = None,
     out: Annotated[str, typer.Option(help="Directory (or URI) the runs go under.")] = "runs",

@@ -71,6 +71,10 @@ def resolve_config(options: FlipOptions, recorded: dict | None = None):
         config = replace(config, seed=None)
     if options.labels is not None:
         config = replace(config, labels=parse_labels(options.labels))
+    from detcheck.shapes import SHAPES
+
+    if config.api in SHAPES and not SHAPES[config.api].TAKES_SEED and options.seed is None:
+        config = replace(config, seed=None)  # none is sent, and run.json says so (null)
     config.validate()
     recorded_targets = (recorded or {}).get("targets", {})
     same_model = bool(recorded) and config.model == recorded.get("model")
@@ -575,6 +579,7 @@ def run_experiment(path: Path, out: str | Path, log: Log, progress: bool = False
             no_seed=s.get("seed") is False,
             top_logprobs=s.get("top_logprobs"),
             max_tokens=s.get("max_tokens"),
+            api=s.get("api"),
             base_url=s.get("base_url"),
             concurrency=s.get("concurrency"),
             rpm=s.get("rpm"),
@@ -700,15 +705,21 @@ def _match_targets_to_tokens(writer, log: Log) -> None:
     writer.write_meta()
 
 
-def probe_command(model: str | None, base_url: str | None, timeout_s: float = 60.0) -> dict:
+def probe_command(
+    model: str | None,
+    base_url: str | None,
+    timeout_s: float = 60.0,
+    api: str | None = None,
+    no_seed: bool = False,
+) -> dict:
     import math
 
     from detcheck.probe import probe
 
     if not math.isfinite(timeout_s) or timeout_s <= 0:
         raise UsageError(f"--timeout must be a positive number, got {timeout_s}")
+    config, _ = resolve_config(FlipOptions(model=model, api=api, no_seed=no_seed))
     endpoint = _live_endpoint(base_url or DEFAULT_BASE_URL, timeout_s)
-    config = FlipConfig(model=model) if model else FlipConfig()
     return probe(config, endpoint)
 
 

@@ -12,7 +12,6 @@ DEFAULT_MODEL = "gpt-4o-2024-08-06"
 DEFAULT_PROMPT = "Flip a coin. Return Heads or Tails only."
 DEFAULT_LABELS = ("Heads", "Tails")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-APIS = {"chat": "/chat/completions", "completions": "/completions"}
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class FlipConfig:
     max_tokens: int = 1
     # the token each label arrives as (resolved with tiktoken, or given)
     targets: dict[str, str] = field(default_factory=dict)
-    api: str = "chat"  # "chat" (/v1/chat/completions) or "completions" (legacy /v1/completions)
+    api: str = "chat"  # a shape in detcheck.shapes: "chat", "completions", "responses"
 
     def validate(self) -> None:
         if not self.labels:
@@ -39,38 +38,27 @@ class FlipConfig:
             raise UsageError(f"--max-tokens must be at least 1, got {self.max_tokens}")
         if self.temperature < 0:
             raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
-        if self.api not in APIS:
-            raise UsageError(f"--api must be one of {', '.join(APIS)}, got {self.api!r}")
+        from detcheck.shapes import SHAPES
+
+        if self.api not in SHAPES:
+            raise UsageError(f"--api must be one of {', '.join(SHAPES)}, got {self.api!r}")
+        if self.seed is not None and not self.shape.TAKES_SEED:
+            raise UsageError(f"the {self.api} API takes no seed: give --no-seed")
+
+    @property
+    def shape(self):
+        """The API shape's adapter (detcheck.shapes): path, request body, parser."""
+        from detcheck.shapes import shape
+
+        return shape(self.api)
 
     @property
     def path(self) -> str:
-        return APIS[self.api]
+        return self.shape.PATH
 
     def request_body(self) -> dict:
         """The JSON body of every call (identical for all of them)."""
-        if self.api == "completions":
-            # the legacy shape: the prompt is sent as is, `logprobs` is the number of top tokens
-            body = {
-                "model": self.model,
-                "prompt": self.prompt,
-                "temperature": self.temperature,
-                "logprobs": self.top_logprobs,
-                "max_tokens": self.max_tokens,
-            }
-            if self.seed is not None:
-                body["seed"] = self.seed
-            return body
-        body = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": self.prompt}],
-            "temperature": self.temperature,
-            "logprobs": True,
-            "top_logprobs": self.top_logprobs,
-            "max_tokens": self.max_tokens,
-        }
-        if self.seed is not None:
-            body["seed"] = self.seed
-        return body
+        return self.shape.request_body(self)
 
     @property
     def primary_target(self) -> str:

@@ -35,6 +35,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "api_key_env": ((str,), "an environment variable name"),
     "replay": ((str,), "a path to a stored run"),
     "model": ((str,), "a model name"),
+    "api": ((str,), "'chat', 'completions' or 'responses'"),
     "prompt": ((str,), "text"),
     "labels": ((list,), "a list of strings"),
     "target_token": ((str,), "a token"),

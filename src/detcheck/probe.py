@@ -20,7 +20,6 @@ import openai
 from detcheck.config import FlipConfig
 from detcheck.errors import EndpointError
 from detcheck.record import (
-    PARSERS,
     MalformedResponse,
     clip,
     error_message_from_body,
@@ -88,22 +87,25 @@ def temperature_semantics(gaps_by_t: dict[float, dict[str, float]]) -> str:
 
 
 async def probe_endpoint(config: FlipConfig, endpoint: Endpoint) -> dict:
-    out: dict = {"endpoint": endpoint.shown, "model": config.model}
+    """What the endpoint honours, asked in `config.api`'s shape (chat unless told otherwise)."""
+    out: dict = {"endpoint": endpoint.shown, "model": config.model, "api": config.api}
+    main = replace(config, top_logprobs=20)
+    shape = main.shape
+    if not shape.TAKES_SEED:
+        main = replace(main, seed=None)
     async with make_client(endpoint, max_retries=1) as client:
-        chat = FlipConfig(
-            **{**config.to_dict(), "labels": config.labels, "top_logprobs": 20, "api": "chat"}
-        )
-        status, body = await _send(client, endpoint, "/chat/completions", chat.request_body())
-        out["seed_accepted"] = not _refuses_seed(status, body)
-        if not out["seed_accepted"]:
+        status, body = await _send(client, endpoint, shape.PATH, main.request_body())
+        # None: not asked (no seed given, or the API takes none)
+        out["seed_accepted"] = None if main.seed is None else not _refuses_seed(status, body)
+        if out["seed_accepted"] is False:
             # what else the endpoint honours is still worth knowing: ask without seed from here
-            chat = replace(chat, seed=None)
-            status, body = await _send(client, endpoint, "/chat/completions", chat.request_body())
+            main = replace(main, seed=None)
+            status, body = await _send(client, endpoint, shape.PATH, main.request_body())
         out["status"] = status
         if status != 200:
             out["error"] = error_message_from_body(body) or clip(body.decode(errors="replace"), 200)
         try:
-            parsed = PARSERS["chat"](body) if status == 200 else None
+            parsed = shape.parse(body) if status == 200 else None
         except MalformedResponse as exc:
             parsed, out["error"] = None, str(exc)
         data = load_json(body) if status == 200 and parsed else {}
@@ -114,19 +116,17 @@ async def probe_endpoint(config: FlipConfig, endpoint: Endpoint) -> dict:
         out["fingerprint_value"] = data.get("system_fingerprint")
         gaps = {}
         for t in TEMPERATURES:
-            body_t = {**chat.request_body(), "temperature": t, "top_logprobs": 5}
-            st, b = await _send(client, endpoint, "/chat/completions", body_t)
+            body_t = replace(main, temperature=t, top_logprobs=5).request_body()
+            st, b = await _send(client, endpoint, shape.PATH, body_t)
             try:
-                gaps[t] = _gaps(PARSERS["chat"](b).top_logprobs) if st == 200 else {}
+                gaps[t] = _gaps(shape.parse(b).top_logprobs) if st == 200 else {}
             except MalformedResponse:
                 gaps[t] = {}
         out["temperature_semantics"] = temperature_semantics(gaps)
-        legacy = FlipConfig(
-            **{**chat.to_dict(), "labels": chat.labels, "api": "completions", "top_logprobs": 5}
-        )
-        st, b = await _send(client, endpoint, "/completions", legacy.request_body())
+        legacy = replace(main, api="completions", top_logprobs=5)
+        st, b = await _send(client, endpoint, legacy.path, legacy.request_body())
         try:
-            out["completions_api"] = st == 200 and bool(PARSERS["completions"](b).top_logprobs)
+            out["completions_api"] = st == 200 and bool(legacy.shape.parse(b).top_logprobs)
         except MalformedResponse:
             out["completions_api"] = False
     return _redacted(out, endpoint.secrets)
@@ -145,12 +145,18 @@ def probe(config: FlipConfig, endpoint: Endpoint) -> dict:
     return asyncio.run(probe_endpoint(config, endpoint))
 
 
+def _seed_row(accepted: bool | None) -> str:
+    if accepted is None:
+        return "not asked (--no-seed, or the API takes none)"
+    return "accepted" if accepted else "refused (the other rows: asked without it; flip --no-seed)"
+
+
 def render(result: dict) -> str:
     from tabulate import tabulate
 
     rows = [
         [
-            "chat completions",
+            result.get("api", "chat") + " API",
             f"HTTP {result['status']}"
             + (f": {printable(result['error'])}" if result.get("error") else ""),
         ],
@@ -160,12 +166,7 @@ def render(result: dict) -> str:
             f"{result['top_logprobs_returned']} of {result['top_logprobs_requested']} asked for",
         ],
         ["system_fingerprint", printable(result["fingerprint_value"]) or "not sent"],
-        [
-            "seed",
-            "accepted"
-            if result["seed_accepted"]
-            else "refused (the other rows: asked without it; flip --no-seed)",
-        ],
+        ["seed", _seed_row(result["seed_accepted"])],
         ["temperature", result["temperature_semantics"]],
         ["legacy /v1/completions", "answers with logprobs" if result["completions_api"] else "no"],
     ]

@@ -63,7 +63,7 @@ class Parsed:
     cached_tokens: int | None
 
 
-def _int_or_none(value) -> int | None:
+def int_or_none(value) -> int | None:
     """An integer that fits the int32 columns, else None (2**40 or 10**30 from a hostile endpoint
     would make the whole part unwritable)."""
     if isinstance(value, int) and not isinstance(value, bool) and INT32_MIN <= value <= INT32_MAX:
@@ -71,7 +71,7 @@ def _int_or_none(value) -> int | None:
     return None
 
 
-def _float_or_none(value) -> float | None:
+def float_or_none(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
@@ -80,7 +80,7 @@ def _float_or_none(value) -> float | None:
         return None
 
 
-def _bytes_or_none(value) -> list[int] | None:
+def bytes_or_none(value) -> list[int] | None:
     """The `bytes` list as sent, if it is one of ints 0-255 (checked by bytes(), in C)."""
     if not isinstance(value, list):
         return None
@@ -93,7 +93,7 @@ def _bytes_or_none(value) -> list[int] | None:
     return value
 
 
-def _str_or_none(value) -> str | None:
+def str_or_none(value) -> str | None:
     """Text that can be stored: JSON allows lone surrogates ("\\ud800"), UTF-8 does not; they
     become U+FFFD (the token's `bytes` keep what was really sent)."""
     if not isinstance(value, str):
@@ -105,7 +105,7 @@ def _str_or_none(value) -> str | None:
         return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
-def _top_entry(entry) -> dict | None:
+def top_entry(entry) -> dict | None:
     if type(entry) is dict:
         token, logprob, raw = entry.get("token"), entry.get("logprob"), entry.get("bytes")
         # fast path: the well-formed entry every real endpoint sends
@@ -122,78 +122,10 @@ def _top_entry(entry) -> dict | None:
     if not isinstance(entry, Mapping) or not isinstance(entry.get("token"), str):
         return None
     return {
-        "token": _str_or_none(entry["token"]),
-        "logprob": _float_or_none(entry.get("logprob")),
-        "bytes": _bytes_or_none(entry.get("bytes")),
+        "token": str_or_none(entry["token"]),
+        "logprob": float_or_none(entry.get("logprob")),
+        "bytes": bytes_or_none(entry.get("bytes")),
     }
-
-
-def parse_chat_body(body: bytes | str) -> Parsed:
-    """The first generated token of a chat completion, with its top logprobs."""
-    data = load_json(body)
-    if not isinstance(data, Mapping):
-        raise MalformedResponse("malformed_body", "response body is not a JSON object")
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-        raise MalformedResponse("malformed_body", "response has no choices")
-    logprobs = choices[0].get("logprobs")
-    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
-    if not isinstance(content, list) or not content or not isinstance(content[0], Mapping):
-        raise MalformedResponse("no_logprobs", "response carries no logprobs")
-    first = content[0]
-    top = first.get("top_logprobs")
-    top_entries = [e for e in map(_top_entry, top if isinstance(top, list) else []) if e]
-    usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
-    details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
-    return Parsed(
-        response_id=_str_or_none(data.get("id")),
-        model=_str_or_none(data.get("model")),
-        system_fingerprint=_str_or_none(data.get("system_fingerprint")),
-        token=_str_or_none(first.get("token")),
-        logprob=_float_or_none(first.get("logprob")),
-        top_logprobs=top_entries,
-        prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
-        completion_tokens=_int_or_none(usage.get("completion_tokens")),
-        cached_tokens=_int_or_none(cached),
-    )
-
-
-def parse_completions_body(body: bytes | str) -> Parsed:
-    """The legacy /v1/completions shape: `logprobs.top_logprobs` is a list of {token: logprob}
-    dicts (one per generated token), `tokens` / `token_logprobs` the generated ones."""
-    data = load_json(body)
-    choices = data.get("choices") if isinstance(data, Mapping) else None
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-        raise MalformedResponse("malformed_body", "response has no choices")
-    logprobs = choices[0].get("logprobs")
-    tokens = logprobs.get("tokens") if isinstance(logprobs, Mapping) else None
-    if not isinstance(tokens, list) or not tokens:
-        raise MalformedResponse("no_logprobs", "response carries no logprobs")
-    token_lps = logprobs.get("token_logprobs") or [None]
-    tops = logprobs.get("top_logprobs") or [None]
-    first_top = tops[0] if isinstance(tops, list) and isinstance(tops[0], Mapping) else {}
-    entries = [
-        {"token": _str_or_none(t), "logprob": _float_or_none(lp), "bytes": None}
-        for t, lp in first_top.items()
-        if isinstance(t, str)
-    ]
-    entries.sort(key=lambda e: -(e["logprob"] if e["logprob"] is not None else -math.inf))
-    usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
-    return Parsed(
-        response_id=_str_or_none(data.get("id")),
-        model=_str_or_none(data.get("model")),
-        system_fingerprint=_str_or_none(data.get("system_fingerprint")),
-        token=_str_or_none(tokens[0]),
-        logprob=_float_or_none(token_lps[0] if isinstance(token_lps, list) else None),
-        top_logprobs=entries,
-        prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
-        completion_tokens=_int_or_none(usage.get("completion_tokens")),
-        cached_tokens=None,
-    )
-
-
-PARSERS = {"chat": parse_chat_body, "completions": parse_completions_body}
 
 
 def _usable_logprob(value) -> bool:
@@ -332,8 +264,8 @@ def error_message_from_body(body: bytes | str | None) -> str | None:
         return None
     error = data.get("error") if isinstance(data, Mapping) else None
     if isinstance(error, Mapping) and isinstance(error.get("message"), str):
-        return clip(_str_or_none(error["message"]))
-    return clip(_str_or_none(error))
+        return clip(str_or_none(error["message"]))
+    return clip(str_or_none(error))
 
 
 def error_code_from_body(body: bytes | str | None) -> str | None:
@@ -343,7 +275,7 @@ def error_code_from_body(body: bytes | str | None) -> str | None:
         return None
     error = data.get("error") if isinstance(data, Mapping) else None
     if isinstance(error, Mapping):
-        return clip(_str_or_none(error.get("code") or error.get("type")), 100)
+        return clip(str_or_none(error.get("code") or error.get("type")), 100)
     return None
 
 

@@ -29,7 +29,6 @@ from detcheck.config import FlipConfig, split_query, strip_credentials
 from detcheck.errors import DetcheckError, EndpointError, Interrupted
 from detcheck.record import (
     MAX_ERROR_BODY_CHARS,
-    PARSERS,
     MalformedResponse,
     allowed_headers,
     body_text,
@@ -253,6 +252,7 @@ class Flip:
         self.on_progress = on_progress or (lambda outcome: None)
         self.on_notice = on_notice or (lambda message: None)
         self.body = config.request_body()
+        self.parse = config.shape.parse
         self.targets = frozenset(config.targets.values())
         self.secrets = endpoint.secrets
         self.outcome = Outcome()
@@ -458,9 +458,11 @@ class Flip:
             row["final_url"] = strip_credentials(str(response.url))
             self._note_redirect(row["final_url"])
         try:
-            parsed = PARSERS[self.config.api](body)
+            parsed = self.parse(body)
         except MalformedResponse as exc:
             row.update(error_type=exc.kind, error=str(exc))
+            if exc.kind == "logprobs_refused":  # the model gives none: asking again won't help
+                return EndpointError(printable(str(exc)))
             return TransientError(exc.kind, str(exc))
         problem = unusable_reason(parsed, self.targets)
         if problem is not None:  # NaN, inf, positive, a string...: never counted toward n

@@ -1,0 +1,66 @@
+"""`/v1/chat/completions`, the publication's API: the prompt as one user message, logprobs on,
+`top_logprobs` top tokens of each generated one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from detcheck.record import (
+    MalformedResponse,
+    Parsed,
+    float_or_none,
+    int_or_none,
+    load_json,
+    str_or_none,
+    top_entry,
+)
+
+NAME = "chat"
+PATH = "/chat/completions"
+TAKES_SEED = True
+
+
+def request_body(config) -> dict:
+    """The JSON body of every call (identical for all of them)."""
+    body = {
+        "model": config.model,
+        "messages": [{"role": "user", "content": config.prompt}],
+        "temperature": config.temperature,
+        "logprobs": True,
+        "top_logprobs": config.top_logprobs,
+        "max_tokens": config.max_tokens,
+    }
+    if config.seed is not None:
+        body["seed"] = config.seed
+    return body
+
+
+def parse(body: bytes | str) -> Parsed:
+    """The first generated token of a chat completion, with its top logprobs."""
+    data = load_json(body)
+    if not isinstance(data, Mapping):
+        raise MalformedResponse("malformed_body", "response body is not a JSON object")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+        raise MalformedResponse("malformed_body", "response has no choices")
+    logprobs = choices[0].get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+    if not isinstance(content, list) or not content or not isinstance(content[0], Mapping):
+        raise MalformedResponse("no_logprobs", "response carries no logprobs")
+    first = content[0]
+    top = first.get("top_logprobs")
+    top_entries = [e for e in map(top_entry, top if isinstance(top, list) else []) if e]
+    usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    return Parsed(
+        response_id=str_or_none(data.get("id")),
+        model=str_or_none(data.get("model")),
+        system_fingerprint=str_or_none(data.get("system_fingerprint")),
+        token=str_or_none(first.get("token")),
+        logprob=float_or_none(first.get("logprob")),
+        top_logprobs=top_entries,
+        prompt_tokens=int_or_none(usage.get("prompt_tokens")),
+        completion_tokens=int_or_none(usage.get("completion_tokens")),
+        cached_tokens=int_or_none(cached),
+    )

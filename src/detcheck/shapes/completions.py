@@ -1,0 +1,67 @@
+"""The legacy `/v1/completions` (base models, many self-hosted servers): the prompt is sent as
+is, and `logprobs` is the number of top tokens."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from detcheck.record import (
+    MalformedResponse,
+    Parsed,
+    float_or_none,
+    int_or_none,
+    load_json,
+    str_or_none,
+)
+
+NAME = "completions"
+PATH = "/completions"
+TAKES_SEED = True
+
+
+def request_body(config) -> dict:
+    body = {
+        "model": config.model,
+        "prompt": config.prompt,
+        "temperature": config.temperature,
+        "logprobs": config.top_logprobs,
+        "max_tokens": config.max_tokens,
+    }
+    if config.seed is not None:
+        body["seed"] = config.seed
+    return body
+
+
+def parse(body: bytes | str) -> Parsed:
+    """The legacy /v1/completions shape: `logprobs.top_logprobs` is a list of {token: logprob}
+    dicts (one per generated token), `tokens` / `token_logprobs` the generated ones."""
+    data = load_json(body)
+    choices = data.get("choices") if isinstance(data, Mapping) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+        raise MalformedResponse("malformed_body", "response has no choices")
+    logprobs = choices[0].get("logprobs")
+    tokens = logprobs.get("tokens") if isinstance(logprobs, Mapping) else None
+    if not isinstance(tokens, list) or not tokens:
+        raise MalformedResponse("no_logprobs", "response carries no logprobs")
+    token_lps = logprobs.get("token_logprobs") or [None]
+    tops = logprobs.get("top_logprobs") or [None]
+    first_top = tops[0] if isinstance(tops, list) and isinstance(tops[0], Mapping) else {}
+    entries = [
+        {"token": str_or_none(t), "logprob": float_or_none(lp), "bytes": None}
+        for t, lp in first_top.items()
+        if isinstance(t, str)
+    ]
+    entries.sort(key=lambda e: -(e["logprob"] if e["logprob"] is not None else -math.inf))
+    usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
+    return Parsed(
+        response_id=str_or_none(data.get("id")),
+        model=str_or_none(data.get("model")),
+        system_fingerprint=str_or_none(data.get("system_fingerprint")),
+        token=str_or_none(tokens[0]),
+        logprob=float_or_none(token_lps[0] if isinstance(token_lps, list) else None),
+        top_logprobs=entries,
+        prompt_tokens=int_or_none(usage.get("prompt_tokens")),
+        completion_tokens=int_or_none(usage.get("completion_tokens")),
+        cached_tokens=None,
+    )
