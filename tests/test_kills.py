@@ -131,6 +131,12 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
     assert second.returncode == 2, second.stderr
     assert f"pid {first.pid}" in second.stderr and "being written" in second.stderr
     assert_exactly(run_dir, n)
+    meta = json.loads((run_dir / "run.json").read_text())
+    # each session recorded: the run's own concurrency (not the CLI default), its client
+    (session,) = meta["resumed"]  # the refused resumes wrote nothing
+    assert session["concurrency"] == meta["concurrency"] == 2
+    assert session["client"] == meta["client"] == "aiohttp"
+    assert session["ended_at"] >= session["at"]
 
 
 def test_a_killed_remote_run_is_resumed_and_the_bucket_completed(bucket, tmp_path):

@@ -188,6 +188,7 @@ def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
         replay_of=str(options.replay) if options.replay is not None else None,
         tags=options.tags,
     )
+    meta["client"] = endpoint.client_kind
     for t in targets:
         if UNRESOLVED in t.how:
             log(
@@ -252,6 +253,8 @@ def _execute(
     finally:
         o = flip.outcome
         notes = {"other_model": o.other_model, "redirected": o.redirected}
+        if writer.meta.get("resumed"):  # this session's end (a session a kill ended has none)
+            writer.meta["resumed"][-1]["ended_at"] = utc_now().isoformat()
         try:
             writer.close(
                 status=status,
@@ -368,6 +371,7 @@ def _resume(options: FlipOptions, thresholds: Sequence[float], log: Log):
                 "successes": done,
                 "concurrency": options.concurrency,
                 "rpm": options.rpm,
+                "client": endpoint.client_kind,
             }
         )
         meta["status"] = "running"

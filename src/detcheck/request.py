@@ -61,6 +61,20 @@ class Endpoint:
         return strip_credentials(self.base_url)
 
     @property
+    def client_kind(self) -> str:
+        """What carries the requests: "transport" (a replay's or a test's), "aiohttp" (the
+        default), or "httpx" (DETCHECK_HTTP_CLIENT=httpx, or a URL with user:password, which
+        aiohttp refuses next to the Authorization header)."""
+        if self.transport is not None:
+            return "transport"
+        if (
+            os.environ.get("DETCHECK_HTTP_CLIENT", "aiohttp") == "aiohttp"
+            and not urlsplit(self.base_url).username
+        ):
+            return "aiohttp"
+        return "httpx"
+
+    @property
     def secrets(self) -> list[str]:
         """What must never reach disk or the terminal: the key, and what the URL carries."""
         return [self.api_key, *uri_secrets(self.base_url)]
@@ -69,13 +83,10 @@ class Endpoint:
 def make_client(endpoint: Endpoint, max_retries: int = 0) -> openai.AsyncOpenAI:
     """The real SDK client for an endpoint, every response body read through CappedTransport. A
     query string on the base URL is sent with every request, not glued onto the path."""
-    if endpoint.transport is not None:
+    kind = endpoint.client_kind
+    if kind == "transport":
         http_client = openai.DefaultAsyncHttpx2Client(transport=endpoint.transport)
-    elif (
-        os.environ.get("DETCHECK_HTTP_CLIENT", "aiohttp") == "aiohttp"
-        # aiohttp refuses user:password in the URL next to the Authorization header
-        and not urlsplit(endpoint.base_url).username
-    ):
+    elif kind == "aiohttp":
         # The SDK's aiohttp client: 1.4-1.6x the requests/s of its default httpx2 pool at
         # concurrency 16-256 on loopback (bench/run.py), and it holds up at high concurrency.
         http_client = openai.DefaultAioHttpClient()

@@ -594,6 +594,7 @@ _META_TYPES: dict[str, tuple] = {
     "concurrency": (int, type(None)),
     "replay_of": (str, type(None)),
     "upload_to": (str, type(None)),
+    "client": (str,),
     "resumed": (list,),
 }
 
