@@ -128,6 +128,23 @@ def top_entry(entry) -> dict | None:
     }
 
 
+def first_choice(data) -> Mapping:
+    """`choices[0]` of a chat or legacy completions body, or a MalformedResponse saying why not."""
+    if not isinstance(data, Mapping):
+        raise MalformedResponse("malformed_body", "response body is not a JSON object")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+        raise MalformedResponse("malformed_body", "response has no choices")
+    return choices[0]
+
+
+def with_seed(body: dict, seed: int | None) -> dict:
+    """The request body with `seed` added, unless there is none to send."""
+    if seed is not None:
+        body["seed"] = seed
+    return body
+
+
 def _usable_logprob(value) -> bool:
     # a logprob is the log of a probability: finite and at most 0 (-1e308 is extreme, not wrong)
     return type(value) is float and math.isfinite(value) and value <= 0.0

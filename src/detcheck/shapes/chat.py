@@ -8,11 +8,13 @@ from collections.abc import Mapping
 from detcheck.record import (
     MalformedResponse,
     Parsed,
+    first_choice,
     float_or_none,
     int_or_none,
     load_json,
     str_or_none,
     top_entry,
+    with_seed,
 )
 
 NAME = "chat"
@@ -30,20 +32,13 @@ def request_body(config) -> dict:
         "top_logprobs": config.top_logprobs,
         "max_tokens": config.max_tokens,
     }
-    if config.seed is not None:
-        body["seed"] = config.seed
-    return body
+    return with_seed(body, config.seed)
 
 
 def parse(body: bytes | str) -> Parsed:
     """The first generated token of a chat completion, with its top logprobs."""
     data = load_json(body)
-    if not isinstance(data, Mapping):
-        raise MalformedResponse("malformed_body", "response body is not a JSON object")
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-        raise MalformedResponse("malformed_body", "response has no choices")
-    logprobs = choices[0].get("logprobs")
+    logprobs = first_choice(data).get("logprobs")
     content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
     if not isinstance(content, list) or not content or not isinstance(content[0], Mapping):
         raise MalformedResponse("no_logprobs", "response carries no logprobs")

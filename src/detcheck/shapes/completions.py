@@ -9,10 +9,12 @@ from collections.abc import Mapping
 from detcheck.record import (
     MalformedResponse,
     Parsed,
+    first_choice,
     float_or_none,
     int_or_none,
     load_json,
     str_or_none,
+    with_seed,
 )
 
 NAME = "completions"
@@ -28,19 +30,14 @@ def request_body(config) -> dict:
         "logprobs": config.top_logprobs,
         "max_tokens": config.max_tokens,
     }
-    if config.seed is not None:
-        body["seed"] = config.seed
-    return body
+    return with_seed(body, config.seed)
 
 
 def parse(body: bytes | str) -> Parsed:
     """The legacy /v1/completions shape: `logprobs.top_logprobs` is a list of {token: logprob}
     dicts (one per generated token), `tokens` / `token_logprobs` the generated ones."""
     data = load_json(body)
-    choices = data.get("choices") if isinstance(data, Mapping) else None
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-        raise MalformedResponse("malformed_body", "response has no choices")
-    logprobs = choices[0].get("logprobs")
+    logprobs = first_choice(data).get("logprobs")
     tokens = logprobs.get("tokens") if isinstance(logprobs, Mapping) else None
     if not isinstance(tokens, list) or not tokens:
         raise MalformedResponse("no_logprobs", "response carries no logprobs")
