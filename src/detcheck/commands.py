@@ -363,8 +363,8 @@ def _resume(options: FlipOptions, thresholds: Sequence[float], log: Log):
                 options.base_url or meta["endpoint"], options.timeout_s, options.key_env
             )
         # each session at its own concurrency: the run's own unless --concurrency says otherwise
-        options = replace(options, concurrency=options.concurrency or meta.get("concurrency"))
-        options = replace(options, concurrency=options.concurrency or DEFAULT_CONCURRENCY)
+        concurrency = options.concurrency or meta.get("concurrency") or DEFAULT_CONCURRENCY
+        options = replace(options, concurrency=concurrency)
         meta.setdefault("resumed", []).append(
             {
                 "at": utc_now().isoformat(),

@@ -497,7 +497,7 @@ class Flip:
         self.outcome.other_model += 1
 
     def _note_redirect(self, final_url: str) -> None:
-        if strip_credentials(final_url).split("/")[:3] == self.endpoint.shown.split("/")[:3]:
+        if final_url.split("/")[:3] == self.endpoint.shown.split("/")[:3]:  # both stripped
             return  # the same origin: a path redirect
         if not self.outcome.redirected:
             self.on_notice(

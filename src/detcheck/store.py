@@ -279,12 +279,8 @@ class RunWriter:
     def _upload_missing(self) -> None:
         """Upload every local part the mirror lacks (or holds at another size): what a killed
         process wrote but never uploaded, and what recovering its journals just wrote."""
-        fs, directory = self.mirror
         try:
-            remote = {
-                i.base_name: i.size
-                for i in fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
-            }
+            remote = self._remote_sizes()
         except OSError as exc:
             raise StorageError(f"cannot list the upload location ({_first_line(exc)})") from None
         for part in sorted(self.run_dir.glob("part-*.parquet")):
@@ -293,14 +289,19 @@ class RunWriter:
 
     def uploaded(self) -> bool:
         """Every part and run.json is in the mirror at its local size."""
-        fs, directory = self.mirror
         local = {p.name: p.stat().st_size for p in self.run_dir.glob("part-*.parquet")}
         local[RUN_JSON] = (self.run_dir / RUN_JSON).stat().st_size
         try:
-            remote = {i.base_name: i.size for i in fs.get_file_info(pafs.FileSelector(directory))}
+            remote = self._remote_sizes()
         except OSError:
             return False
         return all(remote.get(name) == size for name, size in local.items())
+
+    def _remote_sizes(self) -> dict[str, int]:
+        """File name -> size in the mirror directory (empty before anything was uploaded)."""
+        fs, directory = self.mirror
+        selector = pafs.FileSelector(directory, allow_not_found=True)
+        return {i.base_name: i.size for i in fs.get_file_info(selector)}
 
     def append(self, row: dict) -> None:
         headers = row.get("response_headers")
