@@ -56,7 +56,8 @@ def test_flip_json_is_one_object_on_stdout(recording, tmp_path):
         "n",
         "target",
         "distinct",
-        "threshold_pct",
+        "threshold",
+        "threshold_unit",
         "clusters",
         "fingerprints",
         "missing_target",
@@ -66,7 +67,7 @@ def test_flip_json_is_one_object_on_stdout(recording, tmp_path):
     ):
         assert key in data
     assert data["n"] == 300 and data["target"] == "Heads" and data["errors"] == 0
-    assert data["threshold_pct"] == 0.01
+    assert data["threshold"] == 0.01 and data["threshold_unit"] == "pp"
     assert set(data["by_threshold"]) == {"0.01", "0.0001"}
     assert data["by_threshold"]["0.01"] == len(data["clusters"])
     assert sum(c["count"] for c in data["clusters"]) == 300

@@ -88,7 +88,7 @@ def test_invalid_files_name_file_line_and_field(tmp_path):
         ),
         "defaults.toml": (
             '[defaults]\nthresholds = [-1]\n[[measurement]]\nbase_url = "http://h"\n',
-            ":2: field 'thresholds' must be a list of numbers >= 0",
+            ":2: field 'thresholds' must be >= 0, got -1",
         ),
         "empty.toml": ("[defaults]\nn = 5\n", "no [[measurement]]"),
         "seed.toml": (

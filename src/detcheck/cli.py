@@ -6,6 +6,7 @@ Heavy imports (openai, pyarrow, numpy) happen inside the commands, so `--help` s
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import sys
@@ -14,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from detcheck import spec
 from detcheck.errors import DetcheckError
 
 app = typer.Typer(
@@ -23,18 +25,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+Debug = Annotated[
+    bool,
+    typer.Option(
+        "--debug", help="Show tracebacks on errors.", metavar="", rich_help_panel=spec.OUTPUT
+    ),
+]
 AsJson = Annotated[
     bool,
-    typer.Option("--json", help="Print exactly one JSON object on stdout; the rest on stderr."),
-]
-Thresholds = Annotated[
-    list[float] | None,
     typer.Option(
-        "--threshold",
-        help="Cluster gap in percentage points; a new cluster starts where neighbouring distinct "
-        "values differ by more. Repeat for several.",
-        show_default="0.01",
+        "--json",
+        help="Print exactly one JSON object on stdout; the rest on stderr.",
+        metavar="",
+        rich_help_panel=spec.OUTPUT,
     ),
 ]
 LabelMass = Annotated[
@@ -52,19 +55,74 @@ Space = Annotated[
         "nats: for rare tokens, where percentage-point gaps say nothing).",
     ),
 ]
-Model = Annotated[str | None, typer.Option(help="Model name.", show_default="gpt-4o-2024-08-06")]
-BaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        envvar="OPENAI_BASE_URL",
-        help="OpenAI-compatible endpoint. The key is read from OPENAI_API_KEY only.",
-        show_default="https://api.openai.com/v1",
-    ),
-]
 Token = Annotated[
     str | None,
     typer.Option("--token", help="Analyse this token instead of the one the run measured."),
 ]
+
+
+def _option(param: spec.Param, help_text: str | None = None):
+    """The typer annotation of one spec parameter: every option is None when not given, so
+    a resumed or replayed run's own value can apply before the default."""
+    help_text = help_text or param.help
+    if param.unit and param.unit not in ("s", "pp"):
+        help_text += f" [{param.unit}]"
+    if param.type is bool:
+        info = typer.Option(param.option, help=help_text, metavar="", rich_help_panel=param.group)
+        return Annotated[bool, info], False
+    kind = {tuple: str, list: list[float]}.get(param.type, param.type)
+    shown = param.show_default
+    if shown is None and param.default is not None:
+        value = param.default
+        shown = ", ".join(f"{v:g}" for v in value) if isinstance(value, list) else f"{value}"
+    info = typer.Option(
+        param.option,
+        help=help_text,
+        metavar="<float>" if param.type is list else None,
+        show_default=shown if shown is not None else False,
+        envvar=param.env,
+        rich_help_panel=param.group,
+    )
+    return Annotated[kind | None, info], None
+
+
+def spec_options(*names: str, help: dict[str, str] | None = None):
+    """Add the CLI options of these spec parameters to a command; it receives them as one
+    `given` dict (None: not given), labels already parsed. One name, default and help each."""
+
+    def decorate(func):
+        signature = inspect.signature(func, eval_str=True)  # typer reads real annotations
+        own = [p for p in signature.parameters.values() if p.name != "given"]
+        added = []
+        for name in names:
+            annotation, empty = _option(spec.PARAMS[name], (help or {}).get(name))
+            added.append(
+                inspect.Parameter(
+                    name, inspect.Parameter.KEYWORD_ONLY, default=empty, annotation=annotation
+                )
+            )
+        keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+        positional = [p for p in keyword if _is_argument(p)]
+        options = [p for p in keyword if not _is_argument(p)]
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            given = {name: kwargs.pop(name, None) for name in names}
+            if given.get("labels") is not None:
+                given["labels"] = spec.parse_labels(given["labels"])
+            return func(*args, given=given, **kwargs)
+
+        parameters = positional + added + options
+        wrapper.__signature__ = signature.replace(parameters=parameters)
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+        return wrapper
+
+    return decorate
+
+
+def _is_argument(parameter: inspect.Parameter) -> bool:
+    metadata = getattr(parameter.annotation, "__metadata__", ())
+    return any(isinstance(m, typer.models.ArgumentInfo) for m in metadata)
 
 
 def echo(text: str) -> None:
@@ -126,139 +184,27 @@ def emit(report: dict, as_json: bool, extra: dict | None = None) -> None:
         echo(text)
 
 
+MEASUREMENT = tuple(name for name in spec.PARAMS if name != "thresholds")
+
+
 @app.command()
 @cli_errors
+@spec_options(*MEASUREMENT, "thresholds")
 def flip(
-    n: Annotated[
-        int | None,
-        typer.Option("--n", help="Successful responses to collect.", show_default="1000"),
-    ] = None,
-    model: Model = None,
-    prompt: Annotated[
-        str | None,
-        typer.Option(
-            help="The user message.", show_default="Flip a coin. Return Heads or Tails only."
-        ),
-    ] = None,
-    labels: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated answers; the first is reported.", show_default="Heads,Tails"
-        ),
-    ] = None,
-    target_token: Annotated[
-        str | None,
-        typer.Option(
-            help="The token the first label arrives as (for models tiktoken does not know)."
-        ),
-    ] = None,
-    temperature: Annotated[
-        float | None,
-        typer.Option(
-            help="Sampling temperature (it does not change the logits).", show_default="0"
-        ),
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Sampling seed.", show_default="42")] = None,
-    no_seed: Annotated[
+    given: dict,
+    as_json: AsJson = False,
+    quiet: Annotated[
         bool,
         typer.Option(
-            "--no-seed", help="Send no seed (for an endpoint that refuses one; probe tells)."
+            "--quiet", "-q", help="No progress bar.", metavar="", rich_help_panel=spec.OUTPUT
         ),
     ] = False,
-    top_logprobs: Annotated[
-        int | None, typer.Option(help="Top tokens per response, 0-20.", show_default="20")
-    ] = None,
-    max_tokens: Annotated[int | None, typer.Option(help="Output tokens.", show_default="1")] = None,
-    base_url: BaseUrl = None,
-    api: Annotated[
-        str | None,
-        typer.Option(
-            help="'chat' (/v1/chat/completions), 'completions' (the legacy /v1/completions, "
-            "for base models) or 'responses' (/v1/responses; it takes no seed, and none is sent).",
-            show_default="chat",
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int | None,
-        typer.Option(
-            help="Requests in flight at once (a resumed run keeps its own unless given).",
-            show_default="16",
-        ),
-    ] = None,
-    rpm: Annotated[float | None, typer.Option(help="Cap on requests per minute.")] = None,
-    max_attempts: Annotated[
-        int,
-        typer.Option(
-            help="Attempts per call before the run stops. Retried: 408, 409, 429, 5xx, "
-            "timeouts, dropped connections, bodies without logprobs; waits 0.5 s doubling to "
-            "30 s with jitter, or the server's Retry-After (up to 120 s)."
-        ),
-    ] = 6,
-    backoff_s: Annotated[
-        float, typer.Option(help="First wait before a retry, doubling each time (with jitter).")
-    ] = 0.5,
-    max_backoff_s: Annotated[float, typer.Option(help="Longest wait between retries.")] = 30.0,
-    timeout: Annotated[
-        float,
-        typer.Option(
-            help="Seconds a whole request may take, connect to last byte (a server that drips "
-            "its answer times out too)."
-        ),
-    ] = 60.0,
-    out: Annotated[
-        str,
-        typer.Option(
-            help="Directory the run is written under, or an object-store URI "
-            "(s3://bucket/prefix, gs://...; pyarrow.fs options as a query string).",
-        ),
-    ] = "runs",
-    replay: Annotated[
-        Path | None,
-        typer.Option(
-            help="Serve the responses of this stored run instead of calling an endpoint "
-            "(no key, no network)."
-        ),
-    ] = None,
-    resume: Annotated[
-        str | None,
-        typer.Option(
-            help="Continue this interrupted or crashed run (its directory, or its s3:// / gs:// "
-            "URI) to its own N, with its own parameters. One process writes a run at a time.",
-        ),
-    ] = None,
-    threshold: Thresholds = None,
-    as_json: AsJson = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     debug: Debug = False,
 ) -> None:
     """Send one single-token request N times, store every response, report distinct values."""
     from detcheck.commands import FlipOptions, flip_command
 
-    options = FlipOptions(
-        n=n,
-        model=model,
-        prompt=prompt,
-        labels=labels,
-        target_token=target_token,
-        temperature=temperature,
-        seed=seed,
-        no_seed=no_seed,
-        top_logprobs=top_logprobs,
-        max_tokens=max_tokens,
-        base_url=base_url,
-        api=api,
-        concurrency=concurrency,
-        rpm=rpm,
-        max_attempts=max_attempts,
-        backoff_s=backoff_s,
-        max_backoff_s=max_backoff_s,
-        resume=resume,
-        timeout_s=timeout,
-        out=out,
-        replay=replay,
-        progress=not quiet,
-    )
-    report, run_path, outcome = flip_command(options, thresholds=threshold or [0.01], log=err)
+    report, run_path, outcome = flip_command(FlipOptions(**given, progress=not quiet), log=err)
     emit(report, as_json, {"run_path": str(run_path)})
     if outcome.interrupted:
         raise typer.Exit(130)
@@ -266,12 +212,13 @@ def flip(
 
 @app.command()
 @cli_errors
+@spec_options("thresholds")
 def analyze(
     paths: Annotated[
         list[str],
         typer.Argument(help="Runs, run directories, directories of runs, or s3:// / gs:// URIs."),
     ],
-    threshold: Thresholds = None,
+    given: dict,
     token: Token = None,
     label_mass: LabelMass = False,
     space: Space = "pct",
@@ -283,14 +230,14 @@ def analyze(
     from detcheck.store import read_runs
 
     runs = read_runs(paths, warn=warn)
-    report = build_report(
-        runs, threshold or [0.01], token=token, label_mass=label_mass, space=space
-    )
+    thresholds = given["thresholds"] or spec.default("thresholds")
+    report = build_report(runs, thresholds, token=token, label_mass=label_mass, space=space)
     emit(report, as_json)
 
 
 @app.command()
 @cli_errors
+@spec_options("thresholds")
 def plot(
     paths: Annotated[
         list[str],
@@ -299,7 +246,7 @@ def plot(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Image to write (.png, .svg, .pdf).")
     ],
-    threshold: Thresholds = None,
+    given: dict,
     token: Token = None,
     debug: Debug = False,
 ) -> None:
@@ -309,7 +256,7 @@ def plot(
     from detcheck.store import read_runs
 
     runs = read_runs(paths, warn=warn)
-    report = build_report(runs, threshold or [0.01], token=token)
+    report = build_report(runs, given["thresholds"] or spec.default("thresholds"), token=token)
     echo(f"wrote {plot_report(report, output)}")
 
 
@@ -356,10 +303,11 @@ def run(
 
 @app.command()
 @cli_errors(internal_exit=2)
+@spec_options("thresholds")
 def compare(
     baseline: Annotated[str, typer.Argument(help="Baseline runs (a run, directory or URI).")],
     candidate: Annotated[str, typer.Argument(help="Candidate runs (a run, directory or URI).")],
-    threshold: Annotated[float, typer.Option(help="Cluster gap in percentage points.")] = 0.01,
+    given: dict,
     token: Token = None,
     fail_on: Annotated[
         str,
@@ -378,8 +326,9 @@ def compare(
     """Compare two sets of runs; exit 0 no drift, 1 drift, 2 error."""
     from detcheck.commands import compare_command
 
+    thresholds = given["thresholds"] or spec.default("thresholds")
     text, data, drifted = compare_command(
-        baseline, candidate, threshold, token, fail_on, alpha, markdown, warn
+        baseline, candidate, thresholds, token, fail_on, alpha, markdown, warn
     )
     if as_json:
         err(text)
@@ -392,11 +341,12 @@ def compare(
 
 @app.command()
 @cli_errors
+@spec_options("thresholds")
 def history(
     paths: Annotated[
         list[str], typer.Argument(help="Directories of runs (or runs, or s3:// / gs:// URIs).")
     ],
-    threshold: Annotated[float, typer.Option(help="Cluster gap in percentage points.")] = 0.01,
+    given: dict,
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
@@ -405,35 +355,34 @@ def history(
     from detcheck.history import render
     from detcheck.store import read_runs
 
-    lines = history_lines(read_runs(paths, warn=warn), threshold)
+    thresholds = given["thresholds"] or spec.default("thresholds")
+    lines = history_lines(read_runs(paths, warn=warn), thresholds)
     echo(json.dumps(lines, indent=2) if as_json else render(lines))
+
+
+PROBED = ("model", "prompt", "labels", "target_token", "seed", "no_seed", "top_logprobs")
+PROBED += ("api", "base_url", "timeout_s")
 
 
 @app.command()
 @cli_errors
+@spec_options(
+    *PROBED,
+    help={
+        "api": "'chat', 'completions' or 'responses': the shape the main questions are asked "
+        "in (the legacy completions API is always tried too)."
+    },
+)
 def probe(
-    model: Model = None,
-    base_url: BaseUrl = None,
-    api: Annotated[
-        str | None,
-        typer.Option(
-            help="'chat', 'completions' or 'responses': the shape the main questions are asked "
-            "in (the legacy completions API is always tried too).",
-            show_default="chat",
-        ),
-    ] = None,
-    no_seed: Annotated[bool, typer.Option("--no-seed", help="Ask without a seed.")] = False,
-    timeout: Annotated[
-        float, typer.Option(help="Seconds a whole request may take, connect to last byte.")
-    ] = 60.0,
+    given: dict,
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
     """Find out what an endpoint honours (top_logprobs, fingerprint, seed, temperature, legacy
     completions) with a handful of requests."""
-    from detcheck.commands import probe_command
+    from detcheck.commands import FlipOptions, probe_command
 
-    result = probe_command(model, base_url, timeout, api, no_seed)
+    result = probe_command(FlipOptions(**given))
     from detcheck.probe import render
 
     if as_json:
@@ -443,26 +392,21 @@ def probe(
         echo(render(result))
 
 
+SWEPT = tuple(name for name in MEASUREMENT if name not in ("concurrency", "resume"))
+
+
 @app.command()
 @cli_errors
+@spec_options(*SWEPT, "thresholds")
 def sweep(
+    given: dict,
     concurrency: Annotated[
-        str, typer.Option(help="Comma-separated concurrency levels, one run each.")
+        str,
+        typer.Option(
+            help="Comma-separated concurrency levels, one run each.",
+            rich_help_panel=spec.RUN,
+        ),
     ] = "1,8,64",
-    n: Annotated[int, typer.Option("--n", help="Successful responses per level.")] = 500,
-    model: Model = None,
-    prompt: Annotated[str | None, typer.Option(help="The user message.")] = None,
-    target_token: Annotated[
-        str | None, typer.Option(help="The token the first label arrives as.")
-    ] = None,
-    base_url: BaseUrl = None,
-    api: Annotated[
-        str | None,
-        typer.Option(help="'chat', 'completions' or 'responses'.", show_default="chat"),
-    ] = None,
-    replay: Annotated[Path | None, typer.Option(help="Replay a stored run instead.")] = None,
-    out: Annotated[str, typer.Option(help="Directory (or URI) the runs go under.")] = "runs",
-    threshold: Thresholds = None,
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
@@ -478,18 +422,7 @@ def sweep(
         raise DetcheckError(
             f"--concurrency takes integers like 1,8,64, got {concurrency!r}"
         ) from None
-    options = FlipOptions(
-        n=n,
-        model=model,
-        prompt=prompt,
-        target_token=target_token,
-        base_url=base_url,
-        api=api,
-        replay=replay,
-        out=out,
-        progress=False,
-    )
-    rows = sweep_command(options, levels, threshold or [0.01], log=err)
+    rows = sweep_command(FlipOptions(**given, progress=False), levels, log=err)
     table = tabulate(
         [
             [

@@ -5,72 +5,51 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import make_dataclass, replace
 from pathlib import Path
 
-from detcheck.config import DEFAULT_BASE_URL, FlipConfig, parse_labels
+from detcheck import spec
+from detcheck.config import FlipConfig
 from detcheck.errors import DataError, DetcheckError, UsageError
 
 Log = Callable[[str], None]
 
 
-DEFAULT_N = 1000
-DEFAULT_CONCURRENCY = 16
+def _given_or_default(self, name: str):
+    """The value given, else the spec's default."""
+    value = getattr(self, name)
+    return spec.default(name) if value is None else value
 
 
-@dataclass
-class FlipOptions:
-    n: int | None = None  # None: DEFAULT_N, or the resumed run's own n
-    model: str | None = None
-    prompt: str | None = None
-    labels: str | None = None
-    target_token: str | None = None
-    temperature: float | None = None
-    seed: int | None = None
-    no_seed: bool = False  # send no seed at all (an endpoint that refuses one)
-    top_logprobs: int | None = None
-    max_tokens: int | None = None
-    base_url: str | None = None
-    api: str | None = None  # "chat" or "completions"; None: chat, or the recorded run's
-    concurrency: int | None = None  # None: DEFAULT_CONCURRENCY, or the resumed run's own
-    rpm: float | None = None
-    max_attempts: int = 6
-    backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
-    timeout_s: float = 60.0
-    out: str | Path = "runs"  # a directory, or an object-store URI (s3://bucket/prefix)
-    replay: Path | None = None
-    resume: str | Path | None = None  # a run directory, or a remote run's URI
-    progress: bool = True
-    key_env: str = "OPENAI_API_KEY"  # the environment variable that holds the key
-    tags: dict | None = None  # stored in run.json (e.g. a sweep's concurrency level)
-    partition: bool = False  # write under model=<model>/date=<YYYY-MM-DD>/ (scheduled runs)
+# A measurement as asked for: every parameter of detcheck.spec as given (None: not given, so a
+# resumed or replayed run's own value, else the spec's default applies), and how to run it.
+FlipOptions = make_dataclass(
+    "FlipOptions",
+    [(name, object, None) for name in spec.PARAMS]
+    + [
+        ("progress", bool, True),
+        ("key_env", str, "OPENAI_API_KEY"),  # the environment variable that holds the key
+        ("tags", object, None),  # stored in run.json (e.g. a sweep's concurrency level)
+        ("partition", bool, False),  # under model=<model>/date=<YYYY-MM-DD>/ (scheduled runs)
+    ],
+    namespace={"value": _given_or_default},
+)
 
 
-def given_parameters(options: FlipOptions) -> dict:
-    """The request parameters given on the command line (those left unset are absent)."""
-    given = {
-        "model": options.model,
-        "prompt": options.prompt,
-        "temperature": options.temperature,
-        "seed": options.seed,
-        "top_logprobs": options.top_logprobs,
-        "max_tokens": options.max_tokens,
-        "api": options.api,
-    }
+def given_parameters(options) -> dict:
+    """The request parameters given (those left unset are absent)."""
+    given = {name: getattr(options, name) for name in spec.REQUEST_PARAMS}
     return {k: v for k, v in given.items() if v is not None}
 
 
-def resolve_config(options: FlipOptions, recorded: dict | None = None):
-    """Options given on the command line, else the recorded run's, else the publication's."""
+def resolve_config(options, recorded: dict | None = None):
+    """Options given on the command line, else the recorded run's, else the spec's."""
     from detcheck.tokens import Target, resolve_targets
 
     base = FlipConfig.from_dict(recorded) if recorded else FlipConfig()
     config = replace(base, **given_parameters(options))
     if options.no_seed:
         config = replace(config, seed=None)
-    if options.labels is not None:
-        config = replace(config, labels=parse_labels(options.labels))
     from detcheck.shapes import SHAPES
 
     if config.api in SHAPES and not SHAPES[config.api].TAKES_SEED and options.seed is None:
@@ -94,38 +73,6 @@ def resolve_config(options: FlipOptions, recorded: dict | None = None):
     else:
         targets = resolve_targets(config.model, config.labels)
     return replace(config, targets={t.label: t.token for t in targets}), targets
-
-
-def _check_operational(options: FlipOptions, thresholds: Sequence[float]) -> None:
-    import math
-
-    from detcheck.report import check_thresholds
-
-    if options.n is not None and options.n < 1:
-        raise UsageError(f"--n must be at least 1, got {options.n}")
-    if options.concurrency is not None and options.concurrency < 1:
-        raise UsageError(f"--concurrency must be at least 1, got {options.concurrency}")
-    # nan and inf pass every comparison below (nan < 0 is false): refuse them first
-    for name, value in (
-        ("--rpm", options.rpm),
-        ("--temperature", options.temperature),
-        ("--timeout", options.timeout_s),
-        ("--backoff-s", options.backoff_s),
-        ("--max-backoff-s", options.max_backoff_s),
-    ):
-        if value is not None and not math.isfinite(value):
-            raise UsageError(f"{name} must be a finite number, got {value}")
-    if options.rpm is not None and options.rpm <= 0:
-        raise UsageError(f"--rpm must be positive, got {options.rpm}")
-    if options.timeout_s <= 0:
-        raise UsageError(f"--timeout must be positive, got {options.timeout_s}")
-    if options.max_attempts < 1:
-        raise UsageError(f"--max-attempts must be at least 1, got {options.max_attempts}")
-    if options.backoff_s < 0 or options.max_backoff_s < options.backoff_s:
-        raise UsageError("--backoff-s must be >= 0 and at most --max-backoff-s")
-    if options.no_seed and options.seed is not None:
-        raise UsageError("give --seed or --no-seed, not both")
-    check_thresholds(thresholds)
 
 
 def _live_endpoint(base_url: str, timeout_s: float, key_env: str = "OPENAI_API_KEY"):
@@ -155,16 +102,32 @@ def _replay_endpoint(path: Path, served: int = 0):
     return Endpoint("http://replay.invalid/v1", "replay", transport), recorded_meta, len(bodies)
 
 
-def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
+# how a run goes, not what it measures: a resume may change these (detcheck.spec says which)
+RUN_CONTROL = ("n", "concurrency", "rpm", "max_attempts", "backoff_s", "max_backoff_s")
+RUN_CONTROL += ("timeout_s", "out", "thresholds")
+
+
+def settled(options, stored: dict | None = None):
+    """Every run-control value: as given, else the stored run's (a resume), else the default."""
+    values = {}
+    for name in RUN_CONTROL:
+        value = getattr(options, name)
+        if value is None and stored:
+            value = stored.get(name)
+        values[name] = spec.default(name) if value is None else value
+    return replace(options, **values)
+
+
+def flip_command(options, log: Log):
     """Run a measurement (or continue one); return (report, run path, outcome)."""
     from detcheck.measure import open_run, partitioned, run_meta
     from detcheck.tokens import UNRESOLVED
 
-    _check_operational(options, thresholds)
+    spec.validate({name: getattr(options, name) for name in spec.PARAMS})
     if options.resume is not None:
-        return _resume(options, thresholds, log)
-    options = replace(options, concurrency=options.concurrency or DEFAULT_CONCURRENCY)
-    n = options.n or DEFAULT_N
+        return _resume(options, log)
+    options = settled(options)
+    n = options.n
     recorded = None
     if options.replay is not None:
         endpoint, recorded_meta, size = _replay_endpoint(options.replay)
@@ -173,7 +136,7 @@ def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
         if n > size:
             log(f"note: the recording has {size:,} responses; replay wraps around")
     else:
-        endpoint_name = options.base_url or DEFAULT_BASE_URL
+        endpoint_name = options.value("base_url")
         endpoint = _live_endpoint(endpoint_name, options.timeout_s, options.key_env)
     config, targets = resolve_config(options, recorded)
     policy = _policy(options)
@@ -187,6 +150,7 @@ def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
         policy=policy,
         replay_of=str(options.replay) if options.replay is not None else None,
         tags=options.tags,
+        timeout_s=options.timeout_s,
     )
     meta["client"] = endpoint.client_kind
     for t in targets:
@@ -203,7 +167,7 @@ def flip_command(options: FlipOptions, thresholds: Sequence[float], log: Log):
         out = partitioned(out, config.model, meta["started_at"][:10])
     writer = open_run(out, meta, log)
     log(f"writing {writer.run_dir}")
-    return _execute(config, endpoint, writer, n, 0, 0, 0, options, policy, thresholds, log)
+    return _execute(config, endpoint, writer, n, 0, 0, 0, options, policy, log)
 
 
 def _policy(options: FlipOptions):
@@ -216,9 +180,7 @@ def _policy(options: FlipOptions):
     )
 
 
-def _execute(
-    config, endpoint, writer, n, done, start_call, start_seq, options, policy, thresholds, log
-):
+def _execute(config, endpoint, writer, n, done, start_call, start_seq, options, policy, log):
     """Send until the run holds n successes; close the run whatever happens."""
     from detcheck.progress import ProgressBar
     from detcheck.report import build_report
@@ -279,7 +241,7 @@ def _execute(
     _match_targets_to_tokens(writer, log)
     # the report from the local copy, before it goes (a bucket may only be writable with
     # credentials the URI carried, which run.json does not keep)
-    report = build_report([read_run(writer.run_dir)], thresholds)
+    report = build_report([read_run(writer.run_dir)], options.thresholds)
     finish_staging(writer, log)
     if outcome.interrupted:
         log(_resume_hint(writer, done + outcome.successes, n))
@@ -322,7 +284,7 @@ def _resume_hint(writer, successes: int, n: int) -> str:
     )
 
 
-def _resume(options: FlipOptions, thresholds: Sequence[float], log: Log):
+def _resume(options, log: Log):
     """Carry on a stored run, with its own parameters, to exactly its n successes. The run's
     lock is taken before anything is read, so what is counted is what no one else is writing."""
     import pyarrow.compute as pc
@@ -354,17 +316,16 @@ def _resume(options: FlipOptions, thresholds: Sequence[float], log: Log):
         start_seq = int(pc.max(table.column("seq")).as_py() + 1) if table.num_rows else 0
         start_call = int(pc.max(table.column("call")).as_py() + 1) if table.num_rows else 0
         mirror = _mirror_of(meta)
+        options = settled(options, _stored_run_control(meta))
         if done >= n:
-            return _finish_complete(run_dir, meta, lock, mirror, done, start_seq, thresholds, log)
+            return _finish_complete(run_dir, meta, lock, mirror, done, start_seq, options, log)
         if meta.get("replay_of"):
             endpoint, _, _ = _replay_endpoint(Path(meta["replay_of"]), served=done)
         else:
             endpoint = _live_endpoint(
                 options.base_url or meta["endpoint"], options.timeout_s, options.key_env
             )
-        # each session at its own concurrency: the run's own unless --concurrency says otherwise
-        concurrency = options.concurrency or meta.get("concurrency") or DEFAULT_CONCURRENCY
-        options = replace(options, concurrency=concurrency)
+        # each session with its own run control: the run's own unless given
         meta.setdefault("resumed", []).append(
             {
                 "at": utc_now().isoformat(),
@@ -392,12 +353,11 @@ def _resume(options: FlipOptions, thresholds: Sequence[float], log: Log):
         start_seq,
         options,
         _policy(options),
-        thresholds,
         log,
     )
 
 
-def _finish_complete(run_dir, meta, lock, mirror, done, start_seq, thresholds, log):
+def _finish_complete(run_dir, meta, lock, mirror, done, start_seq, options, log):
     """A run that holds its n responses. If the process died before closing it (journals not
     yet compacted, run.json still "running", parts not uploaded), closing is all that is left."""
     from detcheck.report import build_report
@@ -418,10 +378,10 @@ def _finish_complete(run_dir, meta, lock, mirror, done, start_seq, thresholds, l
             attempts=start_seq,
         )
         if mirror is not None:
-            report = build_report([read_run(run_dir)], thresholds)
+            report = build_report([read_run(run_dir)], options.thresholds)
             finish_staging(writer, log)
             return report, _location(writer), Outcome()
-    return build_report([read_run(run_dir)], thresholds), run_dir, Outcome()
+    return build_report([read_run(run_dir)], options.thresholds), run_dir, Outcome()
 
 
 def _mirror_of(meta: dict):
@@ -463,21 +423,45 @@ def _download_for_resume(uri: str, log: Log) -> Path:
     return local
 
 
-def _differences(options: FlipOptions, stored: FlipConfig, meta: dict) -> list[str]:
+def _stored_run_control(meta: dict) -> dict:
+    """A stored run's own run control, as run.json keeps it."""
+    policy = meta.get("retry_policy") or {}
+    return {
+        "n": meta["n_requested"],
+        "concurrency": meta.get("concurrency"),
+        "rpm": meta.get("rpm"),
+        "max_attempts": policy.get("max_attempts"),
+        "backoff_s": policy.get("initial_backoff_s"),
+        "max_backoff_s": policy.get("max_backoff_s"),
+        "timeout_s": meta.get("timeout_s"),
+    }
+
+
+def _differences(options, stored: FlipConfig, meta: dict) -> list[str]:
+    """What was given that a resume may not change (what is measured, and how many)."""
     from detcheck.config import strip_credentials
 
+    recorded = {
+        **stored.to_dict(),
+        "labels": stored.labels,
+        "target_token": meta.get("target"),
+        "n": meta["n_requested"],
+        "base_url": meta["endpoint"],
+    }
     out = []
-    for name, value in given_parameters(options).items():
-        if value != getattr(stored, name):
-            out.append(f"--{name.replace('_', '-')} {value!r} (stored {getattr(stored, name)!r})")
-    if options.labels is not None and parse_labels(options.labels) != stored.labels:
-        out.append(f"--labels {options.labels!r} (stored {','.join(stored.labels)!r})")
-    if options.target_token is not None and options.target_token != meta.get("target"):
-        out.append(f"--target-token {options.target_token!r} (stored {meta.get('target')!r})")
-    if options.n is not None and options.n != meta["n_requested"]:
-        out.append(f"--n {options.n} (stored {meta['n_requested']})")
-    if options.base_url and strip_credentials(options.base_url) != meta["endpoint"]:
-        out.append(f"--base-url {strip_credentials(options.base_url)} (stored {meta['endpoint']})")
+    for name, param in spec.PARAMS.items():
+        value = getattr(options, name)
+        if value is None or param.resumable or name not in recorded:
+            continue
+        if name == "base_url":
+            value = strip_credentials(value)
+        if value != recorded[name]:
+            shown, was = value, recorded[name]
+            if name == "labels":
+                shown, was = spec.LABEL_SEPARATOR.join(value), spec.LABEL_SEPARATOR.join(was)
+            out.append(f"{param.option} {shown!r} (stored {was!r})")
+    if options.no_seed and stored.seed is not None:
+        out.append(f"--no-seed (stored seed {stored.seed!r})")
     return out
 
 
@@ -568,56 +552,29 @@ def show_command(path: Path, row: int) -> str:
 def run_experiment(path: Path, out: str | Path, log: Log, progress: bool = False) -> list[dict]:
     """Every measurement of an experiment file; one summary dict each (`error` on failure)."""
     from detcheck.experiment import load
+    from detcheck.report import summary
 
     summaries = []
     for m in load(path):
-        s = m.settings
+        s = dict(m.settings)
+        seed, labels = s.pop("seed", None), s.pop("labels", None)
         options = FlipOptions(
-            n=s.get("n"),
-            model=s.get("model"),
-            prompt=s.get("prompt"),
-            labels=",".join(s["labels"]) if "labels" in s else None,
-            target_token=s.get("target_token"),
-            temperature=s.get("temperature"),
-            seed=s.get("seed") if s.get("seed") is not False else None,
-            no_seed=s.get("seed") is False,
-            top_logprobs=s.get("top_logprobs"),
-            max_tokens=s.get("max_tokens"),
-            api=s.get("api"),
-            base_url=s.get("base_url"),
-            concurrency=s.get("concurrency"),
-            rpm=s.get("rpm"),
-            max_attempts=s.get("max_attempts", 6),
+            **{k: v for k, v in s.items() if k in spec.PARAMS},
+            seed=seed if seed is not False else None,
+            no_seed=seed is False or None,
+            labels=tuple(labels) if labels is not None else None,
             out=out,
-            replay=Path(s["replay"]) if "replay" in s else None,
             progress=progress,
             key_env=s.get("api_key_env", "OPENAI_API_KEY"),
             partition=True,
         )
-        thresholds = s.get("thresholds", [0.01])
         try:
-            report, run_path, _ = flip_command(options, thresholds, log=log)
+            report, run_path, _ = flip_command(options, log=log)
         except DetcheckError as exc:
             summaries.append({"name": m.name, "error": str(exc).splitlines()[0]})
             continue
-        summaries.append({"name": m.name, "run_path": str(run_path), **summary_of(report)})
+        summaries.append({"name": m.name, "run_path": str(run_path), **summary(report)})
     return summaries
-
-
-def summary_of(report: dict) -> dict:
-    modal = report.get("modal") or {}
-    return {
-        "n": report["n"],
-        "distinct": report["distinct"],
-        "clusters": len(report["clusters"]),
-        "threshold_pct": report["threshold_pct"],
-        "modal_pct": modal.get("prob_pct"),
-        "modal_share": modal.get("share"),
-        "chao1": report["unseen"]["chao1"],
-        "fingerprints": report["fingerprints"],
-        "errors": report["errors"],
-        "flips": report["top_token"]["flips"],
-    }
 
 
 def summary_line(s: dict) -> str:
@@ -627,12 +584,12 @@ def summary_line(s: dict) -> str:
     modal = f"modal {s['modal_pct']:.10f}% in {s['modal_share']:.1%}" if s["modal_pct"] else ""
     return (
         f"{s['name']}: {s['n']:,} responses, {s['distinct']:,} distinct, {s['clusters']} "
-        f"clusters at {s['threshold_pct']:g} pp, {modal}, Chao1 {s['chao1']:,.1f}; "
+        f"clusters at {s['threshold']:g} {s['threshold_unit']}, {modal}, Chao1 {s['chao1']:,.1f}; "
         f"fingerprints {fps}; {s['errors']:,} failed attempts -> {s['run_path']}"
     )
 
 
-def compare_command(baseline, candidate, threshold, token, fail_on, alpha, markdown, warn):
+def compare_command(baseline, candidate, thresholds, token, fail_on, alpha, markdown, warn):
     """(markdown text, JSON dict, drifted?) for two sets of runs."""
     from detcheck.compare import FINDINGS, Distribution, compare, drift, render_markdown
     from detcheck.report import build_report, run_target
@@ -647,10 +604,10 @@ def compare_command(baseline, candidate, threshold, token, fail_on, alpha, markd
     base_runs = read_runs([baseline], warn=warn)
     cand_runs = read_runs([candidate], warn=warn)
     target = token or run_target(base_runs, None)[0]
-    base = build_report(base_runs, [threshold], token=target)
-    cand = build_report(cand_runs, [threshold], token=target)
+    base = build_report(base_runs, thresholds, token=target)
+    cand = build_report(cand_runs, thresholds, token=target)
     result = compare(
-        Distribution.from_report(base), Distribution.from_report(cand), threshold, alpha
+        Distribution.from_report(base), Distribution.from_report(cand), thresholds, alpha
     )
     failing = drift(result, kinds)
     text = render_markdown(result, kinds, (display_uri(baseline), display_uri(candidate)))
@@ -709,29 +666,22 @@ def _match_targets_to_tokens(writer, log: Log) -> None:
     writer.write_meta()
 
 
-def probe_command(
-    model: str | None,
-    base_url: str | None,
-    timeout_s: float = 60.0,
-    api: str | None = None,
-    no_seed: bool = False,
-) -> dict:
-    import math
-
+def probe_command(options) -> dict:
+    """What an endpoint honours, asked with the measurement `options` describe."""
     from detcheck.probe import probe
 
-    if not math.isfinite(timeout_s) or timeout_s <= 0:
-        raise UsageError(f"--timeout must be a positive number, got {timeout_s}")
-    config, _ = resolve_config(FlipOptions(model=model, api=api, no_seed=no_seed))
-    endpoint = _live_endpoint(base_url or DEFAULT_BASE_URL, timeout_s)
+    spec.validate({name: getattr(options, name) for name in spec.PARAMS})
+    config, _ = resolve_config(options)
+    endpoint = _live_endpoint(options.value("base_url"), options.value("timeout_s"))
     return probe(config, endpoint)
 
 
-def sweep_command(options: FlipOptions, levels: Sequence[int], thresholds, log: Log) -> list[dict]:
+def sweep_command(options, levels: Sequence[int], log: Log) -> list[dict]:
     """The same measurement at several concurrency levels, one run each, tagged with its level."""
     from dataclasses import replace as with_
 
     from detcheck.measure import new_run_id
+    from detcheck.report import summary
 
     if not levels or any(c < 1 for c in levels):
         raise UsageError("--concurrency takes levels >= 1, e.g. 1,8,64")
@@ -740,8 +690,6 @@ def sweep_command(options: FlipOptions, levels: Sequence[int], thresholds, log: 
     for level in levels:
         log(f"--- concurrency {level}")
         tags = {"sweep_id": sweep_id, "sweep_concurrency": level}
-        report, run_path, _ = flip_command(
-            with_(options, concurrency=level, tags=tags), thresholds, log
-        )
-        rows.append({"concurrency": level, "run_path": str(run_path), **summary_of(report)})
+        report, run_path, _ = flip_command(with_(options, concurrency=level, tags=tags), log)
+        rows.append({"concurrency": level, "run_path": str(run_path), **summary(report)})
     return rows

@@ -10,11 +10,13 @@ two-proportion test), a fingerprint the baseline never saw, and top-token flips.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from detcheck.analysis import cluster_ids, logprob_to_pct
+from detcheck.spec import DEFAULT_THRESHOLD
 
 FINDINGS = ("clusters", "shares", "modal", "fingerprints", "flips", "values")
 DEFAULT_FAIL_ON = ("clusters", "shares", "modal", "fingerprints", "flips")
@@ -65,54 +67,20 @@ def _two_proportion_p(x1: int, n1: int, x2: int, n2: int) -> float:
 def compare(
     base: Distribution,
     cand: Distribution,
-    threshold_pct: float = 0.01,
+    thresholds_pct: Sequence[float] = (DEFAULT_THRESHOLD,),
     alpha: float = DEFAULT_ALPHA,
 ) -> dict:
-    findings: list[dict] = []
+    """Every finding between two distributions; the cluster findings at each threshold (the
+    first is the report's main one)."""
+    thresholds_pct = list(thresholds_pct) or [DEFAULT_THRESHOLD]
     pooled = np.union1d(base.logprob, cand.logprob)
-    pooled_pct = logprob_to_pct(pooled)
-    ids = cluster_ids(pooled_pct, threshold_pct)
-    k = int(ids[-1]) + 1 if ids.size else 0
-    b_counts = _counts_on(pooled, ids, k, base)
-    c_counts = _counts_on(pooled, ids, k, cand)
-    clusters = []
-    for cid in range(k):
-        members = pooled_pct[ids == cid]
-        b, c = int(b_counts[cid]), int(c_counts[cid])
-        p = _fisher_p(b, base.n - b, c, cand.n - c) if base.n and cand.n else 1.0
-        p_adj = min(1.0, p * k)  # Bonferroni over the clusters
-        row = {
-            "min_pct": float(members[0]),
-            "max_pct": float(members[-1]),
-            "baseline": b,
-            "candidate": c,
-            "baseline_share": b / base.n if base.n else 0.0,
-            "candidate_share": c / cand.n if cand.n else 0.0,
-            "p_adjusted": p_adj,
-        }
-        clusters.append(row)
-        if p_adj < alpha:
-            what = "vanished" if c == 0 else "appeared" if b == 0 else "share moved"
-            findings.append(
-                {
-                    "kind": "clusters",
-                    "detail": f"cluster {members[0]:.6f}-{members[-1]:.6f}% {what}: "
-                    f"{row['baseline_share']:.2%} -> {row['candidate_share']:.2%} "
-                    f"(p = {p_adj:.2g}, Bonferroni over {k})",
-                    "p_value": p_adj,
-                }
-            )
-    shares = _homogeneity(b_counts, c_counts)
-    if shares and shares["p_value"] < alpha:
-        findings.append(
-            {
-                "kind": "shares",
-                "detail": "cluster shares differ as a whole "
-                f"(chi2 = {shares['chi2']:.1f}, dof {shares['dof']}, "
-                f"p = {shares['p_value']:.2g})",
-                "p_value": shares["p_value"],
-            }
-        )
+    by_threshold, findings = {}, []
+    for threshold in thresholds_pct:
+        clusters, shares, found = _cluster_findings(pooled, base, cand, threshold, alpha)
+        by_threshold[format(threshold, "g")] = {"clusters": clusters, "shares_test": shares}
+        findings += found
+    main = by_threshold[format(thresholds_pct[0], "g")]
+    clusters, shares = main["clusters"], main["shares_test"]
     findings += _modal(base, cand, alpha)
     new_fps = sorted(set(cand.fingerprints) - set(base.fingerprints))
     gone_fps = sorted(set(base.fingerprints) - set(cand.fingerprints))
@@ -152,16 +120,70 @@ def compare(
     return {
         "baseline_n": base.n,
         "candidate_n": cand.n,
-        "threshold_pct": threshold_pct,
+        "threshold_pct": thresholds_pct[0],
         "alpha": alpha,
         "clusters": clusters,
         "shares_test": shares,
+        "by_threshold": by_threshold,
         "new_fingerprints": new_fps,
         "vanished_fingerprints": gone_fps,
         "values_only_in_candidate": [float(x) for x in logprob_to_pct(appeared)],
         "values_only_in_baseline": [float(x) for x in logprob_to_pct(vanished)],
         "findings": findings,
     }
+
+
+def _cluster_findings(pooled, base: Distribution, cand: Distribution, threshold_pct, alpha):
+    """The clusters of the pooled values at one gap, each one's shares compared (Fisher,
+    Bonferroni over the clusters), and the shares compared as a whole."""
+    findings: list[dict] = []
+    pooled_pct = logprob_to_pct(pooled)
+    ids = cluster_ids(pooled_pct, threshold_pct)
+    k = int(ids[-1]) + 1 if ids.size else 0
+    b_counts = _counts_on(pooled, ids, k, base)
+    c_counts = _counts_on(pooled, ids, k, cand)
+    at = f" at {threshold_pct:g} pp"
+    clusters = []
+    for cid in range(k):
+        members = pooled_pct[ids == cid]
+        b, c = int(b_counts[cid]), int(c_counts[cid])
+        p = _fisher_p(b, base.n - b, c, cand.n - c) if base.n and cand.n else 1.0
+        p_adj = min(1.0, p * k)  # Bonferroni over the clusters
+        row = {
+            "min_pct": float(members[0]),
+            "max_pct": float(members[-1]),
+            "baseline": b,
+            "candidate": c,
+            "baseline_share": b / base.n if base.n else 0.0,
+            "candidate_share": c / cand.n if cand.n else 0.0,
+            "p_adjusted": p_adj,
+        }
+        clusters.append(row)
+        if p_adj < alpha:
+            what = "vanished" if c == 0 else "appeared" if b == 0 else "share moved"
+            findings.append(
+                {
+                    "kind": "clusters",
+                    "detail": f"cluster {members[0]:.6f}-{members[-1]:.6f}%{at} {what}: "
+                    f"{row['baseline_share']:.2%} -> {row['candidate_share']:.2%} "
+                    f"(p = {p_adj:.2g}, Bonferroni over {k})",
+                    "p_value": p_adj,
+                    "threshold_pct": threshold_pct,
+                }
+            )
+    shares = _homogeneity(b_counts, c_counts)
+    if shares and shares["p_value"] < alpha:
+        findings.append(
+            {
+                "kind": "shares",
+                "detail": f"cluster shares{at} differ as a whole "
+                f"(chi2 = {shares['chi2']:.1f}, dof {shares['dof']}, "
+                f"p = {shares['p_value']:.2g})",
+                "p_value": shares["p_value"],
+                "threshold_pct": threshold_pct,
+            }
+        )
+    return clusters, shares, findings
 
 
 def _counts_on(pooled: np.ndarray, ids: np.ndarray, k: int, d: Distribution) -> np.ndarray:
@@ -228,7 +250,8 @@ def render_markdown(result: dict, fail_on: tuple[str, ...], names: tuple[str, st
         f"### detcheck compare: {verdict}",
         "",
         f"baseline `{names[0]}` ({result['baseline_n']:,} calls) vs candidate `{names[1]}` "
-        f"({result['candidate_n']:,} calls); clusters at {result['threshold_pct']:g} pp, "
+        f"({result['candidate_n']:,} calls); clusters at "
+        f"{', '.join(t + ' pp' for t in result['by_threshold'])}, "
         f"alpha {result['alpha']:g}; failing on: {', '.join(fail_on)}",
         "",
     ]
@@ -239,11 +262,16 @@ def render_markdown(result: dict, fail_on: tuple[str, ...], names: tuple[str, st
             detail = printable(f["detail"]).replace("|", "\\|")  # a fingerprint is server text
             lines.append(f"| {f['kind']} | {fails} | {detail} |")
         lines.append("")
-    lines += ["| cluster (%) | baseline | candidate | p (adjusted) |", "|---|---|---|---|"]
-    for c in result["clusters"]:
-        lines.append(
-            f"| {c['min_pct']:.6f}-{c['max_pct']:.6f} | {c['baseline_share']:.2%} "
-            f"({c['baseline']:,}) | {c['candidate_share']:.2%} ({c['candidate']:,}) | "
-            f"{c['p_adjusted']:.2g} |"
-        )
-    return "\n".join(lines) + "\n"
+    for threshold, at in result["by_threshold"].items():
+        lines += [
+            f"| cluster (%) at {threshold} pp | baseline | candidate | p (adjusted) |",
+            "|---|---|---|---|",
+        ]
+        for c in at["clusters"]:
+            lines.append(
+                f"| {c['min_pct']:.6f}-{c['max_pct']:.6f} | {c['baseline_share']:.2%} "
+                f"({c['baseline']:,}) | {c['candidate_share']:.2%} ({c['candidate']:,}) | "
+                f"{c['p_adjusted']:.2g} |"
+            )
+        lines.append("")
+    return "\n".join(lines)

@@ -6,42 +6,28 @@ import dataclasses
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+from detcheck import spec
 from detcheck.errors import UsageError
-
-DEFAULT_MODEL = "gpt-4o-2024-08-06"
-DEFAULT_PROMPT = "Flip a coin. Return Heads or Tails only."
-DEFAULT_LABELS = ("Heads", "Tails")
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
 @dataclass(frozen=True)
 class FlipConfig:
     """The parameters of one measurement. Everything that reaches the request body lives here."""
 
-    model: str = DEFAULT_MODEL
-    prompt: str = DEFAULT_PROMPT
-    labels: tuple[str, ...] = DEFAULT_LABELS
-    temperature: float = 0.0
-    seed: int | None = 42
-    top_logprobs: int = 20
-    max_tokens: int = 1
+    # defaults, units and validation: detcheck.spec
+    model: str = spec.default("model")
+    prompt: str = spec.default("prompt")
+    labels: tuple[str, ...] = spec.default("labels")
+    temperature: float = spec.default("temperature")
+    seed: int | None = spec.default("seed")
+    top_logprobs: int = spec.default("top_logprobs")
+    max_tokens: int = spec.default("max_tokens")
     # the token each label arrives as (resolved with tiktoken, or given)
     targets: dict[str, str] = field(default_factory=dict)
-    api: str = "chat"  # a shape in detcheck.shapes: "chat", "completions", "responses"
+    api: str = spec.default("api")  # a shape in detcheck.shapes
 
     def validate(self) -> None:
-        if not self.labels:
-            raise UsageError("--labels needs at least one label")
-        if not 0 <= self.top_logprobs <= 20:
-            raise UsageError(f"--top-logprobs must be between 0 and 20, got {self.top_logprobs}")
-        if self.max_tokens < 1:
-            raise UsageError(f"--max-tokens must be at least 1, got {self.max_tokens}")
-        if self.temperature < 0:
-            raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
-        from detcheck.shapes import SHAPES
-
-        if self.api not in SHAPES:
-            raise UsageError(f"--api must be one of {', '.join(SHAPES)}, got {self.api!r}")
+        spec.validate({name: getattr(self, name) for name in spec.REQUEST_PARAMS})
         if self.seed is not None and not self.shape.TAKES_SEED:
             raise UsageError(f"the {self.api} API takes no seed: give --no-seed")
 
@@ -96,25 +82,3 @@ def split_query(url: str) -> tuple[str, dict[str, str]]:
     parts = urlsplit(url)
     base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
     return base, dict(parse_qsl(parts.query, keep_blank_values=True))
-
-
-LABEL_SEPARATOR = ","
-
-
-def parse_labels(text: str) -> tuple[str, ...]:
-    """`Heads,Tails` as labels; an empty label (`Heads,,Tails`, a trailing comma) is refused,
-    not dropped: the user meant something else."""
-    labels = tuple(part.strip() for part in text.split(LABEL_SEPARATOR))
-    if not text.strip() or not all(labels):
-        raise UsageError(f"--labels takes non-empty comma-separated labels, got {text!r}")
-    return labels
-
-
-def check_labels(labels) -> None:
-    """Labels as a list (experiment files): none empty, none holding the separator (a label
-    travels comma-joined, and would come back as two)."""
-    for label in labels:
-        if not label.strip():
-            raise UsageError("a label is empty")
-        if LABEL_SEPARATOR in label:
-            raise UsageError(f"label {label!r} contains {LABEL_SEPARATOR!r}, the separator")

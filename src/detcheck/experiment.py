@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from detcheck.config import check_labels
+from detcheck import spec
 from detcheck.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -28,27 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-# field -> (types accepted, description for errors)
-FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
-    "name": ((str,), "a name"),
-    "base_url": ((str,), "a URL"),
-    "api_key_env": ((str,), "an environment variable name"),
-    "replay": ((str,), "a path to a stored run"),
-    "model": ((str,), "a model name"),
-    "api": ((str,), "'chat', 'completions' or 'responses'"),
-    "prompt": ((str,), "text"),
-    "labels": ((list,), "a list of strings"),
-    "target_token": ((str,), "a token"),
-    "temperature": ((int, float), "a number"),
-    "seed": ((int,), "an integer, or false to send none"),
-    "top_logprobs": ((int,), "an integer 0-20"),
-    "max_tokens": ((int,), "an integer"),
-    "n": ((int,), "an integer >= 1"),
-    "thresholds": ((list,), "a list of numbers"),
-    "concurrency": ((int,), "an integer >= 1"),
-    "rpm": ((int, float), "a number"),
-    "max_attempts": ((int,), "an integer >= 1"),
-}
+FIELDS = spec.file_fields()  # field -> (types accepted, what it must be)
 
 
 @dataclass
@@ -146,11 +126,6 @@ def _check_fields(table: dict, fail) -> None:
             fail(f"field {key!r} must be {what}{shown}", key)
         if key == "labels" and not all(isinstance(v, str) for v in value):
             fail("field 'labels' must be a list of strings", key)
-        if key == "labels":
-            try:
-                check_labels(value)
-            except UsageError as exc:
-                fail(f"field 'labels': {exc}", key)
         if key == "api_key_env" and (not _ENV_NAME.fullmatch(value) or _looks_like_key(value)):
             # never echo it: it may be the key itself
             fail(
@@ -159,8 +134,12 @@ def _check_fields(table: dict, fail) -> None:
                 key,
             )
         if key == "thresholds" and not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
         ):
-            fail("field 'thresholds' must be a list of numbers >= 0", key)
-        if key in ("n", "concurrency", "max_attempts") and value < 1:
-            fail(f"field {key!r} must be at least 1, got {value}", key)
+            fail("field 'thresholds' must be a list of numbers", key)
+        param = spec.PARAMS.get(key)
+        if param is not None and value is not False:
+            try:
+                param.validate(tuple(value) if key == "labels" else value)
+            except UsageError as exc:  # "--n must be ..." said of the file's field
+                fail(f"field {key!r} {str(exc).split(' ', 1)[1]}", key)

@@ -1,33 +1,22 @@
 """`detcheck history`: one line per run across a dataset, newest last.
 
-Each run is read as analysis reads it (nested top-k fields only, tokens dictionary-encoded), and
-only what a history line needs is computed: no association tests, no decomposition.
+Each line is the run's own report (the one `analyze` prints, `report.summary` of it) with when,
+where and what the run measured: history computes nothing of its own.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Sequence
 
-from detcheck import stats
-from detcheck.analysis import count_clusters, distinct_coded, logprob_to_pct
-from detcheck.features import FEATURE_COLUMNS, READ_AS_DICTIONARY, extract
-from detcheck.store import Run, read_plan
+from detcheck.report import build_report, summary
+from detcheck.spec import DEFAULT_THRESHOLD
+from detcheck.store import Run
 
 
-def run_line(run: Run, threshold_pct: float = 0.01) -> dict:
+def run_line(run: Run, thresholds: Sequence[float] = (DEFAULT_THRESHOLD,)) -> dict:
     meta = run.meta
     target = meta.get("target") or meta.get("label") or "?"
-    rows = run.num_rows()
-    batch_size, workers = read_plan(rows)
-    f = extract(run.batches(FEATURE_COLUMNS, batch_size, READ_AS_DICTIONARY, workers), target, rows)
-    a = f.arrays()
-    present = a["target"] >= 0
-    distinct, _ = distinct_coded(
-        a["target"][present], f.target_table, a["fingerprint"][present], f.fingerprints.names
-    )
-    values, counts = distinct.logprob, distinct.count
-    fps = np.bincount(a["fingerprint"], minlength=len(f.fingerprints.names))
-    modal = int(np.argmax(counts)) if counts.size else None
+    report = build_report([run], thresholds, token=target)
     return {
         "run": str(run.path),
         "run_id": meta.get("run_id"),
@@ -36,19 +25,12 @@ def run_line(run: Run, threshold_pct: float = 0.01) -> dict:
         "endpoint": meta.get("endpoint"),
         "model": (meta.get("config") or {}).get("model"),
         "target": target,
-        "fingerprints": {f.fingerprints.names[i]: int(c) for i, c in enumerate(fps) if c},
-        "n": int(a["fingerprint"].size),
-        "errors": int(sum(f.errors_by_type.values())),
-        "distinct": int(values.size),
-        "clusters": count_clusters(logprob_to_pct(values), threshold_pct),
-        "modal_pct": float(logprob_to_pct(values[modal])) if modal is not None else None,
-        "modal_share": float(counts[modal] / counts.sum()) if modal is not None else None,
-        "chao1": stats.unseen(counts)["chao1"],
+        **summary(report),
     }
 
 
-def history(runs: list[Run], threshold_pct: float = 0.01) -> list[dict]:
-    lines = [run_line(r, threshold_pct) for r in runs]
+def history(runs: list[Run], thresholds: Sequence[float] = (DEFAULT_THRESHOLD,)) -> list[dict]:
+    lines = [run_line(r, thresholds) for r in runs]
     return sorted(lines, key=lambda x: (x["started_at"] or "", x["run_id"] or ""))
 
 
@@ -57,6 +39,8 @@ def render(lines: list[dict]) -> str:
 
     from detcheck.record import printable
 
+    thresholds = list(lines[0]["by_threshold"]) if lines else []
+    unit = lines[0]["threshold_unit"] if lines else "pp"
     rows = [
         [
             (x["started_at"] or "")[:19].replace("T", " "),
@@ -65,7 +49,7 @@ def render(lines: list[dict]) -> str:
             " ".join(printable(fp) for fp in sorted(x["fingerprints"])),
             f"{x['n']:,}",
             x["distinct"],
-            x["clusters"],
+            *(x["by_threshold"][t] for t in thresholds),
             f"{x['modal_pct']:.6f}" if x["modal_pct"] is not None else "",
             f"{x['modal_share']:.1%}" if x["modal_share"] is not None else "",
             f"{x['chao1']:,.1f}",
@@ -81,7 +65,7 @@ def render(lines: list[dict]) -> str:
             "fingerprints",
             "n",
             "distinct",
-            "clusters",
+            *(f"clusters at {t} {unit}" for t in thresholds),
             "modal %",
             "modal share",
             "Chao1",

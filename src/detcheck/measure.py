@@ -12,7 +12,7 @@ from pathlib import Path
 from detcheck import __version__
 from detcheck.config import FlipConfig, strip_credentials
 from detcheck.request import RetryPolicy
-from detcheck.schema import SCHEMA_VERSION
+from detcheck.schema import RUN_JSON_VERSION, SCHEMA_VERSION
 from detcheck.store import RunWriter, utc_now
 from detcheck.tokens import Target
 
@@ -60,10 +60,12 @@ def run_meta(
     policy: RetryPolicy,
     replay_of: str | None = None,
     tags: dict | None = None,
+    timeout_s: float | None = None,
 ) -> dict:
     return {
         "tags": tags or {},
         "schema_version": SCHEMA_VERSION,
+        "run_json_version": RUN_JSON_VERSION,
         "run_id": new_run_id(config.model),
         "status": "running",
         "n_requested": n,
@@ -81,6 +83,7 @@ def run_meta(
         "concurrency": concurrency,
         "rpm": rpm,
         "retry_policy": asdict(policy),
+        "timeout_s": timeout_s,
         "versions": versions(),
     }
 

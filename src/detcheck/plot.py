@@ -45,8 +45,7 @@ def plot_report(report: dict, out: Path) -> Path:
     ax_values.set_ylabel("calls (log)")
     ax_values.set_title(
         f"{report['distinct']} distinct values in {report['n']:,} calls, "
-        f"{len(report['clusters'])} clusters at {report['threshold_pct']:g} "
-        + ("pp" if report["space"] == "pct" else "nats")
+        f"{len(report['clusters'])} clusters at {report['threshold']:g} " + report["threshold_unit"]
     )
     ax_values.legend(title="fingerprint", fontsize=8)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypedDict
 
 import numpy as np
 
@@ -21,9 +22,48 @@ from detcheck.analysis import (
 from detcheck.errors import DataError, UsageError
 from detcheck.features import FEATURE_COLUMNS, READ_AS_DICTIONARY, extract
 from detcheck.heap import keep_freed_memory
+from detcheck.spec import DEFAULT_THRESHOLD, PARAMS
 from detcheck.store import Run, read_parallel, read_plan
 
 SPACES = ("pct", "logprob")
+UNITS = {"pct": "pp", "logprob": "nats"}  # a threshold's unit in each space
+
+# Bump when a key of the --json report is added, removed, renamed or retyped (pinned by
+# tests/test_json_schema.py). 1: `threshold` with `threshold_unit` replaced `threshold_pct`.
+REPORT_VERSION = 1
+
+
+class Report(TypedDict):
+    """The --json report (`report_version` REPORT_VERSION). analyze, flip, compare, history,
+    plot, run and sweep all read this one shape."""
+
+    report_version: int
+    n: int
+    target: str
+    label: str | None
+    label_mass: bool
+    space: str
+    models: list[str]
+    runs: list[str]
+    distinct: int
+    threshold: float
+    threshold_unit: str
+    clusters: list[dict]
+    by_threshold: dict[str, int]
+    fingerprints: dict[str, int]
+    missing_target: int
+    errors: int
+    errors_by_type: dict[str, int]
+    modal: dict | None
+    unseen: dict
+    accumulation: list[dict]
+    fingerprint_association: dict | None
+    time_association: dict | None
+    concurrency_association: dict | None
+    top_token: dict
+    decomposition: dict
+    spread: dict | None
+    headline: str
 
 
 def run_target(runs: Sequence[Run], token: str | None) -> tuple[str, str | None]:
@@ -40,19 +80,13 @@ def run_target(runs: Sequence[Run], token: str | None) -> tuple[str, str | None]
     return next(iter(seen))
 
 
-def check_thresholds(thresholds: Sequence[float]) -> None:
-    for t in thresholds:
-        if not t >= 0:
-            raise UsageError(f"--threshold must be >= 0, got {t}")
-
-
 def build_report(
     runs: Sequence[Run],
-    thresholds: Sequence[float] = (0.01,),
+    thresholds: Sequence[float] = (DEFAULT_THRESHOLD,),
     token: str | None = None,
     label_mass: bool = False,
     space: str = "pct",
-) -> dict:
+) -> Report:
     with keep_freed_memory():
         return _build_report(runs, thresholds, token, label_mass, space)
 
@@ -64,10 +98,10 @@ def _build_report(
     label_mass: bool,
     space: str,
 ) -> dict:
-    check_thresholds(thresholds)
+    PARAMS["thresholds"].validate(list(thresholds))
     if space not in SPACES:
         raise UsageError(f"--space must be one of {', '.join(SPACES)}, got {space!r}")
-    thresholds = list(thresholds) or [0.01]
+    thresholds = list(thresholds) or [DEFAULT_THRESHOLD]
     target, label = run_target(runs, token)
     if label_mass and not label:
         label = target
@@ -102,6 +136,7 @@ def _build_report(
     del inverse
     n = int(a["fingerprint"].size)
     report = {
+        "report_version": REPORT_VERSION,
         "n": n,
         "target": target,
         "label": label,
@@ -110,7 +145,8 @@ def _build_report(
         "models": sorted({m for r in runs for m in [r.meta.get("config", {}).get("model")] if m}),
         "runs": [str(r.path) for r in runs],
         "distinct": len(distinct),
-        "threshold_pct": thresholds[0],
+        "threshold": thresholds[0],
+        "threshold_unit": UNITS[space],
         "clusters": clusters_of(distinct, thresholds[0], space),
         "by_threshold": {format(t, "g"): count_clusters(axis, t) for t in thresholds},
         "fingerprints": {
@@ -231,7 +267,7 @@ def render_text(report: dict) -> str:
             )
         )
         lines.append("")
-    unit = "pp" if report["space"] == "pct" else "nats (logprob)"
+    unit = report["threshold_unit"]
     by = ", ".join(f"{c} at {t} {unit}" for t, c in report["by_threshold"].items())
     fps = ", ".join(f"{printable(fp)} {c:,}" for fp, c in sorted(report["fingerprints"].items()))
     lines += [
@@ -321,3 +357,22 @@ def _decades(curve: list[dict]) -> set[int]:
     calls = [p["calls"] for p in curve]
     wanted = {10**k for k in range(0, 9)} | {calls[-1]} if calls else set()
     return {min(calls, key=lambda c: abs(c - w)) for w in wanted if w <= calls[-1]}
+
+
+def summary(report: Report) -> dict:
+    """The one-line view of a report (run, sweep and history lines)."""
+    modal = report["modal"] or {}
+    return {
+        "n": report["n"],
+        "distinct": report["distinct"],
+        "clusters": len(report["clusters"]),
+        "threshold": report["threshold"],
+        "threshold_unit": report["threshold_unit"],
+        "by_threshold": report["by_threshold"],
+        "modal_pct": modal.get("prob_pct"),
+        "modal_share": modal.get("share"),
+        "chao1": report["unseen"]["chao1"],
+        "fingerprints": report["fingerprints"],
+        "errors": report["errors"],
+        "flips": report["top_token"]["flips"],
+    }

@@ -10,6 +10,10 @@ import pyarrow as pa
 
 SCHEMA_VERSION = 2
 
+# Bump when a key of run.json is added, removed, renamed or retyped (tests/test_json_schema.py
+# pins them). 1: the first pinned form (with `timeout_s`, `client`, `resumed` sessions).
+RUN_JSON_VERSION = 1
+
 # Key of the run metadata (JSON) in every Parquet file's schema metadata.
 RUN_META_KEY = b"detcheck.run"
 SCHEMA_VERSION_KEY = b"detcheck.schema_version"
