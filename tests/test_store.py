@@ -87,7 +87,7 @@ def test_reopening_compacts_journals(tmp_path):
 def test_a_part_read_by_arrow_equals_one_recovered_line_by_line(tmp_path):
     """A running writer turns its journal into a part with Arrow's JSON reader; after a crash
     the journal is read line by line instead. Both must store the same thing."""
-    from detcheck.store import _journal_table
+    from detcheck.store.journal import _journal_table
 
     n = 1_234
     rows = [row(i, ok=i % 5 != 0) for i in range(n)]
