@@ -175,7 +175,6 @@ def _detcheck(url: str, n: int, concurrency: int, client: str) -> None:
     try:
         flip_command(
             FlipOptions(n=n, base_url=url, concurrency=concurrency, out=out, progress=False),
-            [0.01],
             log=lambda m: None,
         )
     finally:

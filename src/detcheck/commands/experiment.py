@@ -1,0 +1,53 @@
+"""`detcheck run`: every measurement of an experiment file, one summary line each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from detcheck import spec
+from detcheck.commands.flip import flip_command
+from detcheck.commands.options import FlipOptions
+from detcheck.errors import DetcheckError
+
+Log = Callable[[str], None]
+
+
+def run_experiment(path: Path, out: str | Path, log: Log, progress: bool = False) -> list[dict]:
+    """Every measurement of an experiment file; one summary dict each (`error` on failure)."""
+    from detcheck.experiment import load
+    from detcheck.report import summary
+
+    summaries = []
+    for m in load(path):
+        s = dict(m.settings)
+        seed, labels = s.pop("seed", None), s.pop("labels", None)
+        options = FlipOptions(
+            **{k: v for k, v in s.items() if k in spec.PARAMS},
+            seed=seed if seed is not False else None,
+            no_seed=seed is False or None,
+            labels=tuple(labels) if labels is not None else None,
+            out=out,
+            progress=progress,
+            key_env=s.get("api_key_env", "OPENAI_API_KEY"),
+            partition=True,
+        )
+        try:
+            report, run_path, _ = flip_command(options, log=log)
+        except DetcheckError as exc:
+            summaries.append({"name": m.name, "error": str(exc).splitlines()[0]})
+            continue
+        summaries.append({"name": m.name, "run_path": str(run_path), **summary(report)})
+    return summaries
+
+
+def summary_line(s: dict) -> str:
+    if "error" in s:
+        return f"{s['name']}: FAILED: {s['error']}"
+    fps = ", ".join(f"{k} {v:,}" for k, v in sorted(s["fingerprints"].items()))
+    modal = f"modal {s['modal_pct']:.10f}% in {s['modal_share']:.1%}" if s["modal_pct"] else ""
+    return (
+        f"{s['name']}: {s['n']:,} responses, {s['distinct']:,} distinct, {s['clusters']} "
+        f"clusters at {s['threshold']:g} {s['threshold_unit']}, {modal}, Chao1 {s['chao1']:,.1f}; "
+        f"fingerprints {fps}; {s['errors']:,} failed attempts -> {s['run_path']}"
+    )

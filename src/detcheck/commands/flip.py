@@ -1,0 +1,249 @@
+"""`detcheck flip`: open a run, send until it holds N responses, close it, report. The endpoint
+is live (a key from the environment) or a replay of a stored run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from detcheck import spec
+from detcheck.commands.costs import cost_line, usage_line
+from detcheck.commands.options import FlipOptions, resolve_config, settled
+from detcheck.errors import DetcheckError, UsageError
+
+Log = Callable[[str], None]
+
+
+def live_endpoint(base_url: str, timeout_s: float, key_env: str = "OPENAI_API_KEY"):
+    from detcheck.request import Endpoint
+
+    key = os.environ.get(key_env)
+    if not key:
+        raise UsageError(
+            f"{key_env} is not set. Export it, or try the offline demo: "
+            "detcheck flip --replay recordings/gpt-4o-2024-08-06-coinflip-10000"
+        )
+    if not base_url.startswith(("http://", "https://")):
+        from detcheck.config import strip_credentials
+
+        shown = strip_credentials(base_url) if "://" in base_url else "(not a URL)"
+        raise UsageError(f"--base-url must start with http:// or https://, got {shown!r}")
+    return Endpoint(base_url, key, timeout_s=timeout_s)
+
+
+def replay_endpoint(path: Path, served: int = 0):
+    from detcheck.measure import replay_source
+    from detcheck.request import Endpoint
+    from detcheck.transport import ReplayTransport
+
+    bodies, recorded_meta = replay_source(path)
+    transport = ReplayTransport(bodies, start=served)
+    return Endpoint("http://replay.invalid/v1", "replay", transport), recorded_meta, len(bodies)
+
+
+def flip_command(options, log: Log):
+    """Run a measurement (or continue one); return (report, run path, outcome)."""
+    from detcheck.measure import open_run, partitioned, run_meta
+    from detcheck.tokens import UNRESOLVED
+
+    spec.validate({name: getattr(options, name) for name in spec.PARAMS})
+    if options.resume is not None:
+        from detcheck.commands.resume import resume_run
+
+        return resume_run(options, log)
+    options = settled(options)
+    n = options.n
+    recorded = None
+    if options.replay is not None:
+        endpoint, recorded_meta, size = replay_endpoint(options.replay)
+        recorded = recorded_meta.get("config")
+        endpoint_name = f"replay:{options.replay}"
+        if n > size:
+            log(f"note: the recording has {size:,} responses; replay wraps around")
+    else:
+        endpoint_name = options.value("base_url")
+        endpoint = live_endpoint(endpoint_name, options.timeout_s, options.key_env)
+    config, targets = resolve_config(options, recorded)
+    policy = retry_policy(options)
+    meta = run_meta(
+        config,
+        targets,
+        n=n,
+        endpoint=endpoint_name,
+        concurrency=options.concurrency,
+        rpm=options.rpm,
+        policy=policy,
+        replay_of=str(options.replay) if options.replay is not None else None,
+        tags=options.tags,
+        timeout_s=options.timeout_s,
+    )
+    meta["client"] = endpoint.client_kind
+    for t in targets:
+        if UNRESOLVED in t.how:
+            log(
+                f"{t.label!r}: tiktoken does not know {config.model!r}; the token will be "
+                "matched against what the endpoint returns (or give --target-token)"
+            )
+        else:
+            log(f"{t.label!r} is measured as token {t.token!r} ({t.how})")
+    log(cost_line(config, n, replay=options.replay is not None))
+    out = str(options.out)
+    if options.partition:
+        out = partitioned(out, config.model, meta["started_at"][:10])
+    writer = open_run(out, meta, log)
+    log(f"writing {writer.run_dir}")
+    return execute(config, endpoint, writer, n, 0, 0, 0, options, policy, log)
+
+
+def retry_policy(options: FlipOptions):
+    from detcheck.request import RetryPolicy
+
+    return RetryPolicy(
+        max_attempts=options.max_attempts,
+        initial_backoff_s=options.backoff_s,
+        max_backoff_s=options.max_backoff_s,
+    )
+
+
+def execute(config, endpoint, writer, n, done, start_call, start_seq, options, policy, log):
+    """Send until the run holds n successes; close the run whatever happens."""
+    from detcheck.progress import ProgressBar
+    from detcheck.report import build_report
+    from detcheck.request import Flip, run_flip
+    from detcheck.stats import import_scipy_in_background
+    from detcheck.store import read_run, utc_now
+
+    flip = Flip(
+        config,
+        endpoint,
+        writer,
+        n=n - done,
+        concurrency=options.concurrency,
+        rpm=options.rpm,
+        policy=policy,
+        on_notice=log,
+        start_call=start_call,
+        start_seq=start_seq,
+    )
+    status = "failed"
+    import_scipy_in_background()  # while requests are in flight, not after
+    failing = True
+    try:
+        with ProgressBar(n, enabled=options.progress, done=done) as bar:
+            flip.on_progress = bar.update
+            outcome = run_flip(flip)
+        status = "interrupted" if outcome.interrupted else "complete"
+        failing = False
+    except DetcheckError as exc:
+        exc.args = (f"{exc}\n{_resume_hint(writer, done + flip.outcome.successes, n)}",)
+        raise
+    finally:
+        o = flip.outcome
+        notes = {"other_model": o.other_model, "redirected": o.redirected}
+        if writer.meta.get("resumed"):  # this session's end (a session a kill ended has none)
+            writer.meta["resumed"][-1]["ended_at"] = utc_now().isoformat()
+        try:
+            writer.close(
+                status=status,
+                ended_at=utc_now().isoformat(),
+                successes=done + o.successes,
+                attempts=start_seq + o.attempts,
+                notes={k: (writer.meta.get("notes") or {}).get(k, 0) + v for k, v in notes.items()},
+            )
+        except DetcheckError as exc:  # the disk filled, or an upload failed: say how to go on
+            if not failing:  # (an error already on its way is the one to report)
+                exc.args = (f"{exc}\n{_resume_hint(writer, done + o.successes, n)}",)
+                raise
+    endpoint.transport = None  # a replay's bodies are not needed for the report: free them
+    log(usage_line(config, outcome, replay=writer.meta.get("replay_of") is not None))
+    if flip.limit.lowest < options.concurrency:
+        log(f"note: 429s lowered concurrency to {flip.limit.lowest} at the lowest")
+    if outcome.short_top_logprobs:
+        log(
+            f"warning: {outcome.short_top_logprobs:,} response(s) carried fewer than the "
+            f"{config.top_logprobs} top logprobs asked for"
+        )
+    _match_targets_to_tokens(writer, log)
+    # the report from the local copy, before it goes (a bucket may only be writable with
+    # credentials the URI carried, which run.json does not keep)
+    report = build_report([read_run(writer.run_dir)], options.thresholds)
+    finish_staging(writer, log)
+    if outcome.interrupted:
+        log(_resume_hint(writer, done + outcome.successes, n))
+    return report, location(writer), outcome
+
+
+def location(writer) -> str | Path:
+    """Where the run is: its directory, or its object-store URI (without credentials)."""
+    from detcheck.store import display_uri
+
+    upload_to = writer.meta.get("upload_to")
+    return display_uri(upload_to) if writer.mirror is not None and upload_to else writer.run_dir
+
+
+def finish_staging(writer, log: Log) -> None:
+    """A run bound for an object store: once every file is uploaded, its local staging copy
+    (journals and all) goes; if something is missing there, the copy stays for --resume."""
+    import shutil
+
+    if writer.mirror is None:
+        return
+    if writer.uploaded():
+        shutil.rmtree(writer.run_dir, ignore_errors=True)
+    else:
+        log(f"warning: not every file reached {location(writer)}; kept in {writer.run_dir}")
+
+
+def _resume_hint(writer, successes: int, n: int) -> str:
+    """How to go on: from the run's directory (for a remote run, its staging copy while it is
+    there: its journals hold what was not uploaded yet), else from its object-store URI."""
+    import shlex
+
+    if writer.mirror is not None and not writer.run_dir.exists():
+        target = writer.meta["upload_to"]  # credentials come from the environment
+    else:
+        target = str(writer.run_dir)
+    return (
+        f"kept {successes:,} of {n:,} responses in {location(writer)}; continue with: "
+        f"detcheck flip --resume {shlex.quote(target)}"
+    )
+
+
+def _match_targets_to_tokens(writer, log: Log) -> None:
+    """For models tiktoken does not know, pick each label's token from what the endpoint
+    actually returned (the most common top tokens), say which and why, and store the choice."""
+    from collections import Counter
+
+    from detcheck.store import read_run
+    from detcheck.tokens import UNRESOLVED, match_label
+
+    meta = writer.meta
+    unresolved = [label for label, how in meta["target_how"].items() if UNRESOLVED in how]
+    if not unresolved:
+        return
+    run = read_run(writer.run_dir)
+    seen: Counter = Counter()
+    for batch in run.batches(["ok", "top_logprobs"], batch_size=1000):
+        for ok, top in zip(
+            batch.column("ok").to_pylist(), batch.column("top_logprobs").to_pylist()
+        ):
+            if ok and top:
+                seen.update(e["token"] for e in top if e["token"] is not None)
+        break  # the first thousand responses are enough to see the vocabulary
+    ranked = [t for t, _ in seen.most_common()]
+    for label in unresolved:
+        found = match_label(label, ranked)
+        if found is None:
+            log(
+                f"warning: no returned token matches {label!r}; analyse another with --token "
+                f"(most common: {', '.join(repr(t) for t in ranked[:8])})"
+            )
+            continue
+        token, how = found
+        meta["targets"][label] = token
+        meta["target_how"][label] = how
+        if label == meta["label"]:
+            meta["target"] = token
+        log(f"{label!r} is measured as token {token!r} ({how})")
+    writer.write_meta()

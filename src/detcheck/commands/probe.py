@@ -1,0 +1,21 @@
+"""`detcheck probe`: what an endpoint honours."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from detcheck import spec
+from detcheck.commands.flip import live_endpoint
+from detcheck.commands.options import resolve_config
+
+Log = Callable[[str], None]
+
+
+def probe_command(options) -> dict:
+    """What an endpoint honours, asked with the measurement `options` describe."""
+    from detcheck.probe import probe
+
+    spec.validate({name: getattr(options, name) for name in spec.PARAMS})
+    config, _ = resolve_config(options)
+    endpoint = live_endpoint(options.value("base_url"), options.value("timeout_s"))
+    return probe(config, endpoint)

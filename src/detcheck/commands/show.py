@@ -1,0 +1,59 @@
+"""`detcheck show`: one response's top-logprobs table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from detcheck.errors import DataError, UsageError
+
+Log = Callable[[str], None]
+
+
+def _shown_token(token: str | None) -> str:
+    """A token as `show` prints it: quoted, so leading spaces and control characters show."""
+    from detcheck.record import printable
+
+    return "null" if token is None else printable(json.dumps(token, ensure_ascii=False))
+
+
+def show_command(path: Path, row: int) -> str:
+    import math
+
+    from tabulate import tabulate
+
+    from detcheck.record import printable
+    from detcheck.store import find_runs, read_run
+
+    found = find_runs(Path(path))
+    if len(found) != 1:
+        raise UsageError(f"{path} holds {len(found)} runs; show takes one run")
+    run = read_run(found[0], columns=["ok", "seq", "system_fingerprint", "top_logprobs"])
+    table = run.table.filter(run.table.column("ok")).sort_by("seq")
+    if not 0 <= row < table.num_rows:
+        raise UsageError(f"--row must be between 0 and {table.num_rows - 1}, got {row}")
+    entries = table.column("top_logprobs")[row].as_py() or []
+    if not entries:
+        raise DataError(f"response {row} of {path} has no top logprobs")
+    rows, total = [], 0.0
+    for e in entries:
+        lp = e["logprob"]
+        if lp is None:  # NaN, inf or not a number as sent: stored as null
+            rows.append([_shown_token(e["token"]), "null", "null"])
+            continue
+        pct = math.exp(lp) * 100
+        total += pct
+        rows.append([_shown_token(e["token"]), f"{lp:.10f}", f"{pct:.10f}"])
+    fp = table.column("system_fingerprint")[row].as_py()
+    header = (
+        f"response {row} of {table.num_rows:,} (seq {table.column('seq')[row].as_py()}, "
+        f"fingerprint {printable(fp) if fp else 'none'})"
+    )
+    body = tabulate(
+        rows,
+        headers=["Token", "Log Probability", "Percentage"],
+        disable_numparse=True,
+        colalign=("left", "right", "right"),
+    )
+    return f"{header}\n\n{body}\n\ntotal probability covered: {total:.10f}%"
