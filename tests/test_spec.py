@@ -237,3 +237,17 @@ def test_resume_keeps_the_runs_own_run_control_and_refuses_a_new_measurement(tmp
     (session,) = meta["resumed"]
     assert (session["concurrency"], session["rpm"]) == (2, 6000)
     assert json.loads(resumed.stdout)["n"] == 9
+
+
+def test_an_api_shape_is_one_module_found_by_its_file():
+    from detcheck.shapes import SHAPES
+
+    assert list(SHAPES) == spec.shape_names() == ["chat", "completions", "responses"]
+    for name, module in SHAPES.items():
+        assert module.NAME == name == module.__name__.rsplit(".", 1)[-1]
+        assert module.PATH.startswith("/") and isinstance(module.TAKES_SEED, bool)
+        assert callable(module.request_body) and callable(module.parse)
+    # --api takes exactly those, and says which
+    result = runner.invoke(app, ["flip", "--api", "batch", "--replay", "nowhere"])
+    assert result.exit_code == 2
+    assert "--api must be one of chat, completions, responses, got 'batch'" in result.stderr

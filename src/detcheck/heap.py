@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 from collections.abc import Iterator
 
 # glibc <malloc.h>
@@ -27,6 +28,7 @@ DEFAULT_MMAP_MAX = 65_536
 KEEP_BYTES = 2**30  # freed memory up to this stays in the heap for the next array
 
 
+@functools.cache  # find_library runs ldconfig: ~3 ms, once per history line otherwise
 def _glibc():
     name = ctypes.util.find_library("c")
     try:

@@ -25,6 +25,7 @@ import openai
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
+from detcheck import spec
 from detcheck.config import FlipConfig, split_query, strip_credentials
 from detcheck.errors import DetcheckError, EndpointError, Interrupted
 from detcheck.record import (
@@ -53,7 +54,7 @@ class Endpoint:
     api_key: str
     # A transport to hand the real client (replay, fault injection); None means the network.
     transport: httpx2.AsyncBaseTransport | None = None
-    timeout_s: float = 60.0  # a whole request, connect to last byte
+    timeout_s: float = spec.default("timeout_s")  # a whole request, connect to last byte
 
     @property
     def shown(self) -> str:
@@ -126,9 +127,9 @@ else:  # Python 3.10
 
 @dataclass
 class RetryPolicy:
-    max_attempts: int = 6  # per call, the first try included
-    initial_backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
+    max_attempts: int = spec.default("max_attempts")  # per call, the first try included
+    initial_backoff_s: float = spec.default("backoff_s")
+    max_backoff_s: float = spec.default("max_backoff_s")
     max_retry_after_s: float = 120.0  # a longer Retry-After is capped, not obeyed
 
 
@@ -245,8 +246,8 @@ class Flip:
         writer: RunWriter,
         *,
         n: int,
-        concurrency: int = 16,
-        rpm: float | None = None,
+        concurrency: int,
+        rpm: float | None,
         policy: RetryPolicy | None = None,
         on_progress: Callable[[Outcome], None] | None = None,
         on_notice: Callable[[str], None] | None = None,

@@ -49,11 +49,19 @@ def _between(low, high):
     return check
 
 
-def _api(value):
-    from detcheck.shapes import SHAPES
+def shape_names() -> list[str]:
+    """The API shapes: the modules in detcheck/shapes/, found without importing them (so
+    `--help` stays fast); `chat` first, the default."""
+    import pkgutil
+    from pathlib import Path
 
-    if value not in SHAPES:
-        return f"must be one of {', '.join(SHAPES)}, got {value!r}"
+    found = [m.name for m in pkgutil.iter_modules([str(Path(__file__).parent / "shapes")])]
+    return sorted((n for n in found if not n.startswith("_")), key=lambda n: (n != "chat", n))
+
+
+def _api(value):
+    if value not in shape_names():
+        return f"must be one of {', '.join(shape_names())}, got {value!r}"
 
 
 def _labels(labels):
@@ -166,8 +174,9 @@ PARAMS: dict[str, Param] = {
             "api",
             str,
             "chat",
-            "'chat' (/v1/chat/completions), 'completions' (the legacy /v1/completions, for base "
-            "models) or 'responses' (/v1/responses; it takes no seed, and none is sent).",
+            "The API shape, one of: " + ", ".join(shape_names()) + ". 'chat' is "
+            "/v1/chat/completions, 'completions' the legacy /v1/completions (base models), "
+            "'responses' /v1/responses (it takes no seed, and none is sent).",
             REQUEST,
             check=_api,
         ),

@@ -20,8 +20,11 @@ def import_scipy_in_background() -> None:
     first use waits for it on the import lock. Callers start it where they have numpy work (or
     requests in flight) to overlap it with."""
     import importlib
+    import sys
     import threading
 
+    if "scipy.special" in sys.modules:  # a history of 1,000 runs asks 1,000 times
+        return
     threading.Thread(target=importlib.import_module, args=("scipy.special",), daemon=True).start()
 
 

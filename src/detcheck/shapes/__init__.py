@@ -1,14 +1,18 @@
-"""API shapes as adapters: one module per shape, each with its `NAME`, `PATH`, whether it takes
-a `seed` (`TAKES_SEED`), `request_body(config)` and `parse(body) -> Parsed`. The runner, probe,
-replay and the tests go through these; a new shape is one new module here and its line below."""
+"""API shapes as adapters: one module per shape, each with its `NAME` (the module's name), `PATH`,
+whether it takes a `seed` (`TAKES_SEED`), `request_body(config)` and `parse(body) -> Parsed`.
+The runner, probe, replay and the tests go through these. A new shape is one new module here:
+it is found by its file, and `--api` takes its name."""
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
-from detcheck.shapes import chat, completions, responses
+from detcheck.spec import shape_names
 
-SHAPES: dict[str, ModuleType] = {m.NAME: m for m in (chat, completions, responses)}
+SHAPES: dict[str, ModuleType] = {
+    name: importlib.import_module(f"{__name__}.{name}") for name in shape_names()
+}
 
 
 def shape(name: str) -> ModuleType:
