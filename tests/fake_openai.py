@@ -176,3 +176,131 @@ def coin_flip_any_api(i: int, request: dict) -> Reply:
         body = responses_body(i, lp, top_k=request.get("top_logprobs", 20))
         return Reply(200, json.dumps(body).encode(), {"x-request-id": f"req_{i}"})
     return coin_flip(i, request)
+
+
+@dataclass(frozen=True)
+class Story:
+    """Whole generations with a known ground truth. Call i generates `length` tokens w0 w1 ...;
+    calls with i % modulus == remainder take `x<p>` at `position` instead and `y<q>` after it
+    (one branch each; branches never share a call). The modal path's top-2 gap is `tie_gap`
+    nats at each branch position (the near-tie that explains the split), 5 nats elsewhere. At
+    positions below `jitter_until` the chosen token's logprob takes one of `jitter` bit-distinct
+    values (cycling with i): drift that never flips a token."""
+
+    length: int = 40
+    branches: tuple[tuple[int, int, int], ...] = ((10, 3, 17), (25, 7, 5))
+    tie_gap: float = 0.002
+    jitter_until: int = 10
+    jitter: int = 3
+    words: tuple[str, ...] = ()  # the modal path's words (w<p> past their end)
+
+    def word(self, prefix: str, p: int) -> str:
+        if prefix == "w" and p < len(self.words):
+            return f" {self.words[p]}"
+        if prefix == "x" and p < len(self.words):
+            return f" {self.words[p].upper()}"  # the other side of the tie
+        if prefix == "y" and self.words:  # after a split: the story goes on differently
+            return f" {self.words[(p * 7 + 3) % len(self.words)]}"
+        return f" {prefix}{p}"
+
+    def branch_of(self, i: int) -> int | None:
+        return next((p for m, r, p in self.branches if i % m == r), None)
+
+    def positions(self, i: int, top_k: int) -> list[tuple[str, float, list[tuple[str, float]]]]:
+        """(token, logprob, ranked top tokens) per position of call i."""
+        branch = self.branch_of(i)
+        ties = {p for _, _, p in self.branches}
+        out = []
+        for p in range(self.length):
+            w, x = self.word("w", p), self.word("x", p)
+            if branch is not None and p > branch:
+                chosen, other = self.word("y", p), w
+            elif branch == p:
+                chosen, other = x, w
+            else:
+                chosen, other = w, x
+            top1 = -0.69 if p in ties else -0.01
+            if p < self.jitter_until:
+                top1 -= (i % self.jitter) * 2**-40  # bit-distinct, far below any tie
+            top2 = top1 - (self.tie_gap if p in ties else 5.0)
+            ranked = [(chosen, top1), (other, top2)]
+            ranked += [(f" z{p}_{j}", -12.0 - j) for j in range(max(0, top_k - 2))]
+            out.append((chosen, top1, ranked[:top_k]))
+        return out
+
+    def unique_completions(self, n: int) -> int:
+        return 1 + sum(any(i % m == r for i in range(n)) for m, r, _ in self.branches)
+
+
+def story_reply(story: Story = Story()) -> Callable[[int, dict], Reply]:
+    """A respond function telling `story` in whichever API shape was asked."""
+
+    def respond(i: int, request: dict) -> Reply:
+        top_k = request.get("top_logprobs")
+        if top_k is None:  # legacy completions: `logprobs` is the count
+            top_k = request.get("logprobs") or 0
+        steps = story.positions(i, top_k)
+        text = "".join(t for t, _, _ in steps)
+        entries = [
+            {
+                "token": t,
+                "logprob": lp,
+                "bytes": list(t.encode()),
+                "top_logprobs": [
+                    {"token": a, "logprob": b, "bytes": list(a.encode())} for a, b in ranked
+                ],
+            }
+            for t, lp, ranked in steps
+        ]
+        usage = {"prompt_tokens": 12, "completion_tokens": len(steps)}
+        if "input" in request:  # Responses API
+            body = {
+                "id": f"resp_{i}",
+                "object": "response",
+                "status": "completed",
+                "model": request["model"],
+                "output": [
+                    {
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [{"type": "output_text", "text": text, "logprobs": entries}],
+                    }
+                ],
+                "usage": {"input_tokens": 12, "output_tokens": len(steps)},
+            }
+        elif "prompt" in request:  # legacy completions
+            body = {
+                "id": f"cmpl-{i}",
+                "model": request["model"],
+                "choices": [
+                    {
+                        "text": text,
+                        "finish_reason": "stop",
+                        "logprobs": {
+                            "tokens": [t for t, _, _ in steps],
+                            "token_logprobs": [lp for _, lp, _ in steps],
+                            "top_logprobs": [dict(r) for _, _, r in steps],
+                        },
+                    }
+                ],
+                "usage": usage,
+            }
+        else:
+            body = {
+                "id": f"chatcmpl-{i}",
+                "object": "chat.completion",
+                "model": request["model"],
+                "system_fingerprint": "fp_story",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "logprobs": {"content": entries},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": usage,
+            }
+        return Reply(200, json.dumps(body).encode(), {"x-request-id": f"req_{i}"})
+
+    return respond

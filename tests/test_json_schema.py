@@ -75,7 +75,7 @@ RUN_JSON_KEYS = {
     "notes": dict,
 }
 CONFIG_KEYS = {"model", "prompt", "labels", "temperature", "seed", "top_logprobs", "max_tokens"}
-CONFIG_KEYS |= {"targets", "api"}
+CONFIG_KEYS |= {"targets", "api", "kind"}
 SESSION_KEYS = {"at", "successes", "concurrency", "rpm", "client", "ended_at"}
 
 
@@ -94,7 +94,7 @@ def test_the_report_is_pinned(recording):
 
 
 def test_run_json_is_pinned_with_its_sessions(tmp_path):
-    assert RUN_JSON_VERSION == 1
+    assert RUN_JSON_VERSION == 2
     with FakeOpenAI() as server:
         env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
         result = runner.invoke(

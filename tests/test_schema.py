@@ -32,11 +32,20 @@ PINNED_V1 = [
     ("raw_body", "string"),
 ]
 PINNED_V2 = [*PINNED_V1, ("final_url", "string")]
+PINNED_V3 = [
+    *PINNED_V2,
+    ("finish_reason", "dictionary<values=string, indices=int32, ordered=0>"),
+    ("text", "string"),
+    ("gen_tokens", "list<item: string>"),
+    ("gen_logprobs", "list<item: double>"),
+    ("gen_top_tokens", "list<item: list<item: string>>"),
+    ("gen_top_logprobs", "list<item: list<item: double>>"),
+]
 
 
 def test_schema_is_pinned():
-    assert SCHEMA_VERSION == 2
-    assert [(f.name, str(f.type)) for f in RUN_SCHEMA] == PINNED_V2
+    assert SCHEMA_VERSION == 3
+    assert [(f.name, str(f.type)) for f in RUN_SCHEMA] == PINNED_V3
 
 
 def test_version_1_parts_read_with_the_new_columns_as_nulls(recording):

@@ -55,13 +55,20 @@ Space = Annotated[
         "nats: for rare tokens, where percentage-point gaps say nothing).",
     ),
 ]
+AnswerRegex = Annotated[
+    str | None,
+    typer.Option(
+        help="For generate runs: a regular expression extracting the answer from each "
+        "completion (its first group, else the whole match), for TARa@N and answer counts.",
+    ),
+]
 Token = Annotated[
     str | None,
     typer.Option("--token", help="Analyse this token instead of the one the run measured."),
 ]
 
 
-def _option(param: spec.Param, help_text: str | None = None):
+def _option(param: spec.Param, help_text: str | None = None, kind: str = "flip"):
     """The typer annotation of one spec parameter: every option is None when not given, so
     a resumed or replayed run's own value can apply before the default."""
     help_text = help_text or param.help
@@ -70,10 +77,12 @@ def _option(param: spec.Param, help_text: str | None = None):
     if param.type is bool:
         info = typer.Option(param.option, help=help_text, metavar="", rich_help_panel=param.group)
         return Annotated[bool, info], False
-    kind = {tuple: str, list: list[float]}.get(param.type, param.type)
+    python_type = {tuple: str, list: list[float]}.get(param.type, param.type)
     shown = param.show_default
-    if shown is None and param.default is not None:
-        value = param.default
+    if param.name in spec.KIND_DEFAULTS[kind]:
+        shown = None
+    value = spec.default(param.name, kind)
+    if shown is None and value is not None:
         shown = ", ".join(f"{v:g}" for v in value) if isinstance(value, list) else f"{value}"
     info = typer.Option(
         param.option,
@@ -83,10 +92,10 @@ def _option(param: spec.Param, help_text: str | None = None):
         envvar=param.env,
         rich_help_panel=param.group,
     )
-    return Annotated[kind | None, info], None
+    return Annotated[python_type | None, info], None
 
 
-def spec_options(*names: str, help: dict[str, str] | None = None):
+def spec_options(*names: str, help: dict[str, str] | None = None, kind: str = "flip"):
     """Add the CLI options of these spec parameters to a command; it receives them as one
     `given` dict (None: not given), labels already parsed. One name, default and help each."""
 
@@ -95,7 +104,7 @@ def spec_options(*names: str, help: dict[str, str] | None = None):
         own = [p for p in signature.parameters.values() if p.name != "given"]
         added = []
         for name in names:
-            annotation, empty = _option(spec.PARAMS[name], (help or {}).get(name))
+            annotation, empty = _option(spec.PARAMS[name], (help or {}).get(name), kind)
             added.append(
                 inspect.Parameter(
                     name, inspect.Parameter.KEYWORD_ONLY, default=empty, annotation=annotation
@@ -212,6 +221,41 @@ def flip(
 
 @app.command()
 @cli_errors
+@spec_options(*MEASUREMENT, kind="generate")
+def generate(
+    given: dict,
+    prompts: Annotated[
+        Path | None,
+        typer.Option(
+            help='A JSONL file of prompts ({"id": ..., "prompt": ...} per line): each is '
+            "sent N times, as its own run; the report adds TARr@N (and TARa@N).",
+            rich_help_panel=spec.REQUEST,
+        ),
+    ] = None,
+    answer_regex: AnswerRegex = None,
+    as_json: AsJson = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No progress bar.", metavar="", rich_help_panel=spec.OUTPUT
+        ),
+    ] = False,
+    debug: Debug = False,
+) -> None:
+    """Send the same request N times with max_tokens > 1 and report how many different
+    completions came back, where they part, and why (the near-tie at the split)."""
+    from detcheck.commands import FlipOptions, generate_command
+
+    options = FlipOptions(**given, progress=not quiet, kind="generate", answer_regex=answer_regex)
+    report, run_paths, interrupted = generate_command(options, prompts, log=err)
+    extra = {"run_path": str(run_paths[0])} if len(run_paths) == 1 else {}
+    emit(report, as_json, {**extra, "run_paths": [str(p) for p in run_paths]})
+    if interrupted:
+        raise typer.Exit(130)
+
+
+@app.command()
+@cli_errors
 @spec_options("thresholds")
 def analyze(
     paths: Annotated[
@@ -222,16 +266,25 @@ def analyze(
     token: Token = None,
     label_mass: LabelMass = False,
     space: Space = "pct",
+    answer_regex: AnswerRegex = None,
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
-    """Report the distinct values, clusters and statistics of stored runs."""
-    from detcheck.report import build_report
+    """Report the distinct values, clusters and statistics of stored runs (for generate runs:
+    the distinct completions and where they part)."""
+    from detcheck.report import report_of
     from detcheck.store import read_runs
 
     runs = read_runs(paths, warn=warn)
     thresholds = given["thresholds"] or spec.default("thresholds")
-    report = build_report(runs, thresholds, token=token, label_mass=label_mass, space=space)
+    report = report_of(
+        runs,
+        thresholds,
+        token=token,
+        label_mass=label_mass,
+        space=space,
+        answer_regex=answer_regex,
+    )
     emit(report, as_json)
 
 

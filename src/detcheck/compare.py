@@ -275,3 +275,86 @@ def render_markdown(result: dict, fail_on: tuple[str, ...], names: tuple[str, st
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def compare_completions(
+    base: dict[tuple, int],
+    cand: dict[tuple, int],
+    base_fps: dict[str, int],
+    cand_fps: dict[str, int],
+    alpha: float = DEFAULT_ALPHA,
+) -> dict:
+    """Whole generations compared: each side as {completion (its tokens): count}. Findings:
+    the modal completion changed, or its share moved beyond chance (two-proportion test;
+    `modal`); completions the baseline never gave (`values`: single ones come and go); a new
+    fingerprint (`fingerprints`)."""
+    n_base, n_cand = sum(base.values()), sum(cand.values())
+    findings: list[dict] = []
+    modal = max(base, key=base.get) if base else None
+    if modal is not None:
+        kept = cand.get(modal, 0)
+        p = _two_proportion_p(base[modal], n_base, kept, n_cand)
+        cand_modal = max(cand, key=cand.get) if cand else None
+        if cand_modal != modal or p < alpha:
+            findings.append(
+                {
+                    "kind": "modal",
+                    "detail": f"the baseline's most common completion came back in "
+                    f"{base[modal] / n_base:.1%} of baseline calls, {kept / max(n_cand, 1):.1%} "
+                    f"of candidate calls (p = {p:.2g})"
+                    + ("; the candidate's most common is another" if cand_modal != modal else ""),
+                    "p_value": p,
+                }
+            )
+    new = {k: c for k, c in cand.items() if k not in base}
+    if new:
+        findings.append(
+            {
+                "kind": "values",
+                "detail": f"{len(new)} completion(s) the baseline never gave, in "
+                f"{sum(new.values()):,} of {n_cand:,} candidate calls",
+                "p_value": None,
+            }
+        )
+    for fp in sorted(set(cand_fps) - set(base_fps)):
+        findings.append(
+            {
+                "kind": "fingerprints",
+                "detail": f"new fingerprint {fp} on {cand_fps[fp]:,} calls",
+                "p_value": None,
+            }
+        )
+    return {
+        "kind": "generate",
+        "baseline_n": n_base,
+        "candidate_n": n_cand,
+        "alpha": alpha,
+        "baseline_completions": len(base),
+        "candidate_completions": len(cand),
+        "baseline_modal_share": base[modal] / n_base if modal is not None else None,
+        "candidate_modal_share": cand.get(modal, 0) / n_cand
+        if modal is not None and n_cand
+        else None,
+        "findings": findings,
+    }
+
+
+def render_completions_markdown(result: dict, fail_on: tuple[str, ...], names) -> str:
+    from detcheck.record import printable
+
+    failing = drift(result, fail_on)
+    lines = [
+        f"### detcheck compare (whole generations): {'**drift**' if failing else 'no drift'}",
+        "",
+        f"baseline `{names[0]}` ({result['baseline_n']:,} calls, "
+        f"{result['baseline_completions']} completions) vs candidate `{names[1]}` "
+        f"({result['candidate_n']:,} calls, {result['candidate_completions']} completions); "
+        f"alpha {result['alpha']:g}; failing on: {', '.join(fail_on)}",
+        "",
+    ]
+    if result["findings"]:
+        lines += ["| finding | fails | detail |", "|---|---|---|"]
+        for f in result["findings"]:
+            detail = printable(f["detail"]).replace("|", "\\|")
+            lines.append(f"| {f['kind']} | {'yes' if f['kind'] in fail_on else 'no'} | {detail} |")
+    return "\n".join(lines) + "\n"

@@ -25,6 +25,13 @@ class FlipConfig:
     # the token each label arrives as (resolved with tiktoken, or given)
     targets: dict[str, str] = field(default_factory=dict)
     api: str = spec.default("api")  # a shape in detcheck.shapes
+    kind: str = "flip"  # "flip": the first token; "generate": every position (spec.KIND_DEFAULTS)
+
+    @classmethod
+    def of_kind(cls, kind: str) -> FlipConfig:
+        """The defaults of a kind of measurement."""
+        changed = {k: v for k, v in spec.KIND_DEFAULTS[kind].items() if k in spec.REQUEST_PARAMS}
+        return cls(kind=kind, **changed)
 
     def validate(self) -> None:
         spec.validate({name: getattr(self, name) for name in spec.REQUEST_PARAMS})

@@ -15,6 +15,8 @@ from detcheck.store import Run
 
 def run_line(run: Run, thresholds: Sequence[float] = (DEFAULT_THRESHOLD,)) -> dict:
     meta = run.meta
+    if (meta.get("config") or {}).get("kind") == "generate":
+        return _generate_line(run)
     target = meta.get("target") or meta.get("label") or "?"
     report = build_report([run], thresholds, token=target)
     return {
@@ -29,6 +31,30 @@ def run_line(run: Run, thresholds: Sequence[float] = (DEFAULT_THRESHOLD,)) -> di
     }
 
 
+def _generate_line(run: Run) -> dict:
+    """A generate run's line: its completions where a flip run has its distinct values."""
+    from detcheck.generation import build_generation_report
+
+    meta = run.meta
+    r = build_generation_report([run])
+    modal = r.get("modal_completion") or {}
+    return {
+        "run": str(run.path),
+        "run_id": meta.get("run_id"),
+        "started_at": meta.get("started_at"),
+        "status": meta.get("status"),
+        "endpoint": meta.get("endpoint"),
+        "model": (meta.get("config") or {}).get("model"),
+        "kind": "generate",
+        "n": r["n"],
+        "unique_completions": r["unique_completions"],
+        "modal_share": modal.get("share"),
+        "common_prefix_tokens": r.get("common_prefix_tokens"),
+        "fingerprints": r["fingerprints"],
+        "errors": r["errors"],
+    }
+
+
 def history(runs: list[Run], thresholds: Sequence[float] = (DEFAULT_THRESHOLD,)) -> list[dict]:
     lines = [run_line(r, thresholds) for r in runs]
     return sorted(lines, key=lambda x: (x["started_at"] or "", x["run_id"] or ""))
@@ -39,8 +65,9 @@ def render(lines: list[dict]) -> str:
 
     from detcheck.record import printable
 
-    thresholds = list(lines[0]["by_threshold"]) if lines else []
-    unit = lines[0]["threshold_unit"] if lines else "pp"
+    flips = [x for x in lines if x.get("kind") != "generate"]
+    thresholds = list(flips[0]["by_threshold"]) if flips else []
+    unit = flips[0]["threshold_unit"] if flips else "pp"
     rows = [
         [
             (x["started_at"] or "")[:19].replace("T", " "),
@@ -48,11 +75,11 @@ def render(lines: list[dict]) -> str:
             printable(x["model"]),
             " ".join(printable(fp) for fp in sorted(x["fingerprints"])),
             f"{x['n']:,}",
-            x["distinct"],
-            *(x["by_threshold"][t] for t in thresholds),
-            f"{x['modal_pct']:.6f}" if x["modal_pct"] is not None else "",
+            x["distinct"] if "distinct" in x else f"{x['unique_completions']} completions",
+            *(x.get("by_threshold", {}).get(t, "") for t in thresholds),
+            f"{x['modal_pct']:.6f}" if x.get("modal_pct") is not None else "",
             f"{x['modal_share']:.1%}" if x["modal_share"] is not None else "",
-            f"{x['chao1']:,.1f}",
+            f"{x['chao1']:,.1f}" if "chao1" in x else "",
         ]
         for x in lines
     ]

@@ -22,7 +22,7 @@ class _RateColumn(ProgressColumn):
 
 
 class ProgressBar:
-    def __init__(self, total: int, enabled: bool = True, done: int = 0):
+    def __init__(self, total: int, enabled: bool = True, done: int = 0, label: str = "flip"):
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -35,7 +35,7 @@ class ProgressBar:
             console=Console(stderr=True),
             disable=not enabled,
         )
-        self._task = self._progress.add_task("flip", total=total, completed=done, errors="")
+        self._task = self._progress.add_task(label, total=total, completed=done, errors="")
         self._done = done
 
     def __enter__(self) -> ProgressBar:

@@ -61,6 +61,49 @@ class Parsed:
     prompt_tokens: int | None
     completion_tokens: int | None
     cached_tokens: int | None
+    generation: Generation | None = None  # every position, when the whole answer is measured
+
+
+@dataclass
+class Generation:
+    """A whole generated answer: each position's token and logprob, and its ranked top tokens."""
+
+    text: str | None
+    finish_reason: str | None
+    tokens: list[str | None]
+    logprobs: list[float | None]
+    top_tokens: list[list[str | None]]
+    top_logprobs: list[list[float | None]]
+
+
+def generation_of(entries: list, text, finish_reason) -> Generation:
+    """A Generation from the chat / responses form: a list of {token, logprob, top_logprobs}."""
+    tokens, logprobs, top_tokens, top_logprobs = [], [], [], []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            entry = {}
+        tokens.append(str_or_none(entry.get("token")))
+        logprobs.append(json_safe_float(float_or_none(entry.get("logprob"))))
+        top = entry.get("top_logprobs")
+        top = top if isinstance(top, list) else []
+        names = [e.get("token") if type(e) is dict else None for e in top]
+        values = [e.get("logprob") if type(e) is dict else None for e in top]
+        # fast path: what every real endpoint sends (text tokens, finite float logprobs)
+        if not (
+            all(type(t) is str for t in names)
+            and all(type(v) is float for v in values)
+            and math.isfinite(sum(values))
+        ):
+            ranked = [e for e in map(top_entry, top) if e]
+            names = [e["token"] for e in ranked]
+            values = [json_safe_float(e["logprob"]) for e in ranked]
+        elif not "".join(names).isascii():  # a lone surrogate cannot be stored as UTF-8
+            names = [str_or_none(t) for t in names]
+        top_tokens.append(names)
+        top_logprobs.append(values)
+    return Generation(
+        str_or_none(text), str_or_none(finish_reason), tokens, logprobs, top_tokens, top_logprobs
+    )
 
 
 def int_or_none(value) -> int | None:
@@ -220,6 +263,8 @@ def redact_row(row: dict, secrets: Sequence[str]) -> dict:
             row[key] = redact(value, secrets)
         elif key == "response_headers" and value:
             row[key] = {k: redact(v, secrets) for k, v in value.items()}
+        elif key in ("gen_tokens", "gen_top_tokens") and value:
+            row[key] = _redact_tokens(value, secrets)
         elif key == "top_logprobs" and value:
             for entry in value:
                 entry["token"] = redact(entry["token"], secrets)
@@ -227,6 +272,18 @@ def redact_row(row: dict, secrets: Sequence[str]) -> dict:
                 if raw and any(s and len(s) >= 8 and s.encode() in bytes(raw) for s in secrets):
                     entry["bytes"] = list(REDACTED.encode())
     return row
+
+
+def _redact_tokens(tokens: list, secrets: Sequence[str]) -> list:
+    """Tokens (or lists of them) are decoded text: only the plain secret can be in one. One
+    search over all of them; each is looked at only when it is there."""
+    secrets = [s for s in secrets if s and len(s) >= 8]
+    joined = "\x00".join(str(t) for t in tokens)
+    if not any(s in joined for s in secrets):
+        return tokens
+    return [
+        _redact_tokens(t, secrets) if isinstance(t, list) else redact(t, secrets) for t in tokens
+    ]
 
 
 _CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
@@ -268,6 +325,20 @@ def success_fields(parsed: Parsed) -> dict:
         "prompt_tokens": parsed.prompt_tokens,
         "completion_tokens": parsed.completion_tokens,
         "cached_tokens": parsed.cached_tokens,
+        **generation_fields(parsed.generation),
+    }
+
+
+def generation_fields(g: Generation | None) -> dict:
+    if g is None:
+        return {}
+    return {
+        "finish_reason": g.finish_reason,
+        "text": g.text,
+        "gen_tokens": g.tokens,
+        "gen_logprobs": g.logprobs,
+        "gen_top_tokens": g.top_tokens,
+        "gen_top_logprobs": g.top_logprobs,
     }
 
 

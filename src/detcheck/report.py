@@ -80,6 +80,22 @@ def run_target(runs: Sequence[Run], token: str | None) -> tuple[str, str | None]
     return next(iter(seen))
 
 
+def report_of(runs: Sequence[Run], thresholds=(DEFAULT_THRESHOLD,), **options) -> dict:
+    """The report the runs call for: a flip report (the first token), or a generate report
+    (whole answers: detcheck.generation). `answer_regex` is for generate runs only."""
+    kinds = {(r.meta.get("config") or {}).get("kind", "flip") for r in runs}
+    answer_regex = options.pop("answer_regex", None)
+    if kinds == {"generate"}:
+        from detcheck.generation import build_generation_report
+
+        return build_generation_report(runs, answer_regex)
+    if len(kinds) > 1:
+        raise UsageError("the runs mix flip and generate measurements: analyse them apart")
+    if answer_regex is not None:
+        raise UsageError("--answer-regex is for generate runs (whole answers)")
+    return build_report(runs, thresholds, **options)
+
+
 def build_report(
     runs: Sequence[Run],
     thresholds: Sequence[float] = (DEFAULT_THRESHOLD,),
@@ -243,6 +259,11 @@ def fmt_pct(value: float) -> str:
 
 def render_text(report: dict) -> str:
     from tabulate import SEPARATING_LINE, tabulate
+
+    if report.get("kind") == "generate":
+        from detcheck.generation import render_text as render_generation
+
+        return render_generation(report)
 
     from detcheck.record import printable
 

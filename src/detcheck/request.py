@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import math
 import os
@@ -264,7 +265,10 @@ class Flip:
         self.on_progress = on_progress or (lambda outcome: None)
         self.on_notice = on_notice or (lambda message: None)
         self.body = config.request_body()
-        self.parse = config.shape.parse
+        whole = config.kind == "generate"  # every position, not only the first
+        self.parse = (
+            functools.partial(config.shape.parse, whole=whole) if whole else config.shape.parse
+        )
         self.targets = frozenset(config.targets.values())
         self.secrets = endpoint.secrets
         self.outcome = Outcome()

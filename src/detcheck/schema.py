@@ -1,18 +1,20 @@
 """The stored form of a run: one row per request attempt. Changed in one place, pinned by a test.
 
 Bump SCHEMA_VERSION whenever a column is added, removed, renamed or retyped. Older parts stay
-readable: a column they lack reads as nulls (version 1 has no `final_url`).
+readable: a column they lack reads as nulls (version 1 has no `final_url`, versions 1 and 2 no
+whole-generation columns).
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Bump when a key of run.json is added, removed, renamed or retyped (tests/test_json_schema.py
 # pins them). 1: the first pinned form (with `timeout_s`, `client`, `resumed` sessions).
-RUN_JSON_VERSION = 1
+# 2: `config.kind` ("flip" or "generate").
+RUN_JSON_VERSION = 2
 
 # Key of the run metadata (JSON) in every Parquet file's schema metadata.
 RUN_META_KEY = b"detcheck.run"
@@ -72,6 +74,13 @@ RUN_SCHEMA = pa.schema(
         pa.field("raw_body", pa.string()),
         # the URL that answered when the request was redirected (no credentials); else null
         pa.field("final_url", pa.string()),  # since version 2
+        # whole generations (`detcheck generate`; null for flip): since version 3
+        pa.field("finish_reason", pa.dictionary(pa.int32(), pa.string())),
+        pa.field("text", pa.string()),  # the completion as the API gave it
+        pa.field("gen_tokens", pa.list_(pa.string())),  # every generated token, in order
+        pa.field("gen_logprobs", pa.list_(pa.float64())),
+        pa.field("gen_top_tokens", pa.list_(pa.list_(pa.string()))),  # per position, ranked
+        pa.field("gen_top_logprobs", pa.list_(pa.list_(pa.float64()))),
     ]
 )
 

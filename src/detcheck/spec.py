@@ -299,8 +299,16 @@ REQUEST_PARAMS = ("model", "prompt", "labels", "temperature", "seed", "top_logpr
 REQUEST_PARAMS += ("api",)
 
 
-def default(name: str):
-    value = PARAMS[name].default
+# What a measurement looks at: `flip` the first token, `generate` the whole answer. A kind
+# changes these defaults and nothing else.
+KIND_DEFAULTS: dict[str, dict] = {
+    "flip": {},
+    "generate": {"n": 100, "max_tokens": 128, "top_logprobs": 5},
+}
+
+
+def default(name: str, kind: str = "flip"):
+    value = KIND_DEFAULTS[kind].get(name, PARAMS[name].default)
     return list(value) if isinstance(value, list) else value
 
 

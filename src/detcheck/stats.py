@@ -65,6 +65,26 @@ def unseen(counts: np.ndarray) -> dict:
     }
 
 
+def chao1_ci95(counts: np.ndarray) -> tuple[float, float]:
+    """The 95% interval of Chao1 (Chao 1987: its variance, and a log-normal interval for the
+    unseen part, so the lower end is never below what was seen)."""
+    counts = np.asarray(counts)
+    observed = int(counts.size)
+    f1 = int((counts == 1).sum())
+    f2 = int((counts == 2).sum())
+    chao1 = unseen(counts)["chao1"]
+    unseen_part = chao1 - observed
+    if unseen_part <= 0:
+        return (float(observed), float(observed))
+    if f2:
+        r = f1 / f2
+        variance = f2 * (r**4 / 4 + r**3 + r**2 / 2)
+    else:
+        variance = f1 * (f1 - 1) / 2 + f1 * (2 * f1 - 1) ** 2 / 4 - f1**4 / (4 * chao1)
+    k = math.exp(1.96 * math.sqrt(math.log(1 + max(variance, 0.0) / unseen_part**2)))
+    return (observed + unseen_part / k, observed + unseen_part * k)
+
+
 def accumulation_curve(counts: np.ndarray) -> list[tuple[int, float]]:
     """Expected distinct values among the first m calls, averaged over every ordering of the
     calls (exact rarefaction: sum over values of 1 - C(n - c, m) / C(n, m))."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,7 @@ Log = Callable[[str], None]
 
 def compare_command(baseline, candidate, thresholds, token, fail_on, alpha, markdown, warn):
     """(markdown text, JSON dict, drifted?) for two sets of runs."""
-    from detcheck.compare import FINDINGS, Distribution, compare, drift, render_markdown
+    from detcheck.compare import FINDINGS, Distribution, compare, render_markdown
     from detcheck.report import build_report, run_target
     from detcheck.store import display_uri, read_runs
 
@@ -25,14 +26,39 @@ def compare_command(baseline, candidate, thresholds, token, fail_on, alpha, mark
         raise UsageError(f"--alpha must be between 0 and 1, got {alpha}")
     base_runs = read_runs([baseline], warn=warn)
     cand_runs = read_runs([candidate], warn=warn)
+    names = (display_uri(baseline), display_uri(candidate))
+    if all((r.meta.get("config") or {}).get("kind") == "generate" for r in base_runs + cand_runs):
+        result, text = _compare_generations(base_runs, cand_runs, alpha, kinds, names)
+        return _finish(result, text, kinds, markdown, target=None)
     target = token or run_target(base_runs, None)[0]
     base = build_report(base_runs, thresholds, token=target)
     cand = build_report(cand_runs, thresholds, token=target)
     result = compare(
         Distribution.from_report(base), Distribution.from_report(cand), thresholds, alpha
     )
+    text = render_markdown(result, kinds, names)
+    return _finish(result, text, kinds, markdown, target)
+
+
+def _compare_generations(base_runs, cand_runs, alpha, kinds, names):
+    from detcheck.compare import compare_completions, render_completions_markdown
+    from detcheck.generation import completion_counts, read_generations
+
+    base, cand = read_generations(base_runs), read_generations(cand_runs)
+    result = compare_completions(
+        completion_counts(base),
+        completion_counts(cand),
+        Counter(f or "null" for f in base.fingerprints),
+        Counter(f or "null" for f in cand.fingerprints),
+        alpha,
+    )
+    return result, render_completions_markdown(result, kinds, names)
+
+
+def _finish(result, text, kinds, markdown, target):
+    from detcheck.compare import drift
+
     failing = drift(result, kinds)
-    text = render_markdown(result, kinds, (display_uri(baseline), display_uri(candidate)))
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_file:
         with open(summary_file, "a", encoding="utf-8") as f:

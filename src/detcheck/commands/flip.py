@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from detcheck import spec
@@ -52,13 +53,16 @@ def flip_command(options, log: Log):
         from detcheck.commands.resume import resume_run
 
         return resume_run(options, log)
-    options = settled(options)
-    n = options.n
     recorded = None
     if options.replay is not None:
         endpoint, recorded_meta, size = replay_endpoint(options.replay)
         recorded = recorded_meta.get("config")
+        if options.kind is None:  # a replay measures what the recording measured
+            options = replace(options, kind=(recorded or {}).get("kind", "flip"))
         endpoint_name = f"replay:{options.replay}"
+    options = settled(options)
+    n = options.n
+    if options.replay is not None:
         if n > size:
             log(f"note: the recording has {size:,} responses; replay wraps around")
     else:
@@ -79,7 +83,7 @@ def flip_command(options, log: Log):
         timeout_s=options.timeout_s,
     )
     meta["client"] = endpoint.client_kind
-    for t in targets:
+    for t in targets if config.kind == "flip" else []:
         if UNRESOLVED in t.how:
             log(
                 f"{t.label!r}: tiktoken does not know {config.model!r}; the token will be "
@@ -109,7 +113,7 @@ def retry_policy(options: FlipOptions):
 def execute(config, endpoint, writer, n, done, start_call, start_seq, options, policy, log):
     """Send until the run holds n successes; close the run whatever happens."""
     from detcheck.progress import ProgressBar
-    from detcheck.report import build_report
+    from detcheck.report import report_of
     from detcheck.request import Flip, run_flip
     from detcheck.stats import import_scipy_in_background
     from detcheck.store import read_run, utc_now
@@ -130,7 +134,7 @@ def execute(config, endpoint, writer, n, done, start_call, start_seq, options, p
     import_scipy_in_background()  # while requests are in flight, not after
     failing = True
     try:
-        with ProgressBar(n, enabled=options.progress, done=done) as bar:
+        with ProgressBar(n, enabled=options.progress, done=done, label=config.kind) as bar:
             flip.on_progress = bar.update
             outcome = run_flip(flip)
         status = "interrupted" if outcome.interrupted else "complete"
@@ -164,10 +168,13 @@ def execute(config, endpoint, writer, n, done, start_call, start_seq, options, p
             f"warning: {outcome.short_top_logprobs:,} response(s) carried fewer than the "
             f"{config.top_logprobs} top logprobs asked for"
         )
-    _match_targets_to_tokens(writer, log)
+    if config.kind == "flip":
+        _match_targets_to_tokens(writer, log)
     # the report from the local copy, before it goes (a bucket may only be writable with
     # credentials the URI carried, which run.json does not keep)
-    report = build_report([read_run(writer.run_dir)], options.thresholds)
+    report = report_of(
+        [read_run(writer.run_dir)], options.thresholds, answer_regex=options.answer_regex
+    )
     finish_staging(writer, log)
     if outcome.interrupted:
         log(_resume_hint(writer, done + outcome.successes, n))
@@ -200,13 +207,14 @@ def _resume_hint(writer, successes: int, n: int) -> str:
     there: its journals hold what was not uploaded yet), else from its object-store URI."""
     import shlex
 
+    command = (writer.meta.get("config") or {}).get("kind") or "flip"
     if writer.mirror is not None and not writer.run_dir.exists():
         target = writer.meta["upload_to"]  # credentials come from the environment
     else:
         target = str(writer.run_dir)
     return (
         f"kept {successes:,} of {n:,} responses in {location(writer)}; continue with: "
-        f"detcheck flip --resume {shlex.quote(target)}"
+        f"detcheck {command} --resume {shlex.quote(target)}"
     )
 
 

@@ -13,9 +13,9 @@ Log = Callable[[str], None]
 
 
 def _given_or_default(self, name: str):
-    """The value given, else the spec's default."""
+    """The value given, else the spec's default (for this kind of measurement)."""
     value = getattr(self, name)
-    return spec.default(name) if value is None else value
+    return spec.default(name, self.kind or "flip") if value is None else value
 
 
 # A measurement as asked for: every parameter of detcheck.spec as given (None: not given, so a
@@ -28,6 +28,8 @@ FlipOptions = make_dataclass(
         ("key_env", str, "OPENAI_API_KEY"),  # the environment variable that holds the key
         ("tags", object, None),  # stored in run.json (e.g. a sweep's concurrency level)
         ("partition", bool, False),  # under model=<model>/date=<YYYY-MM-DD>/ (scheduled runs)
+        ("kind", object, None),  # "flip" or "generate"; None: flip, or the recorded run's
+        ("answer_regex", object, None),  # generate: the answer in each completion (TARa@N)
     ],
     namespace={"value": _given_or_default},
 )
@@ -43,8 +45,12 @@ def resolve_config(options, recorded: dict | None = None):
     """Options given on the command line, else the recorded run's, else the spec's."""
     from detcheck.tokens import Target, resolve_targets
 
-    base = FlipConfig.from_dict(recorded) if recorded else FlipConfig()
+    base = (
+        FlipConfig.from_dict(recorded) if recorded else FlipConfig.of_kind(options.kind or "flip")
+    )
     config = replace(base, **given_parameters(options))
+    if options.kind is not None:
+        config = replace(config, kind=options.kind)
     if options.no_seed:
         config = replace(config, seed=None)
     from detcheck.shapes import SHAPES
@@ -52,6 +58,9 @@ def resolve_config(options, recorded: dict | None = None):
     if config.api in SHAPES and not SHAPES[config.api].TAKES_SEED and options.seed is None:
         config = replace(config, seed=None)  # none is sent, and run.json says so (null)
     config.validate()
+    if config.kind == "generate":  # whole answers: no label's token is looked for
+        targets = [Target(label, label, "not looked for (generate)") for label in config.labels]
+        return replace(config, targets={}), targets
     recorded_targets = (recorded or {}).get("targets", {})
     same_model = bool(recorded) and config.model == recorded.get("model")
     if options.target_token:
@@ -84,5 +93,5 @@ def settled(options, stored: dict | None = None):
         value = getattr(options, name)
         if value is None and stored:
             value = stored.get(name)
-        values[name] = spec.default(name) if value is None else value
+        values[name] = spec.default(name, options.kind or "flip") if value is None else value
     return replace(options, **values)

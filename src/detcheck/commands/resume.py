@@ -99,7 +99,7 @@ def resume_run(options, log: Log):
 def _finish_complete(run_dir, meta, lock, mirror, done, start_seq, options, log):
     """A run that holds its n responses. If the process died before closing it (journals not
     yet compacted, run.json still "running", parts not uploaded), closing is all that is left."""
-    from detcheck.report import build_report
+    from detcheck.report import report_of
     from detcheck.request import Outcome
     from detcheck.store import RunWriter, read_run, utc_now
 
@@ -117,10 +117,10 @@ def _finish_complete(run_dir, meta, lock, mirror, done, start_seq, options, log)
             attempts=start_seq,
         )
         if mirror is not None:
-            report = build_report([read_run(run_dir)], options.thresholds)
+            report = report_of([read_run(run_dir)], options.thresholds)
             finish_staging(writer, log)
             return report, location(writer), Outcome()
-    return build_report([read_run(run_dir)], options.thresholds), run_dir, Outcome()
+    return report_of([read_run(run_dir)], options.thresholds), run_dir, Outcome()
 
 
 def _mirror_of(meta: dict):

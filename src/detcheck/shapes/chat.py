@@ -10,6 +10,7 @@ from detcheck.record import (
     Parsed,
     first_choice,
     float_or_none,
+    generation_of,
     int_or_none,
     load_json,
     str_or_none,
@@ -35,10 +36,12 @@ def request_body(config) -> dict:
     return with_seed(body, config.seed)
 
 
-def parse(body: bytes | str) -> Parsed:
-    """The first generated token of a chat completion, with its top logprobs."""
+def parse(body: bytes | str, whole: bool = False) -> Parsed:
+    """The first generated token of a chat completion, with its top logprobs (and with `whole`,
+    every position's)."""
     data = load_json(body)
-    logprobs = first_choice(data).get("logprobs")
+    choice = first_choice(data)
+    logprobs = choice.get("logprobs")
     content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
     if not isinstance(content, list) or not content or not isinstance(content[0], Mapping):
         raise MalformedResponse("no_logprobs", "response carries no logprobs")
@@ -58,4 +61,12 @@ def parse(body: bytes | str) -> Parsed:
         prompt_tokens=int_or_none(usage.get("prompt_tokens")),
         completion_tokens=int_or_none(usage.get("completion_tokens")),
         cached_tokens=int_or_none(cached),
+        generation=generation_of(content, _text(choice), choice.get("finish_reason"))
+        if whole
+        else None,
     )
+
+
+def _text(choice: Mapping):
+    message = choice.get("message")
+    return message.get("content") if isinstance(message, Mapping) else None

@@ -7,10 +7,12 @@ import math
 from collections.abc import Mapping
 
 from detcheck.record import (
+    Generation,
     MalformedResponse,
     Parsed,
     first_choice,
     float_or_none,
+    generation_of,
     int_or_none,
     load_json,
     str_or_none,
@@ -33,23 +35,19 @@ def request_body(config) -> dict:
     return with_seed(body, config.seed)
 
 
-def parse(body: bytes | str) -> Parsed:
+def parse(body: bytes | str, whole: bool = False) -> Parsed:
     """The legacy /v1/completions shape: `logprobs.top_logprobs` is a list of {token: logprob}
     dicts (one per generated token), `tokens` / `token_logprobs` the generated ones."""
     data = load_json(body)
-    logprobs = first_choice(data).get("logprobs")
+    choice = first_choice(data)
+    logprobs = choice.get("logprobs")
     tokens = logprobs.get("tokens") if isinstance(logprobs, Mapping) else None
     if not isinstance(tokens, list) or not tokens:
         raise MalformedResponse("no_logprobs", "response carries no logprobs")
     token_lps = logprobs.get("token_logprobs") or [None]
     tops = logprobs.get("top_logprobs") or [None]
     first_top = tops[0] if isinstance(tops, list) and isinstance(tops[0], Mapping) else {}
-    entries = [
-        {"token": str_or_none(t), "logprob": float_or_none(lp), "bytes": None}
-        for t, lp in first_top.items()
-        if isinstance(t, str)
-    ]
-    entries.sort(key=lambda e: -(e["logprob"] if e["logprob"] is not None else -math.inf))
+    entries = _ranked(first_top)
     usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
     return Parsed(
         response_id=str_or_none(data.get("id")),
@@ -61,4 +59,32 @@ def parse(body: bytes | str) -> Parsed:
         prompt_tokens=int_or_none(usage.get("prompt_tokens")),
         completion_tokens=int_or_none(usage.get("completion_tokens")),
         cached_tokens=None,
+        generation=_generation(choice, tokens, token_lps, tops) if whole else None,
     )
+
+
+def _ranked(top: Mapping) -> list[dict]:
+    """A {token: logprob} dict as ranked entries, most likely first."""
+    entries = [
+        {"token": str_or_none(t), "logprob": float_or_none(lp), "bytes": None}
+        for t, lp in top.items()
+        if isinstance(t, str)
+    ]
+    entries.sort(key=lambda e: -(e["logprob"] if e["logprob"] is not None else -math.inf))
+    return entries
+
+
+def _generation(choice: Mapping, tokens: list, token_lps, tops) -> Generation:
+    token_lps = token_lps if isinstance(token_lps, list) else []
+    tops = tops if isinstance(tops, list) else []
+    entries = []
+    for i, token in enumerate(tokens):
+        top = tops[i] if i < len(tops) and isinstance(tops[i], Mapping) else {}
+        entries.append(
+            {
+                "token": token,
+                "logprob": token_lps[i] if i < len(token_lps) else None,
+                "top_logprobs": _ranked(top),
+            }
+        )
+    return generation_of(entries, choice.get("text"), choice.get("finish_reason"))

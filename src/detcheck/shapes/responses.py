@@ -11,6 +11,7 @@ from detcheck.record import (
     MalformedResponse,
     Parsed,
     float_or_none,
+    generation_of,
     int_or_none,
     load_json,
     str_or_none,
@@ -34,7 +35,7 @@ def request_body(config) -> dict:
     }
 
 
-def parse(body: bytes | str) -> Parsed:
+def parse(body: bytes | str, whole: bool = False) -> Parsed:
     """The first output token of the first `output_text` part, with its top logprobs."""
     data = load_json(body)
     if not isinstance(data, Mapping):
@@ -75,4 +76,20 @@ def parse(body: bytes | str) -> Parsed:
         cached_tokens=int_or_none(details.get("cached_tokens"))
         if isinstance(details, Mapping)
         else None,
+        generation=generation_of(logprobs, texts[0].get("text"), _finish_reason(data))
+        if whole
+        else None,
     )
+
+
+def _finish_reason(data: Mapping) -> str | None:
+    """As chat spells it: `stop` for a completed response, `length` for one cut by
+    max_output_tokens, else the API's own reason or status."""
+    status = data.get("status")
+    if status == "completed":
+        return "stop"
+    details = data.get("incomplete_details")
+    reason = details.get("reason") if isinstance(details, Mapping) else None
+    if reason == "max_output_tokens":
+        return "length"
+    return str_or_none(reason) or str_or_none(status)

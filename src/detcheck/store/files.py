@@ -93,6 +93,7 @@ def _json_or_nothing(data: bytes | str):
 
 # Attempts per Parquet part: a journal is compacted into a part when it holds this many.
 ROWS_PER_PART = 10_000
+GENERATE_ROWS_PER_PART = 1_000  # rows of whole generations (~30-60 KB of raw body each)
 # Rows per Parquet row group. Reading pays a fixed cost per row group and column (~0.1 ms), so
 # small groups slow analysis (10M responses: 2,000-row groups 5.5 s of decoding, 10,000-row
 # groups 3.8 s); compacting a journal holds a group's rows as Arrow (~2.5 KB each with the raw

@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -200,6 +201,27 @@ class Run:
         # its fixed cost per batch once, not per group
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
         return table.to_batches(max_chunksize=batch_size)
+
+    def row(self, seq: int, columns: Sequence[str]) -> dict | None:
+        """The attempt `seq` (those `columns` of it), reading only the row groups whose `seq`
+        statistics can hold it: one response of a large run without decoding the rest."""
+        for part in self.parts:
+            footer = self.footer(part)
+            index = footer.schema.to_arrow_schema().get_field_index("seq")
+            for g in range(footer.num_row_groups):
+                s = footer.row_group(g).column(index).statistics
+                if s is not None and s.has_min_max and not s.min <= seq <= s.max:
+                    continue
+                parquet = _parquet_file(part, self.fs, None, footer)
+                present, missing = _split_columns(["seq", *columns], parquet.schema_arrow)
+                table = _with_nulls(parquet.read_row_group(g, columns=present), missing)
+                hit = table.filter(pc.equal(table.column("seq"), seq))
+                if hit.num_rows:
+                    return hit.slice(0, 1).to_pylist()[0]
+        for row in self.pending:
+            if row.get("seq") == seq:
+                return {c: row.get(c) for c in columns}
+        return None
 
     def batches(
         self,

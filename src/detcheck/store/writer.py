@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from detcheck.errors import StorageError
 from detcheck.store.files import (
+    GENERATE_ROWS_PER_PART,
     PARQUET_OPTIONS,
     ROWS_PER_PART,
     RUN_JSON,
@@ -36,7 +37,7 @@ class RunWriter:
         self,
         run_dir: Path,
         meta: dict,
-        rows_per_part: int = ROWS_PER_PART,
+        rows_per_part: int | None = None,
         flush_every_s: float = 60.0,
         mirror: tuple[pafs.FileSystem, str] | None = None,
         lock: RunLock | None = None,
@@ -50,7 +51,11 @@ class RunWriter:
         self.run_dir = Path(run_dir)
         self.mirror = mirror
         self.meta = meta
-        self.rows_per_part = rows_per_part
+        # a whole generation's row is ~50x a first token's: smaller parts keep a flush small
+        kind = (meta.get("config") or {}).get("kind", "flip")
+        self.rows_per_part = rows_per_part or (
+            ROWS_PER_PART if kind == "flip" else GENERATE_ROWS_PER_PART
+        )
         self.flush_every_s = flush_every_s
         _make_dir(self.run_dir, private)
         self.lock = lock or RunLock(self.run_dir)

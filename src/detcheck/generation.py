@@ -1,0 +1,562 @@
+"""Whole generations: how many different answers N identical requests gave, where they part,
+and why (the near-tie at the split, the drift before it).
+
+`read_generations` turns stored runs into arrays (tokens as integer codes, padded per response);
+everything after it is pure numpy on those arrays. A completion is its token sequence: two
+responses are the same completion when every generated token is the same.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from detcheck import stats
+from detcheck.errors import DataError, UsageError
+
+GENERATION_COLUMNS = ["ok", "seq", "system_fingerprint", "finish_reason", "text"]
+GENERATION_COLUMNS += ["gen_tokens", "gen_logprobs", "http_status", "error_type"]
+END = -1  # the code of "no token here": the completion ended before this position
+MAX_SPLITS = 50  # splits listed along the modal path (the report stays readable)
+
+
+@dataclass
+class Generations:
+    """The successful responses of some runs, position by position."""
+
+    codes: np.ndarray  # (responses, positions) int32 token codes, END past each one's end
+    logprobs: np.ndarray  # (responses, positions) float64, NaN past the end (or unusable)
+    vocabulary: list[str | None]  # code -> token
+    texts: list[str | None]
+    finish_reasons: list[str | None]
+    fingerprints: list[str | None]
+    errors_by_type: dict[str, int]
+    where: list[tuple[object, int]]  # each response's run and seq (to fetch one row's detail)
+    modal_top: list[list[float]] | None = None  # the modal response's top logprobs, fetched
+
+    @property
+    def n(self) -> int:
+        return int(self.codes.shape[0])
+
+
+def read_generations(runs) -> Generations:
+    """The generated tokens and logprobs of every successful response of `runs`, in the order
+    they were received, as padded arrays."""
+    token_chunks, logprob_chunks = [], []
+    texts, reasons, fps, where = [], [], [], []
+    errors: Counter = Counter()
+    for run in runs:
+        for batch in run.batches(GENERATION_COLUMNS, batch_size=8_192):
+            ok = batch.column("ok")
+            failed = batch.filter(pc.invert(ok))
+            errors.update(e or "unknown" for e in failed.column("error_type").to_pylist())
+            good = batch.filter(ok)
+            if good.num_rows == 0:
+                continue
+            tokens = good.column("gen_tokens")
+            if tokens.null_count == len(tokens):
+                raise DataError(
+                    f"{run.path}: holds no whole generations (a `flip` run: analyse it as one, "
+                    "or measure whole answers with `detcheck generate`)"
+                )
+            token_chunks.append(tokens)
+            logprob_chunks.append(good.column("gen_logprobs"))
+            texts += good.column("text").to_pylist()
+            reasons += good.column("finish_reason").to_pylist()
+            fps += good.column("system_fingerprint").to_pylist()
+            where += [(run, s) for s in good.column("seq").to_pylist()]
+    if not token_chunks:
+        return Generations(
+            np.zeros((0, 0), np.int32), np.zeros((0, 0)), [], [], [], [], dict(errors), []
+        )
+    tokens = pa.chunked_array(token_chunks).combine_chunks()
+    logprobs = pa.chunked_array(logprob_chunks).combine_chunks()
+    codes, vocabulary = _padded_codes(tokens)
+    floats = _padded_floats(logprobs, codes.shape)
+    return Generations(codes, floats, vocabulary, texts, reasons, fps, dict(errors), where)
+
+
+def _lengths_and_rows(lists: pa.ListArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
+    rows = np.repeat(np.arange(len(lists)), lengths)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    positions = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
+    return lengths, rows, positions
+
+
+def _padded_codes(tokens: pa.ListArray) -> tuple[np.ndarray, list]:
+    """Token lists as a (responses, longest) array of codes (dictionary-encoded by Arrow, in
+    C: 12.8M tokens take ~0.3 s), END where a response has no token."""
+    lengths, rows, positions = _lengths_and_rows(tokens)
+    encoded = pc.dictionary_encode(pc.list_flatten(tokens))
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    nulls = encoded.indices.is_null().to_numpy(zero_copy_only=False)
+    vocabulary = encoded.dictionary.to_pylist() + [None]
+    indices = np.where(nulls, len(vocabulary) - 1, indices).astype(np.int32)  # null: a token
+    width = int(lengths.max()) if lengths.size else 0
+    codes = np.full((len(tokens), width), END, np.int32)
+    codes[rows, positions] = indices
+    return codes, vocabulary
+
+
+def _padded_floats(lists: pa.ListArray, shape: tuple[int, int]) -> np.ndarray:
+    _, rows, positions = _lengths_and_rows(lists)
+    flat = pc.list_flatten(lists)
+    values = flat.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls become NaN
+    out = np.full(shape, np.nan)
+    keep = positions < shape[1]
+    out[rows[keep], positions[keep]] = values[keep]
+    return out
+
+
+def unique_completions(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first response of each distinct completion, inverse, counts), completions ordered by
+    count (most common first), ties by first appearance."""
+    if codes.shape[0] == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    rows = np.ascontiguousarray(codes).view(
+        np.dtype((np.void, codes.dtype.itemsize * codes.shape[1]))
+    )
+    _, first, inverse, counts = np.unique(
+        rows.ravel(), return_index=True, return_inverse=True, return_counts=True
+    )
+    order = np.lexsort((first, -counts))  # most common first, then earliest
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return first[order], rank[inverse.ravel()], counts[order]
+
+
+def first_divergence(codes: np.ndarray, modal_row: int) -> np.ndarray:
+    """Per response, the 0-based position of the first token that differs from the modal
+    completion (ending earlier or later counts as differing); -1 where there is none."""
+    if codes.shape[0] == 0:
+        return np.zeros(0, np.int64)
+    differs = codes != codes[modal_row]
+    where = np.argmax(differs, axis=1)
+    return np.where(differs.any(axis=1), where, -1)
+
+
+def on_modal_path(codes: np.ndarray, modal_row: int) -> np.ndarray:
+    """(responses, positions): True where a response agrees with the modal completion at this
+    position and every one before it."""
+    return np.logical_and.accumulate(codes == codes[modal_row], axis=1)
+
+
+def positions_profile(g: Generations, modal_row: int, agree: np.ndarray) -> list[dict]:
+    """One entry per position of the modal completion: among responses that agree with it up
+    to there, how many distinct tokens come next, and among those that take the modal token,
+    how many bit-distinct logprobs it has and how far they spread (drift that has not, or not
+    yet, flipped a token)."""
+    out = []
+    length = int((g.codes[modal_row] != END).sum())
+    for p in range(length):
+        before = agree[:, p - 1] if p else np.ones(g.n, bool)
+        here = agree[:, p]
+        next_tokens = np.unique(g.codes[before, p])
+        values = g.logprobs[here, p]
+        values = values[~np.isnan(values)]
+        distinct = np.unique(values)
+        out.append(
+            {
+                "position": p,
+                "token": g.vocabulary[g.codes[modal_row, p]],
+                "responses": int(before.sum()),
+                "distinct_tokens": int(next_tokens.size),
+                "distinct_logprobs": int(distinct.size),
+                "logprob_min": float(distinct[0]) if distinct.size else None,
+                "logprob_max": float(distinct[-1]) if distinct.size else None,
+                "logprob_spread": float(distinct[-1] - distinct[0]) if distinct.size else None,
+            }
+        )
+    return out
+
+
+def splits_on_modal_path(g: Generations, modal_row: int, agree: np.ndarray) -> list[dict]:
+    """Where paths part, read along the modal completion: at each position where responses
+    that agreed so far take different tokens, the tokens with their counts, and the top-1/top-2
+    logprob gap of the modal response there (a near-tie says why they parted)."""
+    out = []
+    length = g.codes.shape[1]
+    for p in range(length):
+        before = agree[:, p - 1] if p else np.ones(g.n, bool)
+        if not before.any():
+            break
+        tokens, counts = np.unique(g.codes[before, p], return_counts=True)
+        if tokens.size < 2:
+            if g.codes[modal_row, p] == END:
+                break
+            continue
+        order = np.argsort(-counts, kind="stable")
+        gap = None
+        if g.modal_top is not None and p < len(g.modal_top):
+            top = [v for v in g.modal_top[p] if v is not None]
+            if len(top) >= 2:
+                gap = float(top[0] - top[1])
+        out.append(
+            {
+                "position": p,
+                "responses": int(before.sum()),
+                "tokens": [
+                    {
+                        "token": None if tokens[i] == END else g.vocabulary[tokens[i]],
+                        "ended": bool(tokens[i] == END),
+                        "count": int(counts[i]),
+                        "modal": bool(tokens[i] == g.codes[modal_row, p]),
+                    }
+                    for i in order
+                ],
+                "top_gap_logprob": gap,
+            }
+        )
+        if len(out) >= MAX_SPLITS:
+            break
+    return out
+
+
+def answers(texts: Sequence[str | None], pattern: str) -> list[str | None]:
+    """The answer in each text: the regex's first group if it has one, else its whole match;
+    None where it does not match."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise UsageError(f"--answer-regex is not a regular expression: {exc}") from None
+    out = []
+    for text in texts:
+        found = regex.search(text or "")
+        out.append(None if found is None else (found.group(1) if regex.groups else found.group(0)))
+    return out
+
+
+def summarise(g: Generations, answer_regex: str | None = None) -> dict:
+    """The report of one set of identical requests (one prompt)."""
+    first, inverse, counts = unique_completions(g.codes)
+    n = g.n
+    if n == 0:
+        return {"n": 0, "unique_completions": 0, "completions": [], "modal_completion": None}
+    modal_row = int(first[0])
+    if g.modal_top is None and g.where:  # why paths part: the modal response's near-ties
+        run, seq = g.where[modal_row]
+        found = run.row(seq, ["gen_top_logprobs"]) if hasattr(run, "row") else None
+        g.modal_top = (found or {}).get("gen_top_logprobs")
+    divergence = first_divergence(g.codes, modal_row)
+    agree = on_modal_path(g.codes, modal_row)
+    lengths = (g.codes != END).sum(axis=1)
+    completions = []
+    for k, (row, count) in enumerate(zip(first.tolist(), counts.tolist())):
+        if k >= 20:  # the rest are counted, not listed
+            break
+        parts_at = None if k == 0 else int(divergence[row])
+        completions.append(
+            {
+                "count": int(count),
+                "share": count / n,
+                "text": g.texts[row],
+                "tokens": int(lengths[row]),
+                "first_divergence": parts_at,
+                # from two tokens before it parts from the modal one: what a reader compares
+                "parting_text": None
+                if parts_at is None
+                else "".join(
+                    g.vocabulary[c] or "" for c in g.codes[row, max(0, parts_at - 2) :] if c != END
+                ),
+            }
+        )
+    diverged = divergence[divergence >= 0]
+    by_position = Counter(diverged.tolist())
+    unseen = stats.unseen(counts)
+    unseen["chao1_ci95"] = list(stats.chao1_ci95(counts))
+    report = {
+        "n": n,
+        "max_tokens_seen": int(g.codes.shape[1]),
+        "unique_completions": int(counts.size),
+        "completions": completions,
+        "modal_completion": {
+            "count": int(counts[0]),
+            "share": float(counts[0] / n),
+            "text": g.texts[modal_row],
+            "tokens": int(lengths[modal_row]),
+        },
+        "first_divergence": {
+            "diverged": int(diverged.size),
+            "min": int(diverged.min()) if diverged.size else None,
+            "median": float(np.median(diverged)) if diverged.size else None,
+            "max": int(diverged.max()) if diverged.size else None,
+            "by_position": {str(p): c for p, c in sorted(by_position.items())},
+        },
+        "common_prefix_tokens": int(diverged.min()) if diverged.size else int(lengths[modal_row]),
+        "splits": splits_on_modal_path(g, modal_row, agree),
+        "positions": positions_profile(g, modal_row, agree),
+        "lengths": {
+            "min": int(lengths.min()),
+            "median": float(np.median(lengths)),
+            "max": int(lengths.max()),
+        },
+        "finish_reasons": dict(Counter(r or "null" for r in g.finish_reasons).most_common()),
+        "unseen": unseen,
+        "fingerprints": dict(Counter(f or "null" for f in g.fingerprints).most_common()),
+        "errors": int(sum(g.errors_by_type.values())),
+        "errors_by_type": dict(sorted(g.errors_by_type.items())),
+    }
+    if answer_regex is not None:
+        found = answers(g.texts, answer_regex)
+        tally = Counter(found)
+        report["answers"] = {
+            "distinct": len(tally),
+            "modal": tally.most_common(1)[0][0],
+            "modal_share": tally.most_common(1)[0][1] / n,
+            "unmatched": tally.get(None, 0),
+        }
+    return report
+
+
+def headline(r: dict) -> str:
+    if not r["n"]:
+        return "no successful responses to analyse"
+    k, n = r["unique_completions"], r["n"]
+    if k == 1:
+        return (
+            f"1 completion in {n:,} calls: every response was the same "
+            f"{r['modal_completion']['tokens']} tokens."
+        )
+    parts = [
+        f"{k:,} different completions in {n:,} calls",
+        f"all agree for their first {r['common_prefix_tokens']:,} tokens",
+        f"the most common came back in {r['modal_completion']['share']:.1%} of calls",
+    ]
+    if r["splits"]:
+        s = r["splits"][0]
+        gap = s["top_gap_logprob"]
+        why = (
+            f"a near-tie (gap {gap:.4g} nats)"
+            if gap is not None and gap < 0.5
+            else f"a gap of {gap:.4g} nats"
+            if gap is not None
+            else "no top logprobs to say why"
+        )
+        parts.append(f"the first split is {why} at position {s['position']}")
+    drift = [p for p in r["positions"][: r["common_prefix_tokens"]] if p["distinct_logprobs"] > 1]
+    if drift:
+        parts.append(
+            f"before it, the logprobs already drifted at {len(drift)} of "
+            f"{r['common_prefix_tokens']} positions"
+        )
+    return "; ".join(parts) + "."
+
+
+def path_picture(r: dict, width: int = 64) -> str:
+    """Where paths part, in one line per 64 positions: the share of responses still on the
+    modal path at each position (█ all ... ▁ few), | at a split."""
+    levels = " ▁▂▃▄▅▆▇█"
+    positions = r["positions"]
+    if not positions:
+        return ""
+    n = r["n"]
+    split_at = {s["position"] for s in r["splits"]}
+    cells = []
+    for p in positions:
+        if p["position"] in split_at:
+            cells.append("|")
+        else:
+            cells.append(levels[max(1, math.ceil(p["responses"] / n * 8))])
+    lines = []
+    for start in range(0, len(cells), width):
+        lines.append(f"{start:>5}  " + "".join(cells[start : start + width]))
+    return "\n".join(lines)
+
+
+def render_text(r: dict) -> str:
+    from tabulate import tabulate
+
+    from detcheck.record import printable
+
+    if r.get("prompts"):
+        return render_prompt_set(r)
+    lines = [r.get("headline") or headline(r), ""]
+    if not r["n"]:
+        return "\n".join(lines)
+    rows = [
+        [
+            f"{c['count']:,}",
+            f"{c['share']:.1%}",
+            c["tokens"],
+            "" if c["first_divergence"] is None else c["first_divergence"],
+            printable(_clip(c["text"] if c["parting_text"] is None else "…" + c["parting_text"])),
+        ]
+        for c in r["completions"][:10]
+    ]
+    lines.append(
+        tabulate(
+            rows,
+            headers=["Count", "Share", "Tokens", "Parts at", "Completion"],
+            disable_numparse=True,
+        )
+    )
+    if r["unique_completions"] > len(rows):
+        lines.append(f"... and {r['unique_completions'] - len(rows):,} more")
+    lines += ["", "on the modal path, by position:", path_picture(r), ""]
+    for s in r["splits"][:10]:
+        tokens = ", ".join(
+            f"{'(end)' if t['ended'] else printable(repr(t['token']))} {t['count']:,}"
+            for t in s["tokens"][:5]
+        )
+        gap = s["top_gap_logprob"]
+        gap_text = f"top-2 gap {gap:.4g} nats" if gap is not None else "no top logprobs"
+        lines.append(f"split at {s['position']:>4}: {tokens} ({gap_text})")
+    fd = r["first_divergence"]
+    u = r["unseen"]
+    lo, hi = u["chao1_ci95"]
+    lines += [
+        "",
+        f"responses {r['n']:,} | completions {r['unique_completions']:,} (Chao1 "
+        f"{u['chao1']:,.1f}, 95% CI {lo:,.1f} to {hi:,.1f}) | common prefix "
+        f"{r['common_prefix_tokens']:,} tokens | first divergence median "
+        + (f"{fd['median']:g}" if fd["median"] is not None else "none"),
+        f"lengths {r['lengths']['min']}-{r['lengths']['max']} tokens; finish reasons: "
+        + ", ".join(f"{printable(k)} {v:,}" for k, v in r["finish_reasons"].items()),
+        "calls per fingerprint: "
+        + ", ".join(f"{printable(k)} {v:,}" for k, v in sorted(r["fingerprints"].items())),
+    ]
+    if r.get("answers"):
+        a = r["answers"]
+        lines.append(
+            f"answers: {a['distinct']} distinct; modal {printable(repr(a['modal']))} in "
+            f"{a['modal_share']:.1%}; {a['unmatched']:,} unmatched"
+        )
+    if r.get("agreement"):
+        ag = r["agreement"]
+        answer = f"{ag['answer']:.1%}" if ag["answer"] is not None else "n/a"
+        lines.append(f"prompts {ag['prompts']}: TARr@N {ag['raw']:.1%}, TARa@N {answer}")
+    if r["errors"]:
+        kinds = ", ".join(f"{k} {c:,}" for k, c in r["errors_by_type"].items())
+        lines.append(f"failed attempts: {r['errors']:,} ({kinds})")
+    return "\n".join(lines)
+
+
+def _clip(text: str | None, limit: int = 60) -> str:
+    text = (text or "").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+GENERATE_REPORT_VERSION = 1  # the --json keys of a generate report (tests/test_generate.py)
+
+
+def prompt_key(run) -> tuple[str, str]:
+    """(id, prompt) of the prompt a run sent: --prompts gives ids, one --prompt has none."""
+    meta = run.meta
+    prompt = (meta.get("config") or {}).get("prompt") or ""
+    return str((meta.get("tags") or {}).get("prompt_id") or ""), prompt
+
+
+def build_generation_report(runs, answer_regex: str | None = None) -> dict:
+    """The report of generate runs: one prompt's runs added up, or, for runs of several
+    prompts (--prompts), each prompt's summary and the agreement over prompts (TARr@N, TARa@N)."""
+    groups: dict[tuple[str, str], list] = {}
+    for run in runs:
+        groups.setdefault(prompt_key(run), []).append(run)
+    configs = [r.meta.get("config") or {} for r in runs]
+    common = {
+        "kind": "generate",
+        "report_version": GENERATE_REPORT_VERSION,
+        "models": sorted({c.get("model") for c in configs if c.get("model")}),
+        "max_tokens": max((c.get("max_tokens") or 0 for c in configs), default=None),
+        "runs": [str(r.path) for r in runs],
+    }
+    if len(groups) == 1:
+        report = {**common, **summarise(read_generations(runs), answer_regex)}
+        report["prompts"], report["agreement"] = None, None
+        report["headline"] = headline(report)
+        return report
+    prompts, fingerprints, errors = [], Counter(), Counter()
+    for (prompt_id, prompt), members in groups.items():
+        g = read_generations(members)
+        s = summarise(g, answer_regex)
+        fingerprints.update(s.get("fingerprints") or {})
+        errors.update(s.get("errors_by_type") or {})
+        prompts.append(
+            {
+                "id": prompt_id or prompt[:40],
+                "prompt": prompt,
+                "n": s["n"],
+                "unique_completions": s["unique_completions"],
+                "modal_share": (s["modal_completion"] or {}).get("share"),
+                "modal_text": (s["modal_completion"] or {}).get("text"),
+                "common_prefix_tokens": s.get("common_prefix_tokens"),
+                "first_divergence": s.get("first_divergence"),
+                "first_split_gap_logprob": (s.get("splits") or [{}])[0].get("top_gap_logprob"),
+                "answers": s.get("answers"),
+            }
+        )
+    answered = [p["answers"] for p in prompts] if answer_regex is not None else None
+    agreement = {
+        "prompts": len(prompts),
+        "raw": sum(p["unique_completions"] == 1 for p in prompts) / len(prompts),
+        "answer": sum(a["distinct"] == 1 for a in answered) / len(prompts) if answered else None,
+    }
+    report = {
+        **common,
+        "n": sum(p["n"] for p in prompts),
+        "unique_completions": sum(p["unique_completions"] for p in prompts),
+        "prompts": prompts,
+        "agreement": agreement,
+        "fingerprints": dict(fingerprints.most_common()),
+        "errors": int(sum(errors.values())),
+        "errors_by_type": dict(sorted(errors.items())),
+    }
+    answer = f", TARa@N {agreement['answer']:.1%}" if agreement["answer"] is not None else ""
+    report["headline"] = (
+        f"{len(prompts)} prompts, {report['n']:,} calls: {agreement['raw']:.1%} gave one "
+        f"completion every time (TARr@N){answer}."
+    )
+    return report
+
+
+def render_prompt_set(r: dict) -> str:
+    from tabulate import tabulate
+
+    from detcheck.record import printable
+
+    rows = [
+        [
+            printable(p["id"]),
+            f"{p['n']:,}",
+            p["unique_completions"],
+            f"{p['modal_share']:.1%}" if p["modal_share"] is not None else "",
+            "" if p["common_prefix_tokens"] is None else p["common_prefix_tokens"],
+            "" if p["first_split_gap_logprob"] is None else f"{p['first_split_gap_logprob']:.4g}",
+            "" if not p["answers"] else p["answers"]["distinct"],
+        ]
+        for p in r["prompts"]
+    ]
+    table = tabulate(
+        rows,
+        headers=[
+            "prompt",
+            "n",
+            "completions",
+            "modal share",
+            "common prefix",
+            "split gap",
+            "answers",
+        ],
+        disable_numparse=True,
+    )
+    ag = r["agreement"]
+    answer = f"{ag['answer']:.1%}" if ag["answer"] is not None else "n/a (give --answer-regex)"
+    return "\n".join([r["headline"], "", table, "", f"TARr@N {ag['raw']:.1%}; TARa@N {answer}"])
+
+
+def completion_counts(g: Generations) -> dict[tuple, int]:
+    """{completion as its tokens: responses that gave it}."""
+    first, _, counts = unique_completions(g.codes)
+    return {
+        tuple(g.vocabulary[c] for c in g.codes[row] if c != END): int(count)
+        for row, count in zip(first.tolist(), counts.tolist())
+    }
