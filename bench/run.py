@@ -165,7 +165,9 @@ async def _raw_aiohttp(url: str, n: int, concurrency: int) -> None:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-def _detcheck(url: str, n: int, concurrency: int, client: str) -> None:
+def _detcheck(url: str, n: int, concurrency: int, client: str, kind: str = "flip") -> dict:
+    """A detcheck run; with kind "generate", whole generations, and the bytes its run takes on
+    disk per generated token (raw bodies included)."""
     from detcheck.commands import FlipOptions, flip_command
 
     os.environ["OPENAI_API_KEY"] = "bench"
@@ -173,10 +175,12 @@ def _detcheck(url: str, n: int, concurrency: int, client: str) -> None:
         os.environ["DETCHECK_HTTP_CLIENT"] = client
     out = Path(tempfile.mkdtemp())
     try:
-        flip_command(
-            FlipOptions(n=n, base_url=url, concurrency=concurrency, out=out, progress=False),
-            log=lambda m: None,
+        options = FlipOptions(
+            n=n, base_url=url, concurrency=concurrency, out=out, progress=False, kind=kind
         )
+        _, run_dir, _ = flip_command(options, log=lambda m: None)
+        size = sum(p.stat().st_size for p in Path(run_dir).iterdir())
+        return {"bytes": size}
     finally:
         shutil.rmtree(out)
 
@@ -195,10 +199,12 @@ def request_worker(mode: str, url: str, n: int, concurrency: int) -> dict:
         asyncio.run(_bare_sdk(url, n, concurrency, aiohttp_client=True))
     elif mode == "raw-aiohttp":
         asyncio.run(_raw_aiohttp(url, n, concurrency))
+    elif mode == "detcheck-generate":
+        extra = _detcheck(url, n, concurrency, "default", kind="generate")
     elif mode.startswith("detcheck"):
-        _detcheck(url, n, concurrency, mode.partition(":")[2] or "default")
+        extra = _detcheck(url, n, concurrency, mode.partition(":")[2] or "default")
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return {"rps": n / wall, "cpu_ms": cpu * 1000 / n, "wall_s": wall}
+    return {"rps": n / wall, "cpu_ms": cpu * 1000 / n, "wall_s": wall, **locals().get("extra", {})}
 
 
 def run_worker(*args: str, env: dict | None = None) -> dict:
@@ -538,6 +544,143 @@ def bench_faults(args) -> list[dict]:
     ]
 
 
+GENERATED_TOKENS = 128  # per response in bench/server.py --generate
+
+
+def bench_generate(args) -> list[dict]:
+    """Whole generations: the request path against flip's, storage per generated token, and
+    the analysis of 100,000 completions of 128 tokens."""
+    n, concurrency = args.requests, 16
+    with Server("--generate") as server:
+        run_worker("detcheck-generate", server.url, "200", "16")  # warm-up
+        gen = run_worker("detcheck-generate", server.url, str(n), str(concurrency))
+        bare_gen = run_worker("bare-sdk", server.url, str(n), str(concurrency))
+    with Server() as server:
+        run_worker("detcheck", server.url, "200", "16")
+        flip = run_worker("detcheck", server.url, str(n), str(concurrency))
+    per_token = gen["bytes"] / (n * GENERATED_TOKENS)
+    rows = [
+        {
+            "section": "generate",
+            "case": f"generate {n:,} x {GENERATED_TOKENS} tokens @ {concurrency}",
+            "value": gen["rps"],
+            "unit": "req/s",
+            "vs": f"{gen['cpu_ms']:.2f} CPU ms/req; bare SDK on the same bodies "
+            f"{bare_gen['rps']:.0f} req/s ({gen['rps'] / bare_gen['rps']:.2f}x); flip "
+            f"{flip['rps']:.0f} req/s",
+            "target": ">= flip's req/s",
+            "ok": gen["rps"] >= flip["rps"],
+        },
+        {
+            "section": "generate",
+            "case": "storage per generated token (raw body kept)",
+            "value": per_token,
+            "unit": "B",
+            "vs": f"{gen['bytes'] / 1e6:.1f} MB for {n:,} responses",
+            "target": "<= 60",
+            "ok": per_token <= 60,
+        },
+    ]
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        t0 = time.perf_counter()
+        run_dir = make_generation_dataset(tmp, args.generate_rows, GENERATED_TOKENS)
+        made = time.perf_counter() - t0
+        size = sum(p.stat().st_size for p in run_dir.glob("part-*"))
+        wall, peak = _peak_rss_mb_of(DETCHECK + ["analyze", str(run_dir), "--json"])
+    finally:
+        shutil.rmtree(tmp)
+    case = f"analyze {args.generate_rows:,} completions of {GENERATED_TOKENS} tokens"
+    rows += [
+        {
+            "section": "generate",
+            "case": case,
+            "value": wall,
+            "unit": "s",
+            "vs": f"process start included; {size / 1e6:,.0f} MB on disk, built in {made:.0f} s",
+            "target": "<= 10",
+            "ok": wall <= 10,
+        },
+        {
+            "section": "generate",
+            "case": case,
+            "value": peak,
+            "unit": "MB peak RSS",
+            "vs": "",
+            "target": "<= 2,048",
+            "ok": peak <= 2048,
+        },
+    ]
+    return rows
+
+
+def make_generation_dataset(tmp: Path, n: int, tokens: int, part_rows: int = 1_000) -> Path:
+    """n stored generate responses of `tokens` tokens, top-5 each, built with Arrow from numpy
+    (no Python object per token): one call in 20 parts from the common answer at a position
+    of its own; three bit-distinct logprobs per position."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from detcheck.schema import RUN_SCHEMA
+    from detcheck.store import PARQUET_OPTIONS
+    from detcheck.store.files import _schema_metadata
+
+    run_dir = tmp / "generate-run"
+    run_dir.mkdir()
+    meta = {
+        "run_id": "bench-generate", "status": "complete", "n_requested": n,
+        "config": {"model": "bench", "kind": "generate", "prompt": "p", "max_tokens": tokens},
+        "targets": {}, "target_how": {}, "request": {}, "tags": {}, "label": "x", "target": "x",
+    }  # fmt: skip
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    vocabulary = pa.array([f" w{j}" for j in range(500)])
+    rng = np.random.default_rng(0)
+    top_k = 5
+    for part, start in enumerate(range(0, n, part_rows)):
+        rows = min(part_rows, n - start)
+        calls = np.arange(start, start + rows)
+        pos = np.arange(tokens)
+        codes = np.broadcast_to((pos * 37) % 500, (rows, tokens)).copy()
+        splits = rng.integers(0, tokens, rows)
+        parted = (calls % 20 == 0)[:, None] & (pos[None, :] >= splits[:, None])
+        codes[parted] = ((pos[None, :] * 11 + calls[:, None]) % 500)[parted]
+        logprobs = -0.05 - (calls % 3)[:, None] * 2**-40 - (pos % 7)[None, :] * 0.01
+        offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * tokens)
+        tokens_list = pa.ListArray.from_arrays(offsets, vocabulary.take(pa.array(codes.ravel())))
+        lp_list = pa.ListArray.from_arrays(offsets, pa.array(logprobs.ravel()))
+        inner = pa.array(np.arange(rows * tokens + 1, dtype=np.int32) * top_k)
+        top_codes = (codes.ravel()[:, None] + np.arange(top_k)[None, :]) % 500
+        top_tokens = pa.ListArray.from_arrays(
+            offsets, pa.ListArray.from_arrays(inner, vocabulary.take(pa.array(top_codes.ravel())))
+        )
+        top_values = np.repeat(logprobs.ravel(), top_k) - np.tile(
+            np.arange(top_k) * 3.0, rows * tokens
+        )
+        top_lps = pa.ListArray.from_arrays(
+            offsets, pa.ListArray.from_arrays(inner, pa.array(top_values))
+        )
+        columns = {
+            "seq": pa.array(calls), "call": pa.array(calls),
+            "attempt": pa.array(np.ones(rows, np.int32)), "ok": pa.array(np.ones(rows, bool)),
+            "token": tokens_list.flatten().take(pa.array(np.arange(rows) * tokens)),
+            "logprob": pa.array(logprobs[:, 0]),
+            "system_fingerprint": pa.array(["fp_a", "fp_b"] * (rows // 2) + ["fp_a"] * (rows % 2)),
+            "finish_reason": pa.array(["length"] * rows),
+            "text": pa.array([f"answer {c % 20 == 0 and c}" for c in calls]),
+            "gen_tokens": tokens_list, "gen_logprobs": lp_list,
+            "gen_top_tokens": top_tokens, "gen_top_logprobs": top_lps,
+        }  # fmt: skip
+        arrays = [
+            columns[f.name].cast(f.type) if f.name in columns else pa.nulls(rows, f.type)
+            for f in RUN_SCHEMA
+        ]
+        table = pa.Table.from_arrays(arrays, schema=RUN_SCHEMA)
+        table = table.replace_schema_metadata(_schema_metadata(meta))
+        pq.write_table(table, run_dir / f"part-{part:05d}.parquet", **PARQUET_OPTIONS)
+    return run_dir
+
+
 SECTIONS = {
     "startup": bench_startup,
     "memory": bench_memory,
@@ -546,6 +689,7 @@ SECTIONS = {
     "latency": bench_latency,
     "faults": bench_faults,
     "history": bench_history,
+    "generate": bench_generate,
 }
 
 
@@ -566,6 +710,7 @@ def main() -> None:
     parser.add_argument("--memory-calls", type=int, default=1_000_000)
     parser.add_argument("--analysis-rows", type=int, default=10_000_000)
     parser.add_argument("--history-runs", type=int, default=1000)
+    parser.add_argument("--generate-rows", type=int, default=100_000)
     args = parser.parse_args()
     from tabulate import tabulate
 

@@ -50,6 +50,48 @@ def body(i: int) -> bytes:
     ).encode()
 
 
+WORDS = [f" w{j}" for j in range(500)]
+
+
+def generation_body(i: int, tokens: int = 128, top_k: int = 5) -> bytes:
+    """A whole generation as an engine at temperature 0 gives it: the same answer nearly every
+    time (one call in 20 parts at a position of its own), the chosen token's logprob in one of
+    three bit-distinct values (batch-dependent arithmetic), random ids."""
+    rng = random.Random(i)
+    split = rng.randrange(tokens) if i % 20 == 0 else None
+    entries, text = [], []
+    for p in range(tokens):
+        chosen = WORDS[(p * 37) % 500] if split is None or p < split else WORDS[(p * 11 + i) % 500]
+        lp = -0.05 - (i % 3) * 2**-40 - (p % 7) * 0.01
+        ranked = [(chosen, lp)] + [(WORDS[(p * 37 + k) % 500], -3.0 - k) for k in range(1, top_k)]
+        top = [{"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in ranked]
+        entries.append({"token": chosen, "logprob": lp, "bytes": list(chosen.encode()),
+                        "top_logprobs": top})  # fmt: skip
+        text.append(chosen)
+    return json.dumps(
+        {
+            "id": f"chatcmpl-{secrets.token_urlsafe(22)}",
+            "object": "chat.completion",
+            "created": 1_738_368_000 + i,
+            "model": "gpt-4o-2024-08-06",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(text), "refusal": None},
+                    "logprobs": {"content": entries, "refusal": None},
+                    "finish_reason": "length",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 18,
+                "completion_tokens": tokens,
+                "total_tokens": 18 + tokens,
+            },
+            "system_fingerprint": ("fp_f9f4fb6dbf", "fp_eb9dce56a8")[i % 2],
+        }
+    ).encode()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
@@ -59,9 +101,10 @@ def main() -> None:
     parser.add_argument("--p500", type=float, default=0.0)
     parser.add_argument("--p-malformed", type=float, default=0.0)
     parser.add_argument("--p-drop", type=float, default=0.0)
+    parser.add_argument("--generate", action="store_true", help="128-token generations")
     args = parser.parse_args()
     # a pool of bodies with random ids, so each request costs the server almost nothing
-    bodies = [body(i) for i in range(4096)]
+    bodies = [generation_body(i) if args.generate else body(i) for i in range(4096)]
     counter = {"n": 0}
 
     async def chat(request: web.Request) -> web.Response:

@@ -26,11 +26,12 @@ from typer.testing import CliRunner  # noqa: E402
 from detcheck.cli import app  # noqa: E402
 from fake_openai import FakeOpenAI, Story, story_reply  # noqa: E402
 
-WORDS = tuple(
+SENTENCE = (
     "The coin spun twice in the lamplight , hung for a moment above the table , and then "
     "fell flat with the queen facing up while the whole room held its breath and waited "
-    "for someone to speak".split()
-)[:40]
+    "for someone to speak"
+)
+WORDS = tuple(SENTENCE.split(" "))[:40]
 NAME = "story-generate-200"
 
 

@@ -193,6 +193,7 @@ class Story:
     jitter_until: int = 10
     jitter: int = 3
     words: tuple[str, ...] = ()  # the modal path's words (w<p> past their end)
+    short: tuple[int, int, int] | None = None  # (modulus, remainder, length): calls that stop
 
     def word(self, prefix: str, p: int) -> str:
         if prefix == "w" and p < len(self.words):
@@ -211,7 +212,10 @@ class Story:
         branch = self.branch_of(i)
         ties = {p for _, _, p in self.branches}
         out = []
-        for p in range(self.length):
+        length = self.length
+        if self.short is not None and i % self.short[0] == self.short[1]:
+            length = self.short[2]
+        for p in range(length):
             w, x = self.word("w", p), self.word("x", p)
             if branch is not None and p > branch:
                 chosen, other = self.word("y", p), w

@@ -200,3 +200,17 @@ def test_failed_attempts_are_counted(tmp_path):
     data = json.loads(result.stdout)
     assert data["n"] == 20 and data["errors"] >= 1
     assert set(data["errors_by_type"]) == {"http_503"}
+
+
+def test_answers_of_different_lengths(tmp_path):
+    story = Story(branches=(), short=(4, 1, 30))  # one call in four stops after 30 tokens
+    with FakeOpenAI(story_reply(story)) as server:
+        result = generate(server, tmp_path, "--n", 40)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["unique_completions"] == 2
+    assert data["lengths"] == {"min": 30, "median": 40.0, "max": 40}
+    assert data["first_divergence"]["by_position"] == {"30": 10}
+    (split,) = data["splits"]
+    assert split["position"] == 30
+    assert {(t["ended"], t["count"]) for t in split["tokens"]} == {(False, 30), (True, 10)}

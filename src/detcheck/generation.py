@@ -38,12 +38,20 @@ class Generations:
     finish_reasons: list[str | None]
     fingerprints: list[str | None]
     errors_by_type: dict[str, int]
-    where: list[tuple[object, int]]  # each response's run and seq (to fetch one row's detail)
+    where: list[tuple[object, np.ndarray]]  # (run, seqs of its responses), in order
     modal_top: list[list[float]] | None = None  # the modal response's top logprobs, fetched
 
     @property
     def n(self) -> int:
         return int(self.codes.shape[0])
+
+    def locate(self, response: int) -> tuple[object, int]:
+        """The run and seq of the response-th response (to fetch one row's detail)."""
+        for run, seqs in self.where:
+            if response < len(seqs):
+                return run, int(seqs[response])
+            response -= len(seqs)
+        raise IndexError(response)
 
 
 def read_generations(runs) -> Generations:
@@ -71,49 +79,57 @@ def read_generations(runs) -> Generations:
             texts += good.column("text").to_pylist()
             reasons += good.column("finish_reason").to_pylist()
             fps += good.column("system_fingerprint").to_pylist()
-            where += [(run, s) for s in good.column("seq").to_pylist()]
+            where.append((run, good.column("seq").to_numpy()))
     if not token_chunks:
         return Generations(
             np.zeros((0, 0), np.int32), np.zeros((0, 0)), [], [], [], [], dict(errors), []
         )
     tokens = pa.chunked_array(token_chunks).combine_chunks()
     logprobs = pa.chunked_array(logprob_chunks).combine_chunks()
-    codes, vocabulary = _padded_codes(tokens)
-    floats = _padded_floats(logprobs, codes.shape)
+    lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy(zero_copy_only=False)
+    width = int(lengths.max()) if lengths.size else 0
+    destination = _flat_destinations(lengths, width)
+    codes, vocabulary = _padded_codes(tokens, destination, width)
+    floats = _padded_floats(logprobs, destination, codes.shape)
     return Generations(codes, floats, vocabulary, texts, reasons, fps, dict(errors), where)
 
 
-def _lengths_and_rows(lists: pa.ListArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
-    rows = np.repeat(np.arange(len(lists)), lengths)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    positions = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
-    return lengths, rows, positions
+def _flat_destinations(lengths: np.ndarray, width: int) -> np.ndarray | None:
+    """Where each flattened list item goes in a (rows, width) array, row-major; None when every
+    list is `width` long (a plain reshape)."""
+    if lengths.size == 0 or (lengths == width).all():
+        return None
+    starts = np.cumsum(lengths) - lengths  # each row's first item in the flat list
+    shift = np.arange(lengths.size, dtype=np.int64) * width - starts
+    return np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(shift, lengths)
 
 
-def _padded_codes(tokens: pa.ListArray) -> tuple[np.ndarray, list]:
-    """Token lists as a (responses, longest) array of codes (dictionary-encoded by Arrow, in
-    C: 12.8M tokens take ~0.3 s), END where a response has no token."""
-    lengths, rows, positions = _lengths_and_rows(tokens)
-    encoded = pc.dictionary_encode(pc.list_flatten(tokens))
-    indices = encoded.indices.to_numpy(zero_copy_only=False)
-    nulls = encoded.indices.is_null().to_numpy(zero_copy_only=False)
-    vocabulary = encoded.dictionary.to_pylist() + [None]
-    indices = np.where(nulls, len(vocabulary) - 1, indices).astype(np.int32)  # null: a token
-    width = int(lengths.max()) if lengths.size else 0
-    codes = np.full((len(tokens), width), END, np.int32)
-    codes[rows, positions] = indices
-    return codes, vocabulary
-
-
-def _padded_floats(lists: pa.ListArray, shape: tuple[int, int]) -> np.ndarray:
-    _, rows, positions = _lengths_and_rows(lists)
-    flat = pc.list_flatten(lists)
-    values = flat.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls become NaN
-    out = np.full(shape, np.nan)
-    keep = positions < shape[1]
-    out[rows[keep], positions[keep]] = values[keep]
+def _padded(values: np.ndarray, destination, shape, fill) -> np.ndarray:
+    if destination is None:
+        return values.reshape(shape)
+    out = np.full(shape, fill, dtype=values.dtype)
+    out.ravel()[destination] = values
     return out
+
+
+def _padded_codes(tokens: pa.ListArray, destination, width: int) -> tuple[np.ndarray, list]:
+    """Token lists as a (responses, longest) array of codes (dictionary-encoded by Arrow, in
+    C), END where a response has no token."""
+    encoded = pc.dictionary_encode(pc.list_flatten(tokens))
+    vocabulary = encoded.dictionary.to_pylist() + [None]
+    indices = encoded.indices
+    if indices.null_count:  # a null token is a token of its own
+        indices = pc.fill_null(indices, len(vocabulary) - 1)
+    flat = indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    return _padded(flat, destination, (len(tokens), width), END), vocabulary
+
+
+def _padded_floats(lists: pa.ListArray, destination, shape: tuple[int, int]) -> np.ndarray:
+    flat = pc.list_flatten(lists).to_numpy(zero_copy_only=False)  # nulls become NaN
+    flat = flat.astype(np.float64, copy=False)
+    if flat.size != (shape[0] * shape[1] if destination is None else destination.size):
+        raise DataError("the stored logprobs do not match the stored tokens, position by position")
+    return _padded(flat, destination, shape, np.nan)
 
 
 def unique_completions(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -243,8 +259,8 @@ def summarise(g: Generations, answer_regex: str | None = None) -> dict:
         return {"n": 0, "unique_completions": 0, "completions": [], "modal_completion": None}
     modal_row = int(first[0])
     if g.modal_top is None and g.where:  # why paths part: the modal response's near-ties
-        run, seq = g.where[modal_row]
-        found = run.row(seq, ["gen_top_logprobs"]) if hasattr(run, "row") else None
+        run, seq = g.locate(modal_row)
+        found = run.row(seq, ["gen_top_logprobs"])
         g.modal_top = (found or {}).get("gen_top_logprobs")
     divergence = first_divergence(g.codes, modal_row)
     agree = on_modal_path(g.codes, modal_row)

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 from detcheck.schema import RESPONSE_HEADER_ALLOWLIST
 
@@ -77,30 +78,33 @@ class Generation:
 
 
 def generation_of(entries: list, text, finish_reason) -> Generation:
-    """A Generation from the chat / responses form: a list of {token, logprob, top_logprobs}."""
-    tokens, logprobs, top_tokens, top_logprobs = [], [], [], []
-    for entry in entries:
-        if not isinstance(entry, Mapping):
-            entry = {}
-        tokens.append(str_or_none(entry.get("token")))
-        logprobs.append(json_safe_float(float_or_none(entry.get("logprob"))))
-        top = entry.get("top_logprobs")
-        top = top if isinstance(top, list) else []
-        names = [e.get("token") if type(e) is dict else None for e in top]
-        values = [e.get("logprob") if type(e) is dict else None for e in top]
-        # fast path: what every real endpoint sends (text tokens, finite float logprobs)
-        if not (
-            all(type(t) is str for t in names)
-            and all(type(v) is float for v in values)
-            and math.isfinite(sum(values))
-        ):
-            ranked = [e for e in map(top_entry, top) if e]
-            names = [e["token"] for e in ranked]
-            values = [json_safe_float(e["logprob"]) for e in ranked]
-        elif not "".join(names).isascii():  # a lone surrogate cannot be stored as UTF-8
-            names = [str_or_none(t) for t in names]
-        top_tokens.append(names)
-        top_logprobs.append(values)
+    """A Generation from the chat / responses form: a list of {token, logprob, top_logprobs}.
+    Whole lists are checked at once (what every real endpoint sends: text tokens, finite float
+    logprobs); only a list that fails is taken apart entry by entry."""
+    entries = [e if type(e) is dict else {} for e in entries]
+    tokens = [e.get("token") for e in entries]
+    logprobs = [e.get("logprob") for e in entries]
+    tops = [e.get("top_logprobs") for e in entries]
+    tops = [t if type(t) is list else None for t in tops]
+    if not all(type(x) is dict for x in chain.from_iterable(t for t in tops if t)):
+        tops = [t if all(type(x) is dict for x in t or ()) else None for t in tops]
+    top_tokens = [[x.get("token") for x in t] if t is not None else [] for t in tops]
+    top_logprobs = [[x.get("logprob") for x in t] if t is not None else [] for t in tops]
+    flat_tokens = [*tokens, *chain.from_iterable(top_tokens)]
+    flat_values = [*logprobs, *chain.from_iterable(top_logprobs)]
+    clean = (
+        all(type(t) is str for t in flat_tokens)
+        and all(type(v) is float for v in flat_values)
+        and math.isfinite(math.fsum(flat_values))
+        and "".join(flat_tokens).isascii()  # else a lone surrogate may hide in one
+    )
+    if not clean or None in tops:
+        tokens = [str_or_none(t) for t in tokens]
+        logprobs = [json_safe_float(float_or_none(v)) for v in logprobs]
+        for k, top in enumerate(tops):
+            ranked = [e for e in map(top_entry, top or []) if e]
+            top_tokens[k] = [e["token"] for e in ranked]
+            top_logprobs[k] = [json_safe_float(e["logprob"]) for e in ranked]
     return Generation(
         str_or_none(text), str_or_none(finish_reason), tokens, logprobs, top_tokens, top_logprobs
     )
@@ -278,7 +282,8 @@ def _redact_tokens(tokens: list, secrets: Sequence[str]) -> list:
     """Tokens (or lists of them) are decoded text: only the plain secret can be in one. One
     search over all of them; each is looked at only when it is there."""
     secrets = [s for s in secrets if s and len(s) >= 8]
-    joined = "\x00".join(str(t) for t in tokens)
+    flat = chain.from_iterable(t if type(t) is list else (t,) for t in tokens)
+    joined = "\x00".join(t for t in flat if type(t) is str)
     if not any(s in joined for s in secrets):
         return tokens
     return [
