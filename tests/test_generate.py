@@ -214,3 +214,25 @@ def test_answers_of_different_lengths(tmp_path):
     (split,) = data["splits"]
     assert split["position"] == 30
     assert {(t["ended"], t["count"]) for t in split["tokens"]} == {(False, 30), (True, 10)}
+
+
+def test_resume_and_plot_a_generate_run(tmp_path):
+    with FakeOpenAI(story_reply()) as server:
+        env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
+        first = json.loads(generate(server, tmp_path, "--n", 6).stdout)
+        meta_path = Path(first["run_path"]) / "run.json"
+        meta = json.loads(meta_path.read_text())
+        meta["n_requested"], meta["status"] = 9, "interrupted"
+        meta_path.write_text(json.dumps(meta))
+        resumed = runner.invoke(
+            app, ["generate", "--resume", first["run_path"], "-q", "--json"], env=env
+        )
+    assert resumed.exit_code == 0, resumed.stderr
+    data = json.loads(resumed.stdout)
+    assert data["n"] == 9 and data["kind"] == "generate"
+    assert read_run(first["run_path"]).meta["status"] == "complete"
+    pytest.importorskip("matplotlib")
+    image = tmp_path / "paths.png"
+    plotted = runner.invoke(app, ["plot", first["run_path"], "-o", str(image)])
+    assert plotted.exit_code == 0, plotted.stderr
+    assert image.read_bytes()[:4] == b"\x89PNG"

@@ -60,6 +60,7 @@ AnswerRegex = Annotated[
     typer.Option(
         help="For generate runs: a regular expression extracting the answer from each "
         "completion (its first group, else the whole match), for TARa@N and answer counts.",
+        rich_help_panel=spec.OUTPUT,
     ),
 ]
 Token = Annotated[
@@ -221,7 +222,7 @@ def flip(
 
 @app.command()
 @cli_errors
-@spec_options(*MEASUREMENT, kind="generate")
+@spec_options(*(n for n in MEASUREMENT if n not in ("labels", "target_token")), kind="generate")
 def generate(
     given: dict,
     prompts: Annotated[
@@ -305,11 +306,11 @@ def plot(
 ) -> None:
     """Draw the distinct values (by fingerprint, clusters shaded) and the accumulation curve."""
     from detcheck.plot import plot_report
-    from detcheck.report import build_report
+    from detcheck.report import report_of
     from detcheck.store import read_runs
 
     runs = read_runs(paths, warn=warn)
-    report = build_report(runs, given["thresholds"] or spec.default("thresholds"), token=token)
+    report = report_of(runs, given["thresholds"] or spec.default("thresholds"), token=token)
     echo(f"wrote {plot_report(report, output)}")
 
 

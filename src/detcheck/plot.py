@@ -23,6 +23,8 @@ def plot_report(report: dict, out: Path) -> Path:
     except ImportError:
         raise UsageError(INSTALL_HINT) from None
 
+    if report.get("kind") == "generate":
+        return _plot_generation(plt, report, out)
     fig, (ax_values, ax_curve) = plt.subplots(
         1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [2, 1]}
     )
@@ -58,6 +60,31 @@ def plot_report(report: dict, out: Path) -> Path:
     ax_curve.set_ylabel("distinct values (expected)")
     ax_curve.set_title("accumulation")
     ax_curve.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def _plot_generation(plt, report: dict, out: Path) -> Path:
+    """Where paths part: responses still on the modal completion by position (splits marked),
+    and the bit-distinct logprobs of its token there (drift before any flip)."""
+    if report.get("prompts"):
+        raise UsageError("plot takes the runs of one prompt (a prompt set has one run each)")
+    positions = report["positions"]
+    xs = [p["position"] for p in positions]
+    fig, (ax_path, ax_drift) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
+    ax_path.step(xs, [p["responses"] for p in positions], where="post", color="tab:blue")
+    for split in report["splits"]:
+        ax_path.axvline(split["position"], color="tab:red", alpha=0.4)
+        gap = split["top_gap_logprob"]
+        if gap is not None:
+            ax_path.annotate(f"gap {gap:.3g}", (split["position"], report["n"]), fontsize=7)
+    ax_path.set_ylabel("responses on the modal path")
+    ax_path.set_title(report["headline"][:120], fontsize=9)
+    ax_drift.bar(xs, [p["distinct_logprobs"] for p in positions], color="tab:grey")
+    ax_drift.set_ylabel("distinct logprobs of its token")
+    ax_drift.set_xlabel("position (0-based)")
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
