@@ -269,7 +269,12 @@ def test_another_model_and_a_redirect_to_another_origin_are_noted(tmp_path):
     run = the_run(tmp_path)
     final = run.table.column("final_url").to_pylist()
     assert final[:2] == [elsewhere.base_url + "/chat/completions"] * 2 and final[2:] == [None] * 4
-    assert run.meta["notes"] == {"other_model": 2, "redirected": 2}
+    assert run.meta["notes"] == {
+        "other_model": 2,
+        "redirected": 2,
+        "background_requests": 0,
+        "background_failed": 0,
+    }
     assert run.table.column("model").to_pylist().count("gpt-3.5-turbo") == 2
 
 

@@ -43,6 +43,7 @@ REPORT_KEYS = {
     "top_token": dict,
     "decomposition": dict,
     "spread": (dict, type(None)),
+    "first_call": (dict, type(None)),
     "headline": str,
 }
 
@@ -68,6 +69,7 @@ RUN_JSON_KEYS = {
     "rpm": (float, int, type(None)),
     "retry_policy": dict,
     "timeout_s": float,
+    "background_load": int,
     "versions": dict,
     "client": str,
     "successes": int,
@@ -76,11 +78,11 @@ RUN_JSON_KEYS = {
 }
 CONFIG_KEYS = {"model", "prompt", "labels", "temperature", "seed", "top_logprobs", "max_tokens"}
 CONFIG_KEYS |= {"targets", "api", "kind"}
-SESSION_KEYS = {"at", "successes", "concurrency", "rpm", "client", "ended_at"}
+SESSION_KEYS = {"at", "successes", "concurrency", "rpm", "client", "ended_at", "background_load"}
 
 
 def test_the_report_is_pinned(recording):
-    assert REPORT_VERSION == 1
+    assert REPORT_VERSION == 2
     assert set(typing.get_type_hints(Report)) == set(REPORT_KEYS)  # the typed report agrees
     for space, unit in (("pct", "pp"), ("logprob", "nats")):
         result = runner.invoke(app, ["analyze", str(recording), "--json", "--space", space])
@@ -94,7 +96,7 @@ def test_the_report_is_pinned(recording):
 
 
 def test_run_json_is_pinned_with_its_sessions(tmp_path):
-    assert RUN_JSON_VERSION == 2
+    assert RUN_JSON_VERSION == 3
     with FakeOpenAI() as server:
         env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
         result = runner.invoke(

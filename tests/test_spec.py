@@ -187,7 +187,7 @@ def test_sweep_sends_what_it_is_given(tmp_path):
             env={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url},
         )
     assert result.exit_code == 0, result.stderr
-    rows = json.loads(result.stdout)
+    rows = json.loads(result.stdout)["levels"]
     assert [(r["concurrency"], r["n"]) for r in rows] == [(1, 4), (2, 4)]
     assert {(r["seed"], r["top_logprobs"]) for r in server.requests} == {(9, 3)}
     assert read_run(rows[1]["run_path"]).meta["rpm"] == 60000

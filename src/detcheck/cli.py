@@ -461,39 +461,52 @@ def sweep(
             rich_help_panel=spec.RUN,
         ),
     ] = "1,8,64",
+    background_loads: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated background loads (see --background-load): every "
+            "concurrency level is run at each.",
+            rich_help_panel=spec.RUN,
+        ),
+    ] = None,
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
-    """The same measurement at several concurrency levels: a batch-variance probe for servers
-    you run yourself (vLLM, SGLang, llama.cpp)."""
+    """The same measurement at several concurrency levels (and background loads): a
+    batch-variance probe for servers you run yourself (vLLM, SGLang, llama.cpp)."""
     from tabulate import tabulate
 
     from detcheck.commands import FlipOptions, sweep_command
+    from detcheck.commands.sweep import parse_levels
 
-    try:
-        levels = [int(x) for x in concurrency.split(",") if x.strip()]
-    except ValueError:
-        raise DetcheckError(
-            f"--concurrency takes integers like 1,8,64, got {concurrency!r}"
-        ) from None
-    rows = sweep_command(FlipOptions(**given, progress=False), levels, log=err)
+    levels = parse_levels(concurrency, "--concurrency", 1)
+    loads = parse_levels(background_loads, "--background-loads", 0) if background_loads else None
+    result = sweep_command(FlipOptions(**given, progress=False), levels, log=err, loads=loads)
+    rows = result["levels"]
     table = tabulate(
         [
             [
                 r["concurrency"],
+                r["background_load"],
                 f"{r['n']:,}",
                 r["distinct"],
                 r["clusters"],
                 f"{r['modal_share']:.1%}" if r["modal_share"] is not None else "",
+                f"{r['mean_in_flight']:.2f}" if r["mean_in_flight"] is not None else "",
                 r["run_path"],
             ]
             for r in rows
         ],
-        headers=["concurrency", "n", "distinct", "clusters", "modal share", "run"],
-    )
+        headers=[
+            "concurrency", "background", "n", "distinct", "clusters", "modal share",
+            "mean in flight", "run",
+        ],
+    )  # fmt: skip
+    if result["test"]:
+        table += f"\nacross levels: {result['test']['verdict']}"
     if as_json:
         err(table)
-        echo(json.dumps(rows, indent=2))
+        echo(json.dumps(result, indent=2))
     else:
         echo(table)
 

@@ -30,7 +30,8 @@ UNITS = {"pct": "pp", "logprob": "nats"}  # a threshold's unit in each space
 
 # Bump when a key of the --json report is added, removed, renamed or retyped (pinned by
 # tests/test_json_schema.py). 1: `threshold` with `threshold_unit` replaced `threshold_pct`.
-REPORT_VERSION = 1
+# 2: `first_call`.
+REPORT_VERSION = 2
 
 
 class Report(TypedDict):
@@ -63,6 +64,7 @@ class Report(TypedDict):
     top_token: dict
     decomposition: dict
     spread: dict | None
+    first_call: dict | None
     headline: str
 
 
@@ -149,6 +151,7 @@ def _build_report(
     axis = distinct.prob_pct if space == "pct" else distinct.logprob
     value_cluster = cluster_ids(axis, thresholds[0]).astype(np.int32)
     response_cluster = value_cluster[inverse] if len(distinct) else np.zeros(0, np.int32)
+    first_call = _first_call(distinct, inverse, where_present(a["started_at_us"]))
     del inverse
     n = int(a["fingerprint"].size)
     report = {
@@ -175,8 +178,26 @@ def _build_report(
         "errors_by_type": dict(sorted(f.errors_by_type.items())),
     }
     report.update(_more(f, a, distinct, where_present, response_cluster))
+    report["first_call"] = first_call
     report["headline"] = headline(report)
     return report
+
+
+def _first_call(distinct, inverse: np.ndarray, started_at_us: np.ndarray) -> dict | None:
+    """The value of the call that started first, and how many calls share it: a server's first
+    call can differ from every later one (llama.cpp evaluates the whole prompt then, and reuses
+    its cache after)."""
+    if not len(distinct) or inverse.size < 2:
+        return None
+    value = int(inverse[int(np.argmin(started_at_us))])
+    count = int(distinct.count[value])
+    return {
+        "prob_pct": float(distinct.prob_pct[value]),
+        "logprob": float(distinct.logprob[value]),
+        "calls_with_its_value": count,
+        "alone": count == 1,
+        "modal": value == int(stats.modal(distinct.count)),
+    }
 
 
 def _more(f, a, distinct, where_present, response_cluster) -> dict:
@@ -337,6 +358,18 @@ def _details(r: dict) -> list[str]:
         result = r[key]
         mi = f" [MI {result['mutual_information_bits']:.3f} bits]" if result else ""
         out.append("explains?     " + stats.association_verdict(name, result) + mi)
+    first = r.get("first_call")
+    if first and not first["modal"]:
+        others = first["calls_with_its_value"] - 1
+        out.append(
+            f"first call    {fmt_pct(first['prob_pct'])}%, "
+            + (
+                "a value no later call returned (a server's first call can differ: it "
+                "evaluates the whole prompt, later calls reuse its cache)"
+                if others == 0
+                else f"returned by {others:,} later call(s) too"
+            )
+        )
     t = r["top_token"]
     risk = t["risk"]
     line = (

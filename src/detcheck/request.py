@@ -145,6 +145,8 @@ class Outcome:
     short_top_logprobs: int = 0  # responses with fewer top logprobs than asked for
     other_model: int = 0  # responses naming another model than the one asked for
     redirected: int = 0  # responses that came from another origin (a followed redirect)
+    background_requests: int = 0  # --background-load: sent alongside, never recorded
+    background_failed: int = 0
     interrupted: bool = False
     elapsed_s: float = 0.0
 
@@ -254,8 +256,11 @@ class Flip:
         on_notice: Callable[[str], None] | None = None,
         start_call: int = 0,
         start_seq: int = 0,
+        background_load: int = 0,
     ):
         self.config = config
+        self.background_load = background_load
+        self._background_in_flight = 0
         self.endpoint = endpoint
         self.writer = writer
         self.n = n
@@ -292,7 +297,15 @@ class Flip:
             async with make_client(self.endpoint) as client:
                 self.client = client
                 workers.extend(asyncio.create_task(self._worker()) for _ in range(self.concurrency))
-                results = await asyncio.gather(*workers, return_exceptions=True)
+                background = [
+                    asyncio.create_task(self._background(k)) for k in range(self.background_load)
+                ]
+                try:
+                    results = await asyncio.gather(*workers, return_exceptions=True)
+                finally:
+                    for task in background:
+                        task.cancel()
+                    await asyncio.gather(*background, return_exceptions=True)
                 unexpected = [
                     r
                     for r in results
@@ -386,6 +399,41 @@ class Flip:
                     raise _Abandoned
                 await self._attempt(call, attempt_no)
 
+    async def _background(self, k: int) -> None:
+        """One stream of --background-load: other prompts, of lengths that vary with each
+        request, sent back to back until the measured calls are done; nothing is recorded."""
+        from dataclasses import replace
+
+        shape = self.config.shape
+        sent = 0
+        while not self._stop.is_set():
+            words = " ".join(["background"] * (4 + 9 * ((k + sent) % 7)))
+            config = replace(
+                self.config,
+                prompt=f"Request {k}.{sent}: {words}",
+                max_tokens=max(self.config.max_tokens, 16),
+            )
+            sent += 1
+            self._background_in_flight += 1
+            self.outcome.background_requests += 1  # sent (the last ones are cut off at the end)
+            try:
+                response = await within(
+                    self.endpoint.timeout_s,
+                    self.client.post(
+                        shape.PATH, body=shape.request_body(config), cast_to=httpx2.Response
+                    ),
+                )
+                ok = response.status_code == 200
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                ok = False
+            finally:
+                self._background_in_flight -= 1
+            if not ok:
+                self.outcome.background_failed += 1
+                await asyncio.sleep(0.1)  # a failing endpoint is not hammered
+
     async def _attempt(self, call: int, attempt_no: int) -> None:
         if self._limiter is not None:
             await self._limiter.acquire()
@@ -397,7 +445,7 @@ class Flip:
             "seq": seq,
             "call": call,
             "attempt": attempt_no,
-            "in_flight": in_flight,
+            "in_flight": in_flight + self._background_in_flight,  # the batch it may share
             "ok": False,
         }
         started = utc_now()

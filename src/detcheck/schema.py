@@ -13,8 +13,8 @@ SCHEMA_VERSION = 3
 
 # Bump when a key of run.json is added, removed, renamed or retyped (tests/test_json_schema.py
 # pins them). 1: the first pinned form (with `timeout_s`, `client`, `resumed` sessions).
-# 2: `config.kind` ("flip" or "generate").
-RUN_JSON_VERSION = 2
+# 2: `config.kind` ("flip" or "generate"). 3: `background_load`, and its counts in `notes`.
+RUN_JSON_VERSION = 3
 
 # Key of the run metadata (JSON) in every Parquet file's schema metadata.
 RUN_META_KEY = b"detcheck.run"

@@ -211,6 +211,17 @@ PARAMS: dict[str, Param] = {
             resumable=True,
         ),
         Param(
+            "background_load",
+            int,
+            0,
+            "Extra requests kept in flight alongside the measured ones (other prompts of varying "
+            "lengths, so the batches they share change); never recorded as measurements, counted "
+            "in run.json.",
+            RUN,
+            check=_non_negative,
+            resumable=True,
+        ),
+        Param(
             "max_attempts",
             int,
             6,

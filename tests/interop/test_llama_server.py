@@ -164,7 +164,7 @@ def test_sweep(server, tmp_path):
         env=ENV,
     )
     assert result.exit_code == 0, result.stderr
-    rows = json.loads(result.stdout)
+    rows = json.loads(result.stdout)["levels"]
     assert [(r["concurrency"], r["n"], r["distinct"]) for r in rows] == [(1, 20, 1), (4, 20, 1)]
     levels = sorted(read_run(Path(r["run_path"])).meta["tags"]["sweep_concurrency"] for r in rows)
     assert levels == [1, 4]

@@ -82,6 +82,7 @@ def flip_command(options, log: Log):
         tags=options.tags,
         timeout_s=options.timeout_s,
     )
+    meta["background_load"] = options.background_load
     meta["client"] = endpoint.client_kind
     for t in targets if config.kind == "flip" else []:
         if UNRESOLVED in t.how:
@@ -129,6 +130,7 @@ def execute(config, endpoint, writer, n, done, start_call, start_seq, options, p
         on_notice=log,
         start_call=start_call,
         start_seq=start_seq,
+        background_load=options.background_load,
     )
     status = "failed"
     import_scipy_in_background()  # while requests are in flight, not after
@@ -144,7 +146,12 @@ def execute(config, endpoint, writer, n, done, start_call, start_seq, options, p
         raise
     finally:
         o = flip.outcome
-        notes = {"other_model": o.other_model, "redirected": o.redirected}
+        notes = {
+            "other_model": o.other_model,
+            "redirected": o.redirected,
+            "background_requests": o.background_requests,
+            "background_failed": o.background_failed,
+        }
         if writer.meta.get("resumed"):  # this session's end (a session a kill ended has none)
             writer.meta["resumed"][-1]["ended_at"] = utc_now().isoformat()
         try:

@@ -83,7 +83,7 @@ def resolve_config(options, recorded: dict | None = None):
 
 # how a run goes, not what it measures: a resume may change these (detcheck.spec says which)
 RUN_CONTROL = ("n", "concurrency", "rpm", "max_attempts", "backoff_s", "max_backoff_s")
-RUN_CONTROL += ("timeout_s", "out", "thresholds")
+RUN_CONTROL += ("timeout_s", "out", "thresholds", "background_load")
 
 
 def settled(options, stored: dict | None = None):

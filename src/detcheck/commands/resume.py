@@ -71,6 +71,7 @@ def resume_run(options, log: Log):
                 "successes": done,
                 "concurrency": options.concurrency,
                 "rpm": options.rpm,
+                "background_load": options.background_load,
                 "client": endpoint.client_kind,
             }
         )
@@ -173,6 +174,7 @@ def _stored_run_control(meta: dict) -> dict:
         "backoff_s": policy.get("initial_backoff_s"),
         "max_backoff_s": policy.get("max_backoff_s"),
         "timeout_s": meta.get("timeout_s"),
+        "background_load": meta.get("background_load"),
     }
 
 

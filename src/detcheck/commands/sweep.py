@@ -1,4 +1,5 @@
-"""`detcheck sweep`: one measurement at several concurrency levels."""
+"""`detcheck sweep`: one measurement at several concurrency levels (and background loads), one
+run each, and whether the values depend on the level."""
 
 from __future__ import annotations
 
@@ -10,20 +11,95 @@ from detcheck.errors import UsageError
 Log = Callable[[str], None]
 
 
-def sweep_command(options, levels: Sequence[int], log: Log) -> list[dict]:
-    """The same measurement at several concurrency levels, one run each, tagged with its level."""
+def parse_levels(text: str, flag: str, low: int) -> list[int]:
+    try:
+        levels = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} takes integers like 1,8,64, got {text!r}") from None
+    if not levels or any(level < low for level in levels):
+        raise UsageError(f"{flag} takes levels >= {low}, e.g. 1,8,64")
+    return levels
+
+
+def sweep_command(
+    options, levels: Sequence[int], log: Log, loads: Sequence[int] | None = None
+) -> dict:
+    """The same measurement at every (concurrency, background load) pair, one run each, tagged
+    with its level; and a test of whether the distribution of values depends on the level."""
     from dataclasses import replace as with_
 
     from detcheck.measure import new_run_id
-    from detcheck.report import summary
+    from detcheck.store import read_run
 
-    if not levels or any(c < 1 for c in levels):
-        raise UsageError("--concurrency takes levels >= 1, e.g. 1,8,64")
+    loads = list(loads) if loads else [options.background_load or 0]
     sweep_id = new_run_id("sweep")
-    rows = []
-    for level in levels:
-        log(f"--- concurrency {level}")
-        tags = {"sweep_id": sweep_id, "sweep_concurrency": level}
-        report, run_path, _ = flip_command(with_(options, concurrency=level, tags=tags), log)
-        rows.append({"concurrency": level, "run_path": str(run_path), **summary(report)})
-    return rows
+    rows, values_by_level = [], []
+    for concurrency in levels:
+        for load in loads:
+            log(f"--- concurrency {concurrency}, background load {load}")
+            tags = {
+                "sweep_id": sweep_id,
+                "sweep_concurrency": concurrency,
+                "sweep_background_load": load,
+            }
+            level = with_(options, concurrency=concurrency, background_load=load, tags=tags)
+            report, run_path, _ = flip_command(level, log)
+            run = read_run(run_path, columns=["ok", "in_flight"]) if _local(run_path) else None
+            rows.append(_level_row(report, run, concurrency, load, run_path))
+            values_by_level.append(_values(report))
+    return {"sweep_id": sweep_id, "levels": rows, "test": _across_levels(values_by_level)}
+
+
+def _local(path) -> bool:
+    from detcheck.store import is_uri
+
+    return not is_uri(str(path))
+
+
+def _level_row(report: dict, run, concurrency: int, load: int, run_path) -> dict:
+    import pyarrow.compute as pc
+
+    mean_in_flight = None
+    if run is not None and run.table.num_rows:
+        ok = run.table.filter(run.table.column("ok"))
+        mean_in_flight = pc.mean(ok.column("in_flight")).as_py()
+    modal = report.get("modal") or {}
+    return {
+        "concurrency": concurrency,
+        "background_load": load,
+        "n": report["n"],
+        "distinct": report["distinct"],
+        "clusters": len(report["clusters"]),
+        "modal_share": modal.get("share"),
+        "mean_in_flight": mean_in_flight,
+        "run_path": str(run_path),
+    }
+
+
+def _values(report: dict) -> dict[float, int]:
+    """{logprob: calls} of a flip report."""
+    return {v["logprob"]: v["count"] for c in report["clusters"] for v in c["values"]}
+
+
+def _across_levels(values_by_level: list[dict[float, int]]) -> dict | None:
+    """Does the distribution of values depend on the level? A chi-square test of independence
+    of value and level (sparse values pooled), as the report's "explains?" lines test."""
+    import numpy as np
+
+    from detcheck import stats
+
+    if len(values_by_level) < 2:
+        return None
+    codes = {v: i for i, v in enumerate(sorted({v for d in values_by_level for v in d}))}
+    value_ids, level_ids = [], []
+    for level, counts in enumerate(values_by_level):
+        for value, count in counts.items():
+            value_ids.append(np.full(count, codes[value]))
+            level_ids.append(np.full(count, level))
+    if not value_ids:
+        return None
+    result = stats.association(np.concatenate(value_ids), np.concatenate(level_ids))
+    if result is None:
+        return None
+    verdict = stats.association_verdict("the level", result)
+    return {**result, "verdict": verdict}

@@ -1,0 +1,65 @@
+"""--background-load: extra requests in flight beside the measured ones, never recorded; and
+sweep over concurrency and background load, one JSON object with a test across levels."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from detcheck.cli import app
+from detcheck.store import read_run
+from fake_openai import FakeOpenAI, coin_flip
+
+runner = CliRunner()
+KEY = "sk-test-background-0123456789"
+
+
+def test_background_load_is_sent_counted_and_never_recorded(tmp_path):
+    import time
+
+    def slow(i, request):
+        time.sleep(0.01)  # so the background streams overlap the measured one
+        return coin_flip(i, request)
+
+    with FakeOpenAI(slow) as server:
+        result = runner.invoke(
+            app,
+            ["flip", "--n", "30", "--concurrency", "1", "--background-load", "3",
+             "--out", str(tmp_path), "-q", "--json"],
+            env={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url},
+        )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["n"] == 30
+    prompts = [r["messages"][0]["content"] for r in server.requests]
+    measured = [p for p in prompts if p.startswith("Flip a coin")]
+    background = [p for p in prompts if p.startswith("Request ")]
+    assert len(measured) == 30 and len(background) >= 3
+    assert len({len(p) for p in background}) > 1  # prompts of varying lengths
+    run = read_run(data["run_path"])
+    assert run.table.num_rows == 30  # only the measured calls are rows
+    assert run.meta["background_load"] == 3
+    # counted as sent; the three in flight when the measured calls end are cut off
+    assert len(background) <= run.meta["notes"]["background_requests"] <= len(background) + 3
+    # the measured stream ran alone (concurrency 1) but shared the server with the others
+    assert max(run.table.column("in_flight").to_pylist()) > 1
+
+
+def test_sweep_over_concurrency_and_background_load(tmp_path):
+    with FakeOpenAI() as server:
+        result = runner.invoke(
+            app,
+            ["sweep", "--concurrency", "1,2", "--background-loads", "0,2", "--n", "12",
+             "--out", str(tmp_path), "--json"],
+            env={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url},
+        )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    levels = [(r["concurrency"], r["background_load"], r["n"]) for r in data["levels"]]
+    assert levels == [(1, 0, 12), (1, 2, 12), (2, 0, 12), (2, 2, 12)]
+    assert all(r["mean_in_flight"] >= 1 for r in data["levels"])
+    # the fake's values cycle with the request number, not the level: no dependence
+    assert data["test"]["p_value"] > 0.01
+    assert "does not explain" in data["test"]["verdict"]
+    assert "across levels:" in result.stderr
