@@ -86,3 +86,24 @@ def test_key_scan_catches_a_planted_key():
     # the scan above must be able to fail
     planted = b'{"error": "bad key sk-proj-abcdefghijklmnop1234"}'
     assert any(p.search(planted) for p in KEY_LIKE)
+
+
+def test_the_llama_server_recording_replays_its_batch_variance(tmp_path):
+    """A real engine's run (recordings/llama-server-c8-300): llama.cpp's server with 8 slots
+    and continuous batching gave two values of one logprob in 300 identical calls."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from detcheck.cli import app
+
+    recording = ROOT / "recordings" / "llama-server-c8-300"
+    result = CliRunner().invoke(
+        app,
+        ["flip", "--n", "300", "--replay", str(recording), "--out", str(tmp_path), "--json"],
+    )
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["n"] == 300 and data["distinct"] == 2
+    assert data["fingerprints"] == {"b0-unknown": 300}
+    assert read_run(recording).meta["concurrency"] == 8

@@ -59,18 +59,31 @@ def vocabulary() -> tuple[list[str], list[str]]:
     return tokens, merges
 
 
-def write_tiny_llama(path: Path, seed: int = 0) -> Path:
+def write_tiny_llama(
+    path: Path,
+    seed: int = 0,
+    n_embd: int = 64,
+    n_layer: int = 1,
+    n_head: int = 4,
+    n_ff: int = 128,
+    context: int = 128,
+    bias: bool = True,
+    tie: tuple[str, str, float] | None = None,
+) -> Path:
+    """`bias`: Heads and Tails on top (the coin flip). `tie`: (a, b, epsilon): token b's output
+    row becomes token a's times (1 + epsilon), so wherever a is the top token, b is a near-tie
+    with a gap of epsilon times a's logit."""
     import gguf
 
     rng = np.random.default_rng(seed)
     tokens, merges = vocabulary()
     tokens = tokens + CONTROL
-    n_vocab, n_embd, n_ff, n_head = len(tokens), 64, 128, 4
+    n_vocab = len(tokens)
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("detcheck-tiny-llama")
-    writer.add_context_length(128)
+    writer.add_context_length(context)
     writer.add_embedding_length(n_embd)
-    writer.add_block_count(1)
+    writer.add_block_count(n_layer)
     writer.add_feed_forward_length(n_ff)
     writer.add_head_count(n_head)
     writer.add_head_count_kv(n_head)
@@ -95,24 +108,32 @@ def write_tiny_llama(path: Path, seed: int = 0) -> Path:
 
     embd = w(n_vocab, n_embd)
     embd[:, 0] = 1.0  # the constant residual dimension
-    out = w(n_vocab, n_embd)
+    out = w(n_vocab, n_embd, scale=0.02 if bias else 0.2)
     out[:, 0] = 0.0
-    for token, bias in BIAS.items():
-        out[tokens.index(token), 0] = bias / 8.0  # rms-normed dim 0 is about sqrt(n_embd) = 8
-    tensors = {
-        "token_embd.weight": embd,
-        "blk.0.attn_norm.weight": np.ones(n_embd, np.float32),
-        "blk.0.attn_q.weight": w(n_embd, n_embd),
-        "blk.0.attn_k.weight": w(n_embd, n_embd),
-        "blk.0.attn_v.weight": w(n_embd, n_embd),
-        "blk.0.attn_output.weight": w(n_embd, n_embd),
-        "blk.0.ffn_norm.weight": np.ones(n_embd, np.float32),
-        "blk.0.ffn_gate.weight": w(n_ff, n_embd),
-        "blk.0.ffn_up.weight": w(n_ff, n_embd),
-        "blk.0.ffn_down.weight": w(n_embd, n_ff),
-        "output_norm.weight": np.ones(n_embd, np.float32),
-        "output.weight": out,
-    }
+    if bias:
+        for token, value in BIAS.items():
+            # rms-normed dim 0 is about sqrt(n_embd)
+            out[tokens.index(token), 0] = value / np.sqrt(n_embd)
+    if tie is not None:
+        a, b, epsilon = tie
+        out[tokens.index(b)] = out[tokens.index(a)] * np.float32(1 + epsilon)
+    tensors = {"token_embd.weight": embd}
+    for i in range(n_layer):
+        tensors.update(
+            {
+                f"blk.{i}.attn_norm.weight": np.ones(n_embd, np.float32),
+                f"blk.{i}.attn_q.weight": w(n_embd, n_embd),
+                f"blk.{i}.attn_k.weight": w(n_embd, n_embd),
+                f"blk.{i}.attn_v.weight": w(n_embd, n_embd),
+                f"blk.{i}.attn_output.weight": w(n_embd, n_embd),
+                f"blk.{i}.ffn_norm.weight": np.ones(n_embd, np.float32),
+                f"blk.{i}.ffn_gate.weight": w(n_ff, n_embd),
+                f"blk.{i}.ffn_up.weight": w(n_ff, n_embd),
+                f"blk.{i}.ffn_down.weight": w(n_embd, n_ff),
+            }
+        )
+    tensors["output_norm.weight"] = np.ones(n_embd, np.float32)
+    tensors["output.weight"] = out
     for name, array in tensors.items():
         writer.add_tensor(name, array)
     writer.write_header_to_file()

@@ -1,0 +1,151 @@
+"""Against llama.cpp's own C++ server (`llama-server`), with parallel slots and continuous
+batching, serving a small generated model on 127.0.0.1: a real engine that is non-deterministic
+when requests share a batch. `.ci/run` builds the server (`.ci/llama_server.py`, cached per
+machine); without it these tests are skipped, unless DETCHECK_REQUIRE_LLAMA_SERVER=1 (CI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from detcheck.cli import app
+from detcheck.store import read_run
+
+pytestmark = pytest.mark.interop
+pytest.importorskip("gguf", reason="uv sync --group interop installs gguf")
+runner = CliRunner()
+ENV = {"OPENAI_API_KEY": "unused-by-llama-server"}
+ROOT = Path(__file__).parents[2]
+SMALL = {"n_embd": 256, "n_layer": 4, "n_head": 8, "n_ff": 768, "context": 4096}
+
+
+def server_binary() -> Path | None:
+    given = os.environ.get("DETCHECK_LLAMA_SERVER")
+    if given:
+        return Path(given)
+    sys.path.insert(0, str(ROOT / ".ci"))
+    try:
+        from llama_server import binary
+    finally:
+        sys.path.pop(0)
+    return binary() if binary().exists() else None
+
+
+BINARY = server_binary()
+if BINARY is None:
+    if os.environ.get("DETCHECK_REQUIRE_LLAMA_SERVER") == "1":
+        raise RuntimeError("llama-server is not built: python .ci/llama_server.py")
+    pytest.skip("llama-server not built (python .ci/llama_server.py)", allow_module_level=True)
+
+
+@contextmanager
+def llama_server(model: Path, slots: int = 8):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # its log goes to a file: it logs every request, and a pipe nobody reads fills up after
+    # about a hundred of them and stops the server mid-write
+    log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
+    proc = subprocess.Popen(
+        [str(BINARY), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
+         "-np", str(slots), "-cb", "-c", "4096", "-t", "2", "--alias", "small"],
+        stdout=log, stderr=log,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    import urllib.request
+
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"llama-server did not start: {Path(log.name).read_text()[-2000:]}")
+        time.sleep(0.2)
+    try:
+        yield f"{url}/v1"
+    finally:
+        proc.terminate()  # it finishes what its slots hold first; then it is killed
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory) -> Path:
+    from tiny_gguf import write_tiny_llama
+
+    return write_tiny_llama(tmp_path_factory.mktemp("model") / "small.gguf", **SMALL)
+
+
+def measure(url, out, command, *args):
+    result = runner.invoke(
+        app,
+        [command, "--base-url", url, "--model", "small", "--out", str(out), "-q", "--json",
+         *map(str, args)],
+        env=ENV,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_batching_changes_logprobs_and_one_at_a_time_does_not(small_model, tmp_path):
+    with llama_server(small_model) as url:
+        first = measure(url, tmp_path / "first", "flip", "--n", 1, "--concurrency", 1)
+        alone = measure(url, tmp_path / "c1", "flip", "--n", 200, "--concurrency", 1)
+        batched = measure(url, tmp_path / "c8", "flip", "--n", 300, "--concurrency", 8)
+    assert alone["distinct"] == 1
+    assert batched["distinct"] > 1
+    # the very first call evaluates the whole prompt in one batch; later calls reuse the cached
+    # prompt: its value is not the one every later call alone returns
+    (value,) = [v["logprob"] for c in alone["clusters"] for v in c["values"]]
+    (first_value,) = [v["logprob"] for c in first["clusters"] for v in c["values"]]
+    assert first_value != value
+    run = read_run(batched["run_path"])
+    assert max(run.table.column("in_flight").to_pylist()) > 1
+    assert batched["fingerprints"] == {"b0-unknown": 300}  # the build's own fingerprint
+
+
+def test_background_load_shows_batch_variance_at_concurrency_1(small_model, tmp_path):
+    with llama_server(small_model) as url:
+        measure(url, tmp_path / "warm", "flip", "--n", 1, "--concurrency", 1)
+        quiet = measure(url, tmp_path / "quiet", "flip", "--n", 150, "--concurrency", 1)
+        loaded = measure(
+            url, tmp_path / "loaded", "flip", "--n", 150, "--concurrency", 1,
+            "--background-load", 6,
+        )  # fmt: skip
+    assert quiet["distinct"] == 1
+    assert loaded["distinct"] > 1  # one measured stream, its batches shared with others
+    meta = read_run(loaded["run_path"]).meta
+    assert meta["background_load"] == 6 and meta["notes"]["background_requests"] > 6
+
+
+def test_generate_drifts_per_position_under_batching(small_model, tmp_path):
+    with llama_server(small_model) as url:
+        measure(url, tmp_path / "warm", "generate", "--n", 1, "--max-tokens", 24)
+        alone = measure(
+            url, tmp_path / "c1", "generate", "--n", 40, "--max-tokens", 24, "--concurrency", 1
+        )
+        batched = measure(
+            url, tmp_path / "c8", "generate", "--n", 80, "--max-tokens", 24, "--concurrency", 8
+        )
+    assert all(p["distinct_logprobs"] == 1 for p in alone["positions"])
+    assert max(p["distinct_logprobs"] for p in batched["positions"]) > 1
