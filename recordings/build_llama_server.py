@@ -18,11 +18,11 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "tests" / "interop"))
 
+from test_llama_cpp_batching import SMALL, llama_server  # noqa: E402
+from tiny_gguf import write_tiny_llama  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from detcheck.cli import app  # noqa: E402
-from test_llama_cpp_batching import SMALL, llama_server  # noqa: E402
-from tiny_gguf import write_tiny_llama  # noqa: E402
 
 NAME = "llama-server-c8-300"
 
