@@ -68,11 +68,8 @@ def write_tiny_llama(
     n_ff: int = 128,
     context: int = 128,
     bias: bool = True,
-    tie: tuple[str, str, float] | None = None,
 ) -> Path:
-    """`bias`: Heads and Tails on top (the coin flip). `tie`: (a, b, epsilon): token b's output
-    row becomes token a's times (1 + epsilon), so wherever a is the top token, b is a near-tie
-    with a gap of epsilon times a's logit."""
+    """`bias`: Heads and Tails on top (the coin flip)."""
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -114,9 +111,6 @@ def write_tiny_llama(
         for token, value in BIAS.items():
             # rms-normed dim 0 is about sqrt(n_embd)
             out[tokens.index(token), 0] = value / np.sqrt(n_embd)
-    if tie is not None:
-        a, b, epsilon = tie
-        out[tokens.index(b)] = out[tokens.index(a)] * np.float32(1 + epsilon)
     tensors = {"token_embd.weight": embd}
     for i in range(n_layer):
         tensors.update(
@@ -147,3 +141,4 @@ if __name__ == "__main__":
     import sys
 
     print(write_tiny_llama(Path(sys.argv[1] if len(sys.argv) > 1 else "tiny.gguf")))
+
