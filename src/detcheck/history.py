@@ -19,6 +19,12 @@ def run_line(run: Run, thresholds: Sequence[float] = (DEFAULT_THRESHOLD,)) -> di
         return _generate_line(run)
     target = meta.get("target") or meta.get("label") or "?"
     report = build_report([run], thresholds, token=target)
+    return {**_where(run), "target": target, **summary(report)}
+
+
+def _where(run: Run) -> dict:
+    """When and where a run was made, as every history line starts."""
+    meta = run.meta
     return {
         "run": str(run.path),
         "run_id": meta.get("run_id"),
@@ -26,8 +32,6 @@ def run_line(run: Run, thresholds: Sequence[float] = (DEFAULT_THRESHOLD,)) -> di
         "status": meta.get("status"),
         "endpoint": meta.get("endpoint"),
         "model": (meta.get("config") or {}).get("model"),
-        "target": target,
-        **summary(report),
     }
 
 
@@ -35,16 +39,10 @@ def _generate_line(run: Run) -> dict:
     """A generate run's line: its completions where a flip run has its distinct values."""
     from detcheck.generation import build_generation_report
 
-    meta = run.meta
     r = build_generation_report([run])
     modal = r.get("modal_completion") or {}
     return {
-        "run": str(run.path),
-        "run_id": meta.get("run_id"),
-        "started_at": meta.get("started_at"),
-        "status": meta.get("status"),
-        "endpoint": meta.get("endpoint"),
-        "model": (meta.get("config") or {}).get("model"),
+        **_where(run),
         "kind": "generate",
         "n": r["n"],
         "unique_completions": r["unique_completions"],
