@@ -233,3 +233,22 @@ def test_plot_without_matplotlib_says_how_to_get_it(recording, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 2
     assert "pip install 'detcheck[plot]'" in result.stderr
+
+
+def test_version_module_entry_point_and_short_n(recording, tmp_path):
+    import subprocess
+    import sys
+
+    from detcheck import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"detcheck {__version__}"
+    module = subprocess.run(
+        [sys.executable, "-m", "detcheck", "--version"], capture_output=True, text=True
+    )
+    assert module.returncode == 0 and module.stdout.strip() == f"detcheck {__version__}"
+    short = runner.invoke(
+        app, ["flip", "-n", "7", "--replay", str(recording), "--out", str(tmp_path), "--json"]
+    )
+    assert short.exit_code == 0, short.stderr
+    assert json.loads(short.stdout)["n"] == 7

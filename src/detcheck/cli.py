@@ -87,6 +87,7 @@ def _option(param: spec.Param, help_text: str | None = None, kind: str = "flip")
         shown = ", ".join(f"{v:g}" for v in value) if isinstance(value, list) else f"{value}"
     info = typer.Option(
         param.option,
+        *([param.short] if param.short else []),
         help=help_text,
         metavar="<float>" if param.type is list else None,
         show_default=shown if shown is not None else False,
@@ -509,6 +510,30 @@ def sweep(
         echo(json.dumps(result, indent=2))
     else:
         echo(table)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from detcheck import __version__
+
+        echo(f"detcheck {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print detcheck's version and exit.",
+            metavar="",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Measure how non-deterministic an LLM endpoint's token log-probabilities are."""
 
 
 def main() -> None:

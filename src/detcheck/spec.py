@@ -103,6 +103,7 @@ class Param:
     env: str | None = None  # the CLI reads it from this environment variable too
     in_file: bool = True  # experiment files may set it
     show_default: str | None = None  # how --help shows the default, when str() would not do
+    short: str = ""  # a one-letter flag too (-n)
 
     @property
     def option(self) -> str:
@@ -190,7 +191,9 @@ PARAMS: dict[str, Param] = {
             env="OPENAI_BASE_URL",
         ),
         # how it is run
-        Param("n", int, 1000, "Successful responses to collect.", RUN, check=_at_least(1)),
+        Param(
+            "n", int, 1000, "Successful responses to collect.", RUN, check=_at_least(1), short="-n"
+        ),
         Param(
             "concurrency",
             int,

@@ -141,4 +141,3 @@ if __name__ == "__main__":
     import sys
 
     print(write_tiny_llama(Path(sys.argv[1] if len(sys.argv) > 1 else "tiny.gguf")))
-
