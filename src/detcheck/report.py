@@ -137,6 +137,11 @@ def _build_report(
     stats.import_scipy_in_background()  # reading is over: a core is free for it
     a = f.arrays()
     present = a["target"] >= 0
+    if token and present.size and not present.any():  # asked for by name, and never there
+        raise UsageError(
+            f"--token {token!r} is not among the top logprobs of any of the "
+            f"{present.size:,} responses (a leading space is part of a token: ' {token}'?)"
+        )
     everywhere = bool(present.all())  # the usual case: views, not 10^7-element copies
 
     def where_present(values: np.ndarray) -> np.ndarray:
