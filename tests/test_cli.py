@@ -256,3 +256,20 @@ def test_analyze_a_token_that_never_appears_says_so(recording):
     result = runner.invoke(app, ["analyze", str(recording), "--token", "Zebra"])
     assert result.exit_code == 2
     assert "--token 'Zebra' is not among the top logprobs of any of the 10,000" in result.stderr
+
+
+def test_space_logprob_shows_logprobs_so_rare_values_stay_apart(recording):
+    # ' Heads' is rare (~3e-5 %): as percentages at 10 decimals its values print alike
+    result = runner.invoke(
+        app, ["analyze", str(recording), "--token", " Heads", "--space", "logprob"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "Logprob (nats)" in result.stdout
+    table = result.stdout.split("\n\n")[1].splitlines()[2:]
+    shown = [line.split()[0] for line in table if line.strip() and not line.startswith("--")]
+    data = json.loads(
+        runner.invoke(
+            app, ["analyze", str(recording), "--token", " Heads", "--space", "logprob", "--json"]
+        ).stdout
+    )
+    assert len(shown) == data["distinct"] == len(set(shown)) > 1

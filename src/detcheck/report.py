@@ -295,6 +295,7 @@ def render_text(report: dict) -> str:
 
     lines = [report["headline"], ""]
     rows: list = []
+    in_logprobs = report["space"] == "logprob"  # rare tokens: percentages all print alike
     for i, cluster in enumerate(report["clusters"]):
         if i:
             rows.append(SEPARATING_LINE)
@@ -302,12 +303,17 @@ def render_text(report: dict) -> str:
             fps = " ".join(
                 f"{printable(fp)}:{c:,}" for fp, c in sorted(value["fingerprints"].items())
             )
-            rows.append([fmt_pct(value["prob_pct"]), f"{value['count']:,}", fps])
+            shown = f"{value['logprob']:.15f}" if in_logprobs else fmt_pct(value["prob_pct"])
+            rows.append([shown, f"{value['count']:,}", fps])
     if rows:
         lines.append(
             tabulate(
                 rows,
-                headers=["Probability (%)", "Count", "Fingerprints"],
+                headers=[
+                    "Logprob (nats)" if in_logprobs else "Probability (%)",
+                    "Count",
+                    "Fingerprints",
+                ],
                 tablefmt="simple",
                 disable_numparse=True,
                 colalign=("right", "right", "left"),
