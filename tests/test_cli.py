@@ -273,3 +273,11 @@ def test_space_logprob_shows_logprobs_so_rare_values_stay_apart(recording):
         ).stdout
     )
     assert len(shown) == data["distinct"] == len(set(shown)) > 1
+
+
+def test_one_call_is_one_call(recording, tmp_path):
+    result = runner.invoke(
+        app, ["flip", "-n", "1", "--replay", str(recording), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "1 distinct Heads probability in 1 call;" in result.stdout

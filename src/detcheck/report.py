@@ -258,8 +258,10 @@ def headline(r: dict) -> str:
         return "no successful responses to analyse"
     what = r["label"] if r.get("label_mass") else r["target"]
     kind = "probability mass" if r.get("label_mass") else "probabilities"
+    if r["distinct"] == 1 and not r.get("label_mass"):
+        kind = "probability"
     parts = [
-        f"{r['distinct']:,} distinct {what} {kind} in {r['n']:,} calls"
+        f"{r['distinct']:,} distinct {what} {kind} in {count(r['n'], 'call')}"
         + (
             f" (about {math.floor(r['unseen']['chao1'] + 0.5):,} exist by Chao1)"
             if r["distinct"] > 1
@@ -274,9 +276,16 @@ def headline(r: dict) -> str:
         parts.append(stats.association_verdict(subject, r["fingerprint_association"], plural=True))
     flips = r["top_token"]["flips"]
     parts.append(
-        f"the top token changed in {flips:,} calls" if flips else "the top token never changed"
+        f"the top token changed in {count(flips, 'call')}"
+        if flips
+        else "the top token never changed"
     )
     return "; ".join(parts) + "."
+
+
+def count(n: int, noun: str) -> str:
+    """ "1 call", "2 calls", "10,000 calls"."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def fmt_pct(value: float) -> str:
