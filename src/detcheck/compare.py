@@ -242,7 +242,6 @@ def drift(result: dict, fail_on: tuple[str, ...]) -> list[dict]:
 def render_markdown(result: dict, fail_on: tuple[str, ...], names: tuple[str, str]) -> str:
     """The report as Markdown. `names` are shown as given: callers pass them without
     credentials (display_uri)."""
-    from detcheck.record import printable
 
     failing = drift(result, fail_on)
     verdict = "**drift**" if failing else "no drift"
@@ -256,12 +255,7 @@ def render_markdown(result: dict, fail_on: tuple[str, ...], names: tuple[str, st
         "",
     ]
     if result["findings"]:
-        lines += ["| finding | fails | detail |", "|---|---|---|"]
-        for f in result["findings"]:
-            fails = "yes" if f["kind"] in fail_on else "no"
-            detail = printable(f["detail"]).replace("|", "\\|")  # a fingerprint is server text
-            lines.append(f"| {f['kind']} | {fails} | {detail} |")
-        lines.append("")
+        lines += [*findings_table(result["findings"], fail_on), ""]
     for threshold, at in result["by_threshold"].items():
         lines += [
             f"| cluster (%) at {threshold} pp | baseline | candidate | p (adjusted) |",
@@ -340,7 +334,6 @@ def compare_completions(
 
 
 def render_completions_markdown(result: dict, fail_on: tuple[str, ...], names) -> str:
-    from detcheck.record import printable
 
     failing = drift(result, fail_on)
     lines = [
@@ -353,8 +346,17 @@ def render_completions_markdown(result: dict, fail_on: tuple[str, ...], names) -
         "",
     ]
     if result["findings"]:
-        lines += ["| finding | fails | detail |", "|---|---|---|"]
-        for f in result["findings"]:
-            detail = printable(f["detail"]).replace("|", "\\|")
-            lines.append(f"| {f['kind']} | {'yes' if f['kind'] in fail_on else 'no'} | {detail} |")
+        lines += findings_table(result["findings"], fail_on)
     return "\n".join(lines) + "\n"
+
+
+def findings_table(findings: list[dict], fail_on: tuple[str, ...]) -> list[str]:
+    """The findings as Markdown table lines: kind, whether it fails, detail."""
+    from detcheck.record import printable
+
+    lines = ["| finding | fails | detail |", "|---|---|---|"]
+    for f in findings:
+        fails = "yes" if f["kind"] in fail_on else "no"
+        detail = printable(f["detail"]).replace("|", "\\|")  # a fingerprint is server text
+        lines.append(f"| {f['kind']} | {fails} | {detail} |")
+    return lines

@@ -309,8 +309,9 @@ PARAMS: dict[str, Param] = {
 }
 
 # what reaches the request body (FlipConfig's fields, besides the resolved targets)
-REQUEST_PARAMS = ("model", "prompt", "labels", "temperature", "seed", "top_logprobs", "max_tokens")
-REQUEST_PARAMS += ("api",)
+REQUEST_PARAMS = (
+    "model", "prompt", "labels", "temperature", "seed", "top_logprobs", "max_tokens", "api",
+)  # fmt: skip
 
 
 # What a measurement looks at: `flip` the first token, `generate` the whole answer. A kind
