@@ -380,7 +380,7 @@ def make_dataset(path: Path, rows: int, part_rows: int, group_rows: int) -> Path
     )
     run_dir = path / f"run-{rows}-{part_rows}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.json").write_text(json.dumps(run.meta))
+    (run_dir / "_run.json").write_text(json.dumps(run.meta))
     block = pa.concat_tables([base] * max(1, part_rows // base.num_rows)).slice(0, part_rows)
     md = pq.read_schema(run.parts[0]).metadata
     for k in range(rows // part_rows):
@@ -461,7 +461,7 @@ def bench_history(args) -> list[dict]:
             run_dir = tmp / "model=gpt-4o" / f"date=2026-01-{1 + k % 28:02d}" / f"run-{k:05d}"
             run_dir.mkdir(parents=True)
             meta = {**run.meta, "run_id": run_dir.name, "started_at": f"2026-01-01T{k:08d}"}
-            (run_dir / "run.json").write_text(json.dumps(meta))
+            (run_dir / "_run.json").write_text(json.dumps(meta))
             part = run.table.slice(start, 200).replace_schema_metadata(md)
             pq.write_table(part, run_dir / "part-00000.parquet", **PARQUET_OPTIONS)
         wall, peak = _peak_rss_mb_of(DETCHECK + ["history", str(tmp), "--json"])
@@ -633,7 +633,7 @@ def make_generation_dataset(tmp: Path, n: int, tokens: int, part_rows: int = 1_0
         "config": {"model": "bench", "kind": "generate", "prompt": "p", "max_tokens": tokens},
         "targets": {}, "target_how": {}, "request": {}, "tags": {}, "label": "x", "target": "x",
     }  # fmt: skip
-    (run_dir / "run.json").write_text(json.dumps(meta))
+    (run_dir / "_run.json").write_text(json.dumps(meta))
     vocabulary = pa.array([f" w{j}" for j in range(500)])
     rng = np.random.default_rng(0)
     top_k = 5

@@ -61,7 +61,7 @@ def soak_one(out: Path, n: int, kills: int, concurrency: int, rng: random.Random
             proc.wait()
             done_kills += 1
             landed.append(sending)
-            found = list(out.glob("*/run.json"))
+            found = list(out.glob("*/_run.json"))
             if not found:  # killed before the run existed: start it again
                 proc = subprocess.Popen(cmd, **quiet)
                 continue
@@ -69,7 +69,7 @@ def soak_one(out: Path, n: int, kills: int, concurrency: int, rng: random.Random
             resume = [*base, "--resume", str(run_dir)]
             proc = subprocess.Popen(resume, **quiet)
         code = proc.wait(timeout=600)
-        run_dir = run_dir or next(out.glob("*/run.json")).parent
+        run_dir = run_dir or next(out.glob("*/_run.json")).parent
         replies = list(server.replies)
     table = read_run(run_dir).table
     ok = table.column("ok").to_pylist()

@@ -82,7 +82,7 @@ def test_sigkill_leaves_a_readable_run_that_resume_completes(tmp_path):
         assert 60 <= kept < n
         # what was in flight at the kill was sent but never received: at most the concurrency
         assert killed_at - kept <= 4
-        assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+        assert json.loads((run_dir / "_run.json").read_text())["status"] == "running"
 
         done = resume(server, run_dir)
     assert done.returncode == 0, done.stderr
@@ -95,7 +95,7 @@ def test_sigkill_leaves_a_readable_run_that_resume_completes(tmp_path):
     seqs = table.column("seq").to_pylist()
     assert len(set(seqs)) == len(seqs)
     assert not list(run_dir.glob("_journal-*"))
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
+    assert json.loads((run_dir / "_run.json").read_text())["status"] == "complete"
 
 
 def test_sigterm_finishes_in_flight_writes_and_says_how_to_resume(tmp_path):
@@ -110,4 +110,4 @@ def test_sigterm_finishes_in_flight_writes_and_says_how_to_resume(tmp_path):
     assert "distinct Heads probabilities" in stdout  # the partial report
     table = read_run(run_dir).table
     assert sum(table.column("ok").to_pylist()) == sent  # nothing in flight was abandoned
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    assert json.loads((run_dir / "_run.json").read_text())["status"] == "interrupted"

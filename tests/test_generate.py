@@ -220,7 +220,7 @@ def test_resume_and_plot_a_generate_run(tmp_path):
     with FakeOpenAI(story_reply()) as server:
         env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
         first = json.loads(generate(server, tmp_path, "--n", 6).stdout)
-        meta_path = Path(first["run_path"]) / "run.json"
+        meta_path = Path(first["run_path"]) / "_run.json"
         meta = json.loads(meta_path.read_text())
         meta["n_requested"], meta["status"] = 9, "interrupted"
         meta_path.write_text(json.dumps(meta))

@@ -21,7 +21,7 @@ def test_history_lines_over_a_partitioned_dataset(tmp_path):
         write_run(part, values, ["fp_a"] * len(values), started_at=f"{day}T00:00:00+00:00")
     bad = tmp_path / "model=gpt-4o" / "date=2026-01-04" / "broken"
     bad.mkdir(parents=True)
-    (bad / "run.json").write_text("{not json")
+    (bad / "_run.json").write_text("{not json")
     result = runner.invoke(app, ["history", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.stderr
     lines = json.loads(result.stdout)

@@ -275,7 +275,7 @@ def test_another_model_and_a_redirect_to_another_origin_are_noted(tmp_path):
         "background_requests": 0,
         "background_failed": 0,
     }
-    assert run.table.column("model").to_pylist().count("gpt-3.5-turbo") == 2
+    assert run.table.column("response_model").to_pylist().count("gpt-3.5-turbo") == 2
 
 
 @pytest.mark.parametrize("labels", ["Heads,,Tails", ",", "Heads,"])

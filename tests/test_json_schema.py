@@ -70,6 +70,8 @@ RUN_JSON_KEYS = {
     "retry_policy": dict,
     "timeout_s": float,
     "background_load": int,
+    "measurement": type(None),
+    "partition": type(None),
     "versions": dict,
     "client": str,
     "successes": int,
@@ -96,7 +98,7 @@ def test_the_report_is_pinned(recording):
 
 
 def test_run_json_is_pinned_with_its_sessions(tmp_path):
-    assert RUN_JSON_VERSION == 3
+    assert RUN_JSON_VERSION == 4
     with FakeOpenAI() as server:
         env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
         result = runner.invoke(
@@ -104,7 +106,7 @@ def test_run_json_is_pinned_with_its_sessions(tmp_path):
         )
         assert result.exit_code == 0, result.stderr
         run_dir = tmp_path / json.loads(result.stdout)["run_path"].rsplit("/", 1)[-1]
-        meta = json.loads((run_dir / "run.json").read_text())
+        meta = json.loads((run_dir / "_run.json").read_text())
         assert set(meta) == set(RUN_JSON_KEYS)
         for key, kind in RUN_JSON_KEYS.items():
             assert isinstance(meta[key], kind), (key, type(meta[key]))
@@ -113,10 +115,10 @@ def test_run_json_is_pinned_with_its_sessions(tmp_path):
 
         # a resumed run adds its sessions, each with the same keys
         meta["n_requested"], meta["status"] = 6, "interrupted"
-        (run_dir / "run.json").write_text(json.dumps(meta))
+        (run_dir / "_run.json").write_text(json.dumps(meta))
         resumed = runner.invoke(app, ["flip", "--resume", str(run_dir), "-q"], env=env)
         assert resumed.exit_code == 0, resumed.stderr
-    meta = json.loads((run_dir / "run.json").read_text())
+    meta = json.loads((run_dir / "_run.json").read_text())
     assert set(meta) == set(RUN_JSON_KEYS) | {"resumed"}
     (session,) = meta["resumed"]
     assert set(session) == SESSION_KEYS

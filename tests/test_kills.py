@@ -61,7 +61,7 @@ def journal_lines(run_dir: Path) -> int:
 def wait_for_journal(root: Path, rows: int, timeout_s: float = 60, poll_s: float = 0.02) -> Path:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for run_json in root.glob("**/run.json"):
+        for run_json in root.glob("**/_run.json"):
             if journal_lines(run_json.parent) >= rows:
                 return run_json.parent
         time.sleep(poll_s)
@@ -93,7 +93,7 @@ def test_a_run_killed_before_its_last_compaction_is_finished_by_resume(tmp_path)
         run_dir = wait_for_journal(tmp_path, n, poll_s=0.001)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        status = json.loads((run_dir / "run.json").read_text())["status"]
+        status = json.loads((run_dir / "_run.json").read_text())["status"]
         assert status == "running", "the kill came after the run was closed: nothing tested"
         done = resume(server, run_dir)
         assert done.returncode == 0, done.stderr
@@ -131,7 +131,7 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
     assert second.returncode == 2, second.stderr
     assert f"pid {first.pid}" in second.stderr and "being written" in second.stderr
     assert_exactly(run_dir, n)
-    meta = json.loads((run_dir / "run.json").read_text())
+    meta = json.loads((run_dir / "_run.json").read_text())
     # each session recorded: the run's own concurrency (not the CLI default), its client
     (session,) = meta["resumed"]  # the refused resumes wrote nothing
     assert session["concurrency"] == meta["concurrency"] == 2
@@ -166,7 +166,7 @@ def test_a_killed_remote_run_is_resumed_and_the_bucket_completed(bucket, tmp_pat
     assert not staging.exists()  # uploaded, then removed
     remote = f"detcheck/runs/{staging.name}"
     names = [i.base_name for i in fs.get_file_info(pafs.FileSelector(remote))]
-    assert "run.json" in names and not any(x.startswith("_") for x in names)
+    assert "_run.json" in names and not any(x.startswith("_journal") for x in names)
     assert_exactly(f"s3://{remote}?{query}", n)
 
 
@@ -206,7 +206,7 @@ def test_kills_at_random_moments_lose_nothing_received(tmp_path):
             while len(server.requests) <= asked and proc.poll() is None:
                 time.sleep(0.005)  # sending again: a kill now can lose what is in flight
             time.sleep(rng.uniform(0.0, 0.4))
-            run_dir = run_dir or next(tmp_path.glob("*/run.json")).parent
+            run_dir = run_dir or next(tmp_path.glob("*/_run.json")).parent
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             cmd = [sys.executable, "-m", "detcheck.cli", "flip", "--resume", str(run_dir), "-q"]

@@ -42,10 +42,20 @@ PINNED_V3 = [
     ("gen_top_logprobs", "list<item: list<item: double>>"),
 ]
 
+DICT = "dictionary<values=string, indices=int32, ordered=0>"
+PINNED_V4 = [
+    *PINNED_V3,
+    ("response_model", DICT),
+    ("endpoint", DICT),
+    ("measurement", DICT),
+    ("target_token", DICT),
+    ("target_logprob", "double"),
+]
+
 
 def test_schema_is_pinned():
-    assert SCHEMA_VERSION == 3
-    assert [(f.name, str(f.type)) for f in RUN_SCHEMA] == PINNED_V3
+    assert SCHEMA_VERSION == 4
+    assert [(f.name, str(f.type)) for f in RUN_SCHEMA] == PINNED_V4
 
 
 def test_version_1_parts_read_with_the_new_columns_as_nulls(recording):

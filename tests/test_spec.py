@@ -225,7 +225,7 @@ def test_resume_keeps_the_runs_own_run_control_and_refuses_a_new_measurement(tmp
         assert "--n 7 (stored 6)" in refused.stderr
         # an unfinished run of the same kind: resumed with its own rpm and timeout, a new
         # concurrency because one was given
-        meta_path = Path(run_dir) / "run.json"
+        meta_path = Path(run_dir) / "_run.json"
         meta = json.loads(meta_path.read_text())
         meta["n_requested"] = 9
         meta_path.write_text(json.dumps(meta))

@@ -177,7 +177,7 @@ def test_newer_schema_version_is_refused(tmp_path):
 def test_run_json_is_valid_json_after_close(tmp_path):
     writer = RunWriter(tmp_path / "r1", dict(META))
     writer.close(status="complete", successes=0)
-    meta = json.loads((tmp_path / "r1" / "run.json").read_text())
+    meta = json.loads((tmp_path / "r1" / "_run.json").read_text())
     assert meta["status"] == "complete"
 
 
@@ -364,8 +364,8 @@ def test_a_hand_edited_run_json_is_skipped_inside_a_directory(tmp_path, edit):
         writer = RunWriter(tmp_path / name, dict(META, run_id=name))
         writer.append(row(0))
         writer.close()
-    meta = json.loads((tmp_path / "edited" / "run.json").read_text())
-    (tmp_path / "edited" / "run.json").write_text(json.dumps(edit(meta)))
+    meta = json.loads((tmp_path / "edited" / "_run.json").read_text())
+    (tmp_path / "edited" / "_run.json").write_text(json.dumps(edit(meta)))
     warned = []
     runs = read_runs([tmp_path], warn=warned.append)
     assert [r.meta["run_id"] for r in runs] == ["good"] and "edited" in warned[0]

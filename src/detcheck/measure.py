@@ -37,11 +37,42 @@ def slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-._" else "-" for c in text)[:60]
 
 
-def partitioned(out: str, model: str, date: str) -> str:
-    """OUT/model=<model>/date=<date>, keeping an object-store URI's query string last."""
+def partitioned(out: str, keys: dict[str, str]) -> str:
+    """OUT/model=<model>/date=<date> (Hive style: each value percent-escaped, so the directory
+    reads back as exactly the value: `model=Qwen%2FQwen3-8B` is `Qwen/Qwen3-8B` to pyarrow,
+    pandas, duckdb and Spark), keeping an object-store URI's query string last."""
+    from urllib.parse import quote
+
     base, _, query = str(out).partition("?")
-    path = f"{base.rstrip('/')}/model={slug(model)}/date={date}"
+    path = base.rstrip("/") + "".join(f"/{k}={quote(str(v), safe='')}" for k, v in keys.items())
     return f"{path}?{query}" if query else path
+
+
+def layout_clash(out, partitioned_run: bool) -> str | None:
+    """Why adding this run to `out` would stop it reading as one dataset, if it would: runs
+    under model=/date= partitions (`detcheck run`) and runs directly under `out` (`flip`) at
+    different depths are a mismatch to duckdb and a type clash to pyarrow."""
+    from detcheck.store import META_NAMES, is_uri
+
+    root = Path(str(out))
+    if is_uri(str(out)) or not root.is_dir():
+        return None
+    children = [c for c in root.iterdir() if c.is_dir()]
+    if partitioned_run:
+        flat = [c for c in children if any((c / m).is_file() for m in META_NAMES)]
+        if flat:
+            return (
+                f"{out} already holds runs written by `flip --out` ({flat[0].name}, ...); with "
+                "this run under model=/date= partitions the directory no longer reads as one "
+                "Parquet dataset. Give `run` an --out of its own."
+            )
+    elif any(c.name.startswith("model=") for c in children):
+        return (
+            f"{out} holds runs of `detcheck run` under model=/date= partitions; a run directly "
+            "under it stops the directory reading as one Parquet dataset. Give `flip` an --out "
+            "of its own."
+        )
+    return None
 
 
 def new_run_id(model: str) -> str:

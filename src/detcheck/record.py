@@ -320,7 +320,7 @@ def json_safe_float(value: float | None) -> float | None:
 def success_fields(parsed: Parsed) -> dict:
     return {
         "response_id": parsed.response_id,
-        "model": parsed.model,
+        "response_model": parsed.model,
         "system_fingerprint": parsed.system_fingerprint,
         "token": parsed.token,
         "logprob": json_safe_float(parsed.logprob),

@@ -545,7 +545,7 @@ class Flip:
         if not self.outcome.other_model:
             self.on_notice(
                 f"warning: asked for model {asked!r}, the endpoint answered as "
-                f"{printable(clip(model, 100))!r} (each row keeps the model it answered as)"
+                f"{printable(clip(model, 100))!r} (each row keeps it in `response_model`)"
             )
         self.outcome.other_model += 1
 

@@ -2,19 +2,22 @@
 
 Bump SCHEMA_VERSION whenever a column is added, removed, renamed or retyped. Older parts stay
 readable: a column they lack reads as nulls (version 1 has no `final_url`, versions 1 and 2 no
-whole-generation columns).
+whole-generation columns), or, for the run's constants, as the run's own value (see
+`store.files.run_constants`). Up to version 3, `model` held the model the response named, which
+is `response_model` since 4.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Bump when a key of run.json is added, removed, renamed or retyped (tests/test_json_schema.py
 # pins them). 1: the first pinned form (with `timeout_s`, `client`, `resumed` sessions).
 # 2: `config.kind` ("flip" or "generate"). 3: `background_load`, and its counts in `notes`.
-RUN_JSON_VERSION = 3
+# 4: `measurement` (an experiment's name) and `partition` (the Hive keys of the run's path).
+RUN_JSON_VERSION = 4
 
 # Key of the run metadata (JSON) in every Parquet file's schema metadata.
 RUN_META_KEY = b"detcheck.run"
@@ -62,6 +65,8 @@ RUN_SCHEMA = pa.schema(
         pa.field("error", pa.string()),
         pa.field("response_id", pa.string()),
         pa.field("request_id", pa.string()),
+        # the model asked for (a run constant); in a partitioned layout it is in the path
+        # (model=<model>), not in the file, as Hive and Spark lay out partition columns
         pa.field("model", pa.dictionary(pa.int32(), pa.string())),
         pa.field("system_fingerprint", pa.dictionary(pa.int32(), pa.string())),
         pa.field("token", pa.string()),
@@ -81,6 +86,12 @@ RUN_SCHEMA = pa.schema(
         pa.field("gen_logprobs", pa.list_(pa.float64())),
         pa.field("gen_top_tokens", pa.list_(pa.list_(pa.string()))),  # per position, ranked
         pa.field("gen_top_logprobs", pa.list_(pa.list_(pa.float64()))),
+        # since version 4: what a person needs without unpacking nested lists
+        pa.field("response_model", pa.dictionary(pa.int32(), pa.string())),  # as it answered
+        pa.field("endpoint", pa.dictionary(pa.int32(), pa.string())),  # without credentials
+        pa.field("measurement", pa.dictionary(pa.int32(), pa.string())),  # experiment name
+        pa.field("target_token", pa.dictionary(pa.int32(), pa.string())),  # first label's token
+        pa.field("target_logprob", pa.float64()),  # its logprob in top_logprobs; null if absent
     ]
 )
 

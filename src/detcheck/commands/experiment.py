@@ -31,6 +31,7 @@ def run_experiment(path: Path, out: str | Path, log: Log, progress: bool = False
             progress=progress,
             key_env=s.get("api_key_env", "OPENAI_API_KEY"),
             partition=True,
+            measurement=m.name,
         )
         try:
             report, run_path, _ = flip_command(options, log=log)

@@ -45,7 +45,7 @@ def replay_endpoint(path: Path, served: int = 0):
 
 def flip_command(options, log: Log):
     """Run a measurement (or continue one); return (report, run path, outcome)."""
-    from detcheck.measure import open_run, partitioned, run_meta
+    from detcheck.measure import layout_clash, open_run, partitioned, run_meta
     from detcheck.tokens import UNRESOLVED
 
     spec.validate({name: getattr(options, name) for name in spec.PARAMS})
@@ -83,6 +83,8 @@ def flip_command(options, log: Log):
         timeout_s=options.timeout_s,
     )
     meta["background_load"] = options.background_load
+    meta["measurement"] = options.measurement
+    meta["partition"] = None  # the Hive keys of the run's path, if it has them
     meta["client"] = endpoint.client_kind
     for t in targets if config.kind == "flip" else []:
         if UNRESOLVED in t.how:
@@ -94,8 +96,12 @@ def flip_command(options, log: Log):
             log(f"{t.label!r} is measured as token {t.token!r} ({t.how})")
     log(cost_line(config, n, replay=options.replay is not None))
     out = str(options.out)
+    clash = layout_clash(out, options.partition)
+    if clash:
+        log(f"warning: {clash}")
     if options.partition:
-        out = partitioned(out, config.model, meta["started_at"][:10])
+        meta["partition"] = {"model": config.model, "date": meta["started_at"][:10]}
+        out = partitioned(out, meta["partition"])
     writer = open_run(out, meta, log)
     log(f"writing {writer.run_dir}")
     return execute(config, endpoint, writer, n, 0, 0, 0, options, policy, log)

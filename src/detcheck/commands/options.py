@@ -30,6 +30,7 @@ FlipOptions = make_dataclass(
         ("partition", bool, False),  # under model=<model>/date=<YYYY-MM-DD>/ (scheduled runs)
         ("kind", object, None),  # "flip" or "generate"; None: flip, or the recorded run's
         ("answer_regex", object, None),  # generate: the answer in each completion (TARa@N)
+        ("measurement", object, None),  # an experiment's name for this measurement
     ],
     namespace={"value": _given_or_default},
 )

@@ -139,17 +139,18 @@ def _download_for_resume(uri: str, log: Log) -> Path:
     import json as json_
 
     from detcheck.measure import staging_dir
-    from detcheck.store import RUN_JSON, display_uri, open_uri
+    from detcheck.store import META_NAMES, display_uri, meta_file, open_uri
+    from detcheck.store.reader import remote_meta_name
 
     fs, path = open_uri(uri)
     path = path.rstrip("/")
     try:
-        with fs.open_input_stream(f"{path}/{RUN_JSON}") as f:
+        with fs.open_input_stream(f"{path}/{remote_meta_name(fs, path)}") as f:
             run_id = json_.loads(f.read())["run_id"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"--resume {display_uri(uri)}: not a detcheck run ({exc})") from None
     local = staging_dir(str(run_id))
-    if (local / RUN_JSON).exists():
+    if meta_file(local):
         log(f"resuming from the staging copy {local}")
         return local
     import pyarrow.fs as pafs
@@ -157,7 +158,7 @@ def _download_for_resume(uri: str, log: Log) -> Path:
     log(f"downloading {display_uri(uri)} to {local}")
     for info in fs.get_file_info(pafs.FileSelector(path)):
         name = info.base_name
-        if name == RUN_JSON or (name.startswith("part-") and name.endswith(".parquet")):
+        if name in META_NAMES or (name.startswith("part-") and name.endswith(".parquet")):
             with fs.open_input_stream(info.path) as f:
                 (local / name).write_bytes(f.read())
     return local

@@ -2,7 +2,8 @@
 command shares (reader.py), for local directories and object stores alike (location.py).
 
 A run is a directory:
-    run.json                 run metadata (parameters, endpoint, versions, times, status)
+    _run.json                run metadata (parameters, endpoint, versions, times, status);
+                             `run.json` in runs written before detcheck 0.2
     part-00000.parquet ...   the attempts, zstd-compressed, each file carrying the metadata too
     _journal-00001.jsonl     attempts not yet in a part: one JSON line per attempt, written as it
                              arrives, so a killed process loses nothing it received
@@ -11,7 +12,8 @@ A run is a directory:
 
 A journal becomes `part-NNNNN.parquet` (written to a temp name, then renamed) and is deleted
 afterwards; a journal whose part exists is a leftover and ignored, so no row is ever read twice.
-Files starting with `_` or `.` are invisible to pyarrow.dataset / duckdb globs on `*.parquet`.
+Files starting with `_` or `.` are invisible to pyarrow.dataset, pandas, Spark and duckdb globs on
+`*.parquet`, so a directory of runs reads as one dataset.
 
 Object stores (s3://, gs://, through pyarrow.fs) cannot append, so a run bound for one is written
 locally first (journals and all) and each finished part and run.json is uploaded as it is made;
@@ -19,10 +21,12 @@ readers take the same URIs.
 """
 
 from detcheck.store.files import (
+    META_NAMES,
     PARQUET_OPTIONS,
     ROW_GROUP_ROWS,
     ROWS_PER_PART,
     RUN_JSON,
+    meta_file,
     rows_to_table,
     to_micros,
     utc_now,
@@ -46,6 +50,7 @@ __all__ = [
     "PARQUET_OPTIONS",
     "ROWS_PER_PART",
     "ROW_GROUP_ROWS",
+    "META_NAMES",
     "RUN_JSON",
     "Run",
     "RunLock",
@@ -55,6 +60,7 @@ __all__ = [
     "find_runs",
     "is_uri",
     "journal_tables",
+    "meta_file",
     "open_uri",
     "read_parallel",
     "read_plan",

@@ -9,12 +9,27 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from detcheck.errors import StorageError
 from detcheck.schema import RUN_META_KEY, RUN_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY
 
-RUN_JSON = "run.json"
+# Named with a leading "_" so dataset readers (pyarrow, pandas, duckdb, Spark) skip it; runs
+# written before 0.2 have `run.json`, which every reader still takes.
+RUN_JSON = "_run.json"
+OLD_RUN_JSON = "run.json"
+META_NAMES = (RUN_JSON, OLD_RUN_JSON)
+
+
+def meta_file(run_dir: Path) -> Path | None:
+    """The metadata file of a local run directory (either name), or None."""
+    for name in META_NAMES:
+        if (run_dir / name).is_file():
+            return run_dir / name
+    return None
+
+
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3}
 
 
@@ -65,7 +80,68 @@ def to_micros(when: dt.datetime) -> int:
 
 def rows_to_table(rows: Sequence[dict], meta: dict) -> pa.Table:
     table = pa.Table.from_pylist(list(rows), schema=RUN_SCHEMA)
-    return table.replace_schema_metadata(_schema_metadata(meta))
+    return with_run_columns(table, meta).replace_schema_metadata(_schema_metadata(meta))
+
+
+def run_constants(meta: dict) -> dict[str, str | None]:
+    """The columns whose value is the run's own, the same in every row: written from the run's
+    metadata (not the journal), and read from it for parts written before they existed."""
+    config = meta.get("config") or {}
+    flip = config.get("kind", "flip") == "flip"
+    return {
+        "model": config.get("model"),
+        "endpoint": meta.get("endpoint"),
+        "measurement": meta.get("measurement"),
+        "target_token": meta.get("target") if flip else None,
+    }
+
+
+def constant_column(value, rows: int, type_: pa.DataType) -> pa.Array:
+    if value is None:
+        return pa.nulls(rows, type_)
+    if pa.types.is_dictionary(type_):
+        indices = pa.array(np.zeros(rows, dtype=np.int32))
+        return pa.DictionaryArray.from_arrays(indices, pa.array([value], type_.value_type))
+    return pa.array([value] * rows, type_)
+
+
+def target_logprobs(top_logprobs, token: str | None) -> pa.Array:
+    """Per row, the logprob of `token` among its top logprobs (the first entry that is it),
+    null where it is not there."""
+    import pyarrow.compute as pc
+
+    top = (
+        top_logprobs.combine_chunks() if isinstance(top_logprobs, pa.ChunkedArray) else top_logprobs
+    )
+    rows = len(top)
+    if token is None or rows == 0:
+        return pa.nulls(rows, pa.float64())
+    flat = pc.list_flatten(top)
+    hit = pc.fill_null(pc.equal(flat.field("token"), token), False)
+    where = pc.list_parent_indices(top).filter(hit).to_numpy()
+    values = flat.field("logprob").filter(hit).to_numpy(zero_copy_only=False)
+    out = np.zeros(rows)
+    found = np.zeros(rows, dtype=bool)
+    out[where[::-1]] = values[::-1]  # reversed: the first entry of a row is written last
+    found[where] = True
+    return pa.array(out, mask=~found)
+
+
+def with_run_columns(table: pa.Table, meta: dict) -> pa.Table:
+    """`table` with the run's constant columns filled in, less the partition keys of its path
+    (a column that is also a partition key breaks dataset readers: pyarrow infers the key as a
+    string, pandas as a dictionary, and neither merges with the file's type)."""
+    for name, value in run_constants(meta).items():
+        index = table.schema.get_field_index(name)
+        field = table.schema.field(index)
+        table = table.set_column(index, field, constant_column(value, table.num_rows, field.type))
+    target = run_constants(meta)["target_token"]
+    index = table.schema.get_field_index("target_logprob")
+    table = table.set_column(
+        index, table.schema.field(index), target_logprobs(table.column("top_logprobs"), target)
+    )
+    keys = [k for k in (meta.get("partition") or {}) if k in table.schema.names]
+    return table.drop_columns(keys) if keys else table
 
 
 def _schema_metadata(meta: dict) -> dict[str, bytes]:

@@ -16,6 +16,7 @@ from detcheck.store.files import (
     _part_name,
     _schema_metadata,
     rows_to_table,
+    with_run_columns,
 )
 
 
@@ -66,9 +67,8 @@ def _journal_table(path: Path, meta: dict) -> pa.Table:
         else:
             column = column.cast(f.type)
         columns.append(column)
-    return pa.Table.from_arrays(columns, schema=RUN_SCHEMA).replace_schema_metadata(
-        _schema_metadata(meta)
-    )
+    table = pa.Table.from_arrays(columns, schema=RUN_SCHEMA)
+    return with_run_columns(table, meta).replace_schema_metadata(_schema_metadata(meta))
 
 
 def _journal_groups(path: Path, meta: dict) -> Iterator[pa.Table]:

@@ -15,7 +15,17 @@ import pyarrow.parquet as pq
 
 from detcheck.errors import DataError
 from detcheck.schema import RUN_META_KEY, RUN_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY
-from detcheck.store.files import _NOTHING, RUN_JSON, _first_line, _json_or_nothing, _os_reason
+from detcheck.store.files import (
+    _NOTHING,
+    META_NAMES,
+    RUN_JSON,
+    _first_line,
+    _json_or_nothing,
+    _os_reason,
+    constant_column,
+    meta_file,
+    run_constants,
+)
 from detcheck.store.journal import _orphan_journals, _read_journal, _storable_table
 from detcheck.store.location import is_uri, open_uri
 
@@ -92,7 +102,7 @@ class Run:
     @property
     def table(self) -> pa.Table:
         if self._table is None:
-            tables = [_read_parquet(p, self.columns, self.fs) for p in self.parts]
+            tables = [_read_parquet(p, self.columns, self.meta, self.fs) for p in self.parts]
             if self.pending:
                 tables.append(self._pending_table(self.columns))
             self._table = (
@@ -103,8 +113,10 @@ class Run:
         return self._table
 
     def _pending_table(self, columns: Sequence[str] | None) -> pa.Table:
-        table = _storable_table(self.pending, self.meta).replace_schema_metadata(None)
-        return table.select(list(columns)) if columns else table
+        # the journal's rows as a part would hold them, read back like a part
+        table = _storable_table(self.pending, self.meta)
+        plan = _plan(columns or RUN_SCHEMA.names, table.schema)
+        return plan.finish(table.select(plan.present), self.meta).replace_schema_metadata(None)
 
     def footer(self, part) -> pq.FileMetaData:
         """A part's Parquet footer, parsed once per run (row counts, row groups, schema)."""
@@ -185,16 +197,16 @@ class Run:
                 if part not in opened:
                     opened[part] = _parquet_file(part, self.fs, read_dictionary, self.footer(part))
                 parquet = opened[part]
-                present, missing = _split_columns(columns, parquet.schema_arrow)
+                plan = _plan(columns, parquet.schema_arrow)
                 if parquet.metadata.row_group(g).num_rows > batch_size:  # alone in its read
                     return [
-                        _with_nulls(b, missing)
+                        plan.finish(b, self.meta)
                         for b in parquet.iter_batches(
-                            batch_size, row_groups=[g], columns=present, use_threads=False
+                            batch_size, row_groups=[g], columns=plan.present, use_threads=False
                         )
                     ]
-                table = parquet.read_row_group(g, columns=present, use_threads=False)
-                tables.append(_with_nulls(table, missing))
+                table = parquet.read_row_group(g, columns=plan.present, use_threads=False)
+                tables.append(plan.finish(table, self.meta))
             except (pa.ArrowInvalid, OSError) as exc:
                 raise DataError(f"{part}: cannot read ({_first_line(exc)})") from None
         # One batch from many row groups: Arrow merges their dictionaries, and the analysis pays
@@ -213,8 +225,8 @@ class Run:
                 if s is not None and s.has_min_max and not s.min <= seq <= s.max:
                     continue
                 parquet = _parquet_file(part, self.fs, None, footer)
-                present, missing = _split_columns(["seq", *columns], parquet.schema_arrow)
-                table = _with_nulls(parquet.read_row_group(g, columns=present), missing)
+                plan = _plan(["seq", *columns], parquet.schema_arrow)
+                table = plan.finish(parquet.read_row_group(g, columns=plan.present), self.meta)
                 hit = table.filter(pc.equal(table.column("seq"), seq))
                 if hit.num_rows:
                     return hit.slice(0, 1).to_pylist()[0]
@@ -296,33 +308,56 @@ def _footer(path, fs: pafs.FileSystem | None = None) -> pq.FileMetaData:
         raise DataError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
 
 
-def _read_parquet(path, columns: Sequence[str] | None, fs=None) -> pa.Table:
+def _read_parquet(path, columns: Sequence[str] | None, meta: dict, fs=None) -> pa.Table:
     try:
-        present, missing = None, []
-        if columns:
-            schema = pq.read_schema(fs.open_input_file(path) if fs else path)
-            present, missing = _split_columns(columns, schema)
-        table = pq.read_table(path, columns=present, filesystem=fs)
+        schema = pq.read_schema(fs.open_input_file(path) if fs else path)
+        plan = _plan(columns or RUN_SCHEMA.names, schema)
+        table = pq.read_table(path, columns=plan.present, filesystem=fs)
     except (pa.ArrowInvalid, OSError, KeyError) as exc:
         raise DataError(f"{path}: cannot read ({_first_line(exc)})") from None
-    return _with_nulls(table, missing).replace_schema_metadata(None)
+    return plan.finish(table, meta).replace_schema_metadata(None)
 
 
-def _split_columns(columns: Sequence[str], schema: pa.Schema) -> tuple[list[str], list[str]]:
-    """The asked-for columns a part has, and the top-level ones it lacks (a part written at
-    an older schema version): those read as nulls."""
-    present, missing = [], []
-    for c in columns:
-        (present if c.split(".")[0] in schema.names else missing).append(c)
-    return present, missing
+class _Plan:
+    """How the asked-for columns come out of one part: those it stores are read (`present`),
+    renamed where an older schema called them otherwise; the run's constants it lacks take the
+    run's value; other columns it lacks (an older schema) read as nulls."""
+
+    def __init__(self, columns: Sequence[str], schema: pa.Schema):
+        version = int((schema.metadata or {}).get(SCHEMA_VERSION_KEY, SCHEMA_VERSION))
+        self.names = list(dict.fromkeys(c.split(".")[0] for c in columns))
+        self.present: list[str] = []
+        self.renamed: dict[str, str] = {}
+        self.missing: list[str] = []
+        for c in columns:
+            top = c.split(".")[0]
+            if version < 4 and top == "model":  # then the response's model: a constant now
+                self.missing.append(top)
+            elif version < 4 and top == "response_model" and "model" in schema.names:
+                self.present.append("model")
+                self.renamed["model"] = "response_model"
+            elif top in schema.names:
+                self.present.append(c)
+            else:
+                self.missing.append(top)
+
+    def finish(self, data, meta: dict):
+        if self.renamed:
+            data = data.rename_columns([self.renamed.get(n, n) for n in data.schema.names])
+        constants = run_constants(meta)
+        for name in dict.fromkeys(self.missing):
+            field = RUN_SCHEMA.field(name)
+            column = (
+                constant_column(constants[name], data.num_rows, field.type)
+                if name in constants
+                else pa.nulls(data.num_rows, field.type)
+            )
+            data = data.append_column(field, column)
+        return data.select(self.names)
 
 
-def _with_nulls(data, missing: Sequence[str]):
-    """A table or record batch with a null column of RUN_SCHEMA's type for each missing name."""
-    for name in missing:
-        field = RUN_SCHEMA.field(name)
-        data = data.append_column(field, pa.nulls(data.num_rows, field.type))
-    return data
+def _plan(columns: Sequence[str], schema: pa.Schema) -> _Plan:
+    return _Plan(columns, schema)
 
 
 def _empty(columns: Sequence[str] | None) -> pa.Table:
@@ -342,8 +377,8 @@ def read_run(path: Path, columns: Sequence[str] | None = None) -> Run:
         run = Run(path, {}, [path], [], columns)
         run.meta = run.part_meta(path)
         return run
-    meta_path = path / RUN_JSON
-    if not meta_path.exists():
+    meta_path = meta_file(path)
+    if meta_path is None:
         raise DataError(f"{path}: not a detcheck run (no {RUN_JSON})")
     try:
         text = meta_path.read_bytes()
@@ -363,9 +398,9 @@ def find_runs(path: Path) -> list[Path]:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
-    if path.is_file() or (path / RUN_JSON).exists():
+    if path.is_file() or meta_file(path):
         return [path]
-    found = sorted({p.parent for p in path.rglob(RUN_JSON)})
+    found = sorted({p.parent for name in META_NAMES for p in path.rglob(name)})
     loose = sorted(
         p
         for p in path.rglob("*.parquet")
@@ -387,7 +422,7 @@ def _find_remote(fs: pafs.FileSystem, base: str) -> list[str]:
         for i in fs.get_file_info(pafs.FileSelector(base, recursive=True))
         if i.type == pafs.FileType.File
     ]
-    dirs = sorted({f.rsplit("/", 1)[0] for f in files if f.endswith("/" + RUN_JSON)})
+    dirs = sorted({f.rsplit("/", 1)[0] for f in files for m in META_NAMES if f.endswith("/" + m)})
     loose = sorted(
         f
         for f in files
@@ -400,6 +435,14 @@ def _find_remote(fs: pafs.FileSystem, base: str) -> list[str]:
     return dirs + loose
 
 
+def remote_meta_name(fs: pafs.FileSystem, path: str) -> str:
+    """The metadata file's name in a run directory of an object store (either name)."""
+    for name in META_NAMES:
+        if fs.get_file_info(f"{path}/{name}").type == pafs.FileType.File:
+            return name
+    return RUN_JSON
+
+
 def _read_remote_run(
     fs: pafs.FileSystem, path: str, scheme: str, columns: Sequence[str] | None = None
 ) -> Run:
@@ -408,12 +451,13 @@ def _read_remote_run(
         run = Run(shown, {}, [path], [], columns, fs)
         run.meta = run.part_meta(path)
         return run
+    name = remote_meta_name(fs, path)
     try:
-        with fs.open_input_stream(f"{path}/{RUN_JSON}") as f:
+        with fs.open_input_stream(f"{path}/{name}") as f:
             text = f.read()
     except OSError as exc:
-        raise DataError(f"{shown}/{RUN_JSON}: not readable ({_first_line(exc)})") from None
-    meta = check_meta(_json_or_nothing(text), f"{shown}/{RUN_JSON}")
+        raise DataError(f"{shown}/{name}: not readable ({_first_line(exc)})") from None
+    meta = check_meta(_json_or_nothing(text), f"{shown}/{name}")
     parts = sorted(
         i.path
         for i in fs.get_file_info(pafs.FileSelector(path))

@@ -3,6 +3,7 @@ Parquet parts, run.json written atomically, uploads to an object store as parts 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 from detcheck.errors import StorageError
 from detcheck.store.files import (
     GENERATE_ROWS_PER_PART,
+    OLD_RUN_JSON,
     PARQUET_OPTIONS,
     ROWS_PER_PART,
     RUN_JSON,
@@ -87,6 +89,14 @@ class RunWriter:
     def write_meta(self) -> None:
         _write_atomic(self.run_dir / RUN_JSON, json.dumps(self.meta, indent=2).encode())
         self._upload(self.run_dir / RUN_JSON)
+        # a run written before 0.2, resumed: its metadata now has the new name only
+        old = self.run_dir / OLD_RUN_JSON
+        if old.exists():
+            old.unlink()
+            if self.mirror is not None:
+                fs, directory = self.mirror
+                with contextlib.suppress(OSError):
+                    fs.delete_file(f"{directory}/{OLD_RUN_JSON}")
 
     def _upload(self, path: Path) -> None:
         if self.mirror is None:
