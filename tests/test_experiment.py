@@ -41,7 +41,7 @@ n = 7
 """)
         result = run(exp, tmp_path / "runs", env={"KEY_A": "sk-a-123456789", "KEY_B": "kb"})
     assert result.exit_code == 0, result.stderr
-    summaries = json.loads(result.stdout)
+    summaries = json.loads(result.stdout)["measurements"]
     assert [(s["name"], s["n"]) for s in summaries] == [("a", 12), ("b", 7)]
     assert a.headers[0]["authorization"] == "Bearer sk-a-123456789"
     assert b.headers[0]["authorization"] == "Bearer kb"
@@ -70,7 +70,7 @@ n = 20
 """)
     result = run(exp, tmp_path / "runs")
     assert result.exit_code == 3
-    summaries = json.loads(result.stdout)
+    summaries = json.loads(result.stdout)["measurements"]
     assert "DETCHECK_TEST_UNSET_KEY is not set" in summaries[0]["error"]
     assert summaries[1]["n"] == 20
 

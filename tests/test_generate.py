@@ -159,7 +159,7 @@ def test_show_history_and_compare_on_generate_runs(tmp_path):
     assert '" x17"' in shown.stdout and '" w17" -0.6920' in shown.stdout
     assert "finish reason stop" in shown.stdout
 
-    lines = json.loads(runner.invoke(app, ["history", str(tmp_path), "--json"]).stdout)
+    lines = json.loads(runner.invoke(app, ["history", str(tmp_path), "--json"]).stdout)["runs"]
     assert sorted(x["unique_completions"] for x in lines) == [2, 3]
 
     same = runner.invoke(app, ["compare", first["run_path"], first["run_path"], "--json"])

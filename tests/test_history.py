@@ -24,7 +24,7 @@ def test_history_lines_over_a_partitioned_dataset(tmp_path):
     (bad / "_run.json").write_text("{not json")
     result = runner.invoke(app, ["history", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.stderr
-    lines = json.loads(result.stdout)
+    lines = json.loads(result.stdout)["runs"]
     assert [x["started_at"][:10] for x in lines] == sorted(days)  # newest last
     by_day = {x["started_at"][:10]: x for x in lines}
     # k = 0, 1, 2 for 01-03, 01-01, 01-02: 20 + 3k calls, a third value from k = 1 on

@@ -39,7 +39,7 @@ def test_write_analyze_compare_history_through_s3(bucket, recording, tmp_path):
     assert analyzed.exit_code == 0, analyzed.stderr
     assert json.loads(analyzed.stdout)["n"] == 65
     history = runner.invoke(app, ["history", uri, "--json"])
-    assert [x["n"] for x in json.loads(history.stdout)] == [40, 25]
+    assert [x["n"] for x in json.loads(history.stdout)["runs"]] == [40, 25]
     compared = runner.invoke(app, ["compare", str(recording), uri, "--json"])
     assert compared.exit_code in (0, 1), compared.stderr
     assert json.loads(compared.stdout)["candidate_n"] == 65

@@ -68,7 +68,7 @@ def test_one_default_threshold_and_several_wherever_clustering_happens(recording
     default = format(spec.DEFAULT_THRESHOLD, "g")
     path = str(recording)
     analyze = json.loads(runner.invoke(app, ["analyze", path, "--json"]).stdout)
-    history = json.loads(runner.invoke(app, ["history", path, "--json"]).stdout)
+    history = json.loads(runner.invoke(app, ["history", path, "--json"]).stdout)["runs"]
     compare = json.loads(runner.invoke(app, ["compare", path, path, "--json"]).stdout)
     assert analyze["threshold"] == spec.DEFAULT_THRESHOLD
     assert list(analyze["by_threshold"]) == [default]
@@ -76,7 +76,7 @@ def test_one_default_threshold_and_several_wherever_clustering_happens(recording
     assert list(compare["by_threshold"]) == [default]
 
     several = ["--threshold", "0.01", "--threshold", "0.001"]
-    history = json.loads(runner.invoke(app, ["history", path, "--json", *several]).stdout)
+    history = json.loads(runner.invoke(app, ["history", path, "--json", *several]).stdout)["runs"]
     assert history[0]["by_threshold"] == {"0.01": 12, "0.001": 13}  # as analyze finds
     result = runner.invoke(app, ["compare", path, path, "--json", *several])
     assert result.exit_code == 0, result.stderr
@@ -152,7 +152,7 @@ thresholds = [0.01, 0.5]
             env={"SPEC_TEST_KEY": KEY},
         )
     assert result.exit_code == 0, result.stderr
-    (summary,) = json.loads(result.stdout)
+    (summary,) = json.loads(result.stdout)["measurements"]
     assert summary["n"] == 6 and set(summary["by_threshold"]) == {"0.01", "0.5"}
     assert {(r["seed"], r["top_logprobs"], r["temperature"]) for r in server.requests} == {
         (7, 5, 0.5)

@@ -163,6 +163,7 @@ def cli_errors(func=None, *, internal_exit: int = 1):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         debug = kwargs.get("debug") or os.environ.get("DETCHECK_DEBUG") == "1"
+        as_json = kwargs.get("as_json", False)
         try:
             return func(*args, **kwargs)
         except typer.Exit:
@@ -170,18 +171,28 @@ def cli_errors(func=None, *, internal_exit: int = 1):
         except DetcheckError as exc:
             if debug:
                 raise
-            err(f"detcheck: error: {exc}")
-            raise typer.Exit(exc.exit_code) from None
+            fail(f"error: {exc}", exc.exit_code, as_json)
         except KeyboardInterrupt:
-            err("detcheck: interrupted")
-            raise typer.Exit(130) from None
+            fail("interrupted", 130, as_json)
         except Exception as exc:
             if debug:
                 raise
-            err(f"detcheck: internal error: {type(exc).__name__}: {exc} (rerun with --debug)")
-            raise typer.Exit(internal_exit) from None
+            message = f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)"
+            fail(message, internal_exit, as_json)
 
     return wrapper
+
+
+def fail(message: str, exit_code: int, as_json: bool = False):
+    """Say why on stderr and exit; under --json the same as one object on stdout too, so a
+    pipe into jq never meets an empty stdout."""
+    err(f"detcheck: {message}")
+    if as_json:
+        from detcheck.record import printable
+
+        reason = message.removeprefix("error: ")
+        typer.echo(json.dumps({"error": printable(reason), "exit_code": exit_code}))
+    raise typer.Exit(exit_code) from None
 
 
 def emit(report: dict, as_json: bool, extra: dict | None = None) -> None:
@@ -349,7 +360,8 @@ def run(
 
     summaries = run_experiment(experiment, out, log=err, progress=progress)
     if as_json:
-        echo(json.dumps(summaries, indent=2))
+        failed = sum("error" in s for s in summaries)
+        echo(json.dumps({"measurements": summaries, "failed": failed}, indent=2))
     for s in summaries:
         (err if as_json else echo)(summary_line(s))
     if any("error" in s for s in summaries):
@@ -412,7 +424,7 @@ def history(
 
     thresholds = given["thresholds"] or spec.default("thresholds")
     lines = history_lines(read_runs(paths, warn=warn), thresholds)
-    echo(json.dumps(lines, indent=2) if as_json else render(lines))
+    echo(json.dumps({"runs": lines}, indent=2) if as_json else render(lines))
 
 
 PROBED = ("model", "prompt", "labels", "target_token", "seed", "no_seed", "top_logprobs")
@@ -537,7 +549,23 @@ def _root(
 
 
 def main() -> None:
-    app(prog_name="detcheck")
+    if "--json" not in sys.argv[1:]:
+        app(prog_name="detcheck")
+        return
+    # --json: a usage error (an unknown option, a bad value) is a JSON object on stdout too
+    try:
+        code = app(prog_name="detcheck", standalone_mode=False)
+    except typer.Abort:
+        err("detcheck: interrupted")
+        code = 130
+    except typer.exceptions.TyperException as exc:  # click's usage errors
+        exc.show()
+        typer.echo(json.dumps({"error": exc.format_message(), "exit_code": exc.exit_code}))
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        err("detcheck: interrupted")
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
