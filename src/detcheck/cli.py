@@ -63,6 +63,15 @@ AnswerRegex = Annotated[
         rich_help_panel=spec.OUTPUT,
     ),
 ]
+AllowMixed = Annotated[
+    bool,
+    typer.Option(
+        "--allow-mixed",
+        help="Add up runs of different setups (model, prompt, labels, temperature, "
+        "top_logprobs, API); refused by default, naming what differs.",
+        metavar="",
+    ),
+]
 Token = Annotated[
     str | None,
     typer.Option("--token", help="Analyse this token instead of the one the run measured."),
@@ -280,6 +289,7 @@ def analyze(
     label_mass: LabelMass = False,
     space: Space = "pct",
     answer_regex: AnswerRegex = None,
+    allow_mixed: AllowMixed = False,
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
@@ -297,6 +307,7 @@ def analyze(
         label_mass=label_mass,
         space=space,
         answer_regex=answer_regex,
+        allow_mixed=allow_mixed,
     )
     emit(report, as_json)
 
@@ -314,6 +325,7 @@ def plot(
     ],
     given: dict,
     token: Token = None,
+    allow_mixed: AllowMixed = False,
     debug: Debug = False,
 ) -> None:
     """Draw the distinct values (by fingerprint, clusters shaded) and the accumulation curve."""
@@ -322,7 +334,8 @@ def plot(
     from detcheck.store import read_runs
 
     runs = read_runs(paths, warn=warn)
-    report = report_of(runs, given["thresholds"] or spec.default("thresholds"), token=token)
+    thresholds = given["thresholds"] or spec.default("thresholds")
+    report = report_of(runs, thresholds, token=token, allow_mixed=allow_mixed)
     echo(f"wrote {plot_report(report, output)}")
 
 
@@ -384,6 +397,15 @@ def compare(
         ),
     ] = "clusters,shares,modal,fingerprints,flips",
     alpha: Annotated[float, typer.Option(help="Significance level of every test.")] = 0.001,
+    allow_setup_change: Annotated[
+        bool,
+        typer.Option(
+            "--allow-setup-change",
+            help="Compare runs of different setups (model, prompt, labels, temperature, "
+            "top_logprobs, API); refused by default, naming what differs.",
+            metavar="",
+        ),
+    ] = False,
     markdown: Annotated[
         Path | None, typer.Option(help="Also write the markdown report to this file.")
     ] = None,
@@ -395,7 +417,7 @@ def compare(
 
     thresholds = given["thresholds"] or spec.default("thresholds")
     text, data, drifted = compare_command(
-        baseline, candidate, thresholds, token, fail_on, alpha, markdown, warn
+        baseline, candidate, thresholds, token, fail_on, alpha, markdown, warn, allow_setup_change
     )
     if as_json:
         err(text)

@@ -7,6 +7,7 @@ it, so `--json` and the human table cannot disagree.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import TypedDict
 
@@ -22,6 +23,7 @@ from detcheck.analysis import (
 from detcheck.errors import DataError, UsageError
 from detcheck.features import FEATURE_COLUMNS, READ_AS_DICTIONARY, extract
 from detcheck.heap import keep_freed_memory
+from detcheck.record import clip
 from detcheck.spec import DEFAULT_THRESHOLD, PARAMS
 from detcheck.store import Run, read_parallel, read_plan
 
@@ -82,11 +84,70 @@ def run_target(runs: Sequence[Run], token: str | None) -> tuple[str, str | None]
     return next(iter(seen))
 
 
-def report_of(runs: Sequence[Run], thresholds=(DEFAULT_THRESHOLD,), **options) -> dict:
+# What makes two runs measure the same thing: runs that differ in any are not added up.
+SETUP_KEYS = ("model", "prompt", "labels", "temperature", "top_logprobs", "api", "max_tokens")
+
+
+def setup_of(run: Run) -> dict:
+    config = run.meta.get("config") or {}
+    setup = {key: config.get(key) for key in SETUP_KEYS}
+    setup["labels"] = tuple(setup["labels"] or ())
+    setup["api"] = setup["api"] or "chat"  # runs before --api were chat
+    if config.get("kind") == "generate":  # a generate report keeps each prompt apart
+        del setup["prompt"]
+    else:  # a first-token measurement asks for 1 token (or a few, on the Responses API)
+        del setup["max_tokens"]
+    return setup
+
+
+def setup_differences(runs: Sequence[Run]) -> list[str]:
+    """What differs among the runs' setups, one phrase per parameter, with run counts:
+    "model 'a' (2 runs), 'b' (1 run)". Empty if they measure the same thing."""
+    counts: dict[str, Counter] = {}
+    for run in runs:
+        for key, value in setup_of(run).items():
+            counts.setdefault(key, Counter())[value] += 1
+    return [
+        f"{key} "
+        + ", ".join(
+            f"{_setup_value(value)} ({count(n, 'run')})"
+            for value, n in sorted(seen.items(), key=_by_count)
+        )
+        for key, seen in counts.items()
+        if len(seen) > 1
+    ]
+
+
+def _by_count(item) -> tuple:
+    return -item[1], repr(item[0])
+
+
+def _setup_value(value) -> str:
+    if isinstance(value, tuple):
+        value = ",".join(value)
+    return clip(repr(value), 60)
+
+
+def require_one_setup(runs: Sequence[Run], override: str, what: str = "the runs") -> None:
+    """Refuse (exit 2) to add up runs that measured different things, naming what differs."""
+    differences = setup_differences(runs)
+    if differences:
+        raise UsageError(
+            f"{what} measure different setups: {'; '.join(differences)}. Analyse them apart, "
+            f"or pass {override} to add them up anyway"
+        )
+
+
+def report_of(
+    runs: Sequence[Run], thresholds=(DEFAULT_THRESHOLD,), allow_mixed: bool = False, **options
+) -> dict:
     """The report the runs call for: a flip report (the first token), or a generate report
-    (whole answers: detcheck.generation). `answer_regex` is for generate runs only."""
+    (whole answers: detcheck.generation). `answer_regex` is for generate runs only. Runs of
+    different setups are refused unless `allow_mixed`."""
     kinds = {(r.meta.get("config") or {}).get("kind", "flip") for r in runs}
     answer_regex = options.pop("answer_regex", None)
+    if len(kinds) == 1 and not allow_mixed:
+        require_one_setup(runs, "--allow-mixed")
     if kinds == {"generate"}:
         from detcheck.generation import build_generation_report
 

@@ -12,10 +12,12 @@ from detcheck.errors import UsageError
 Log = Callable[[str], None]
 
 
-def compare_command(baseline, candidate, thresholds, token, fail_on, alpha, markdown, warn):
+def compare_command(
+    baseline, candidate, thresholds, token, fail_on, alpha, markdown, warn, allow_setup_change=False
+):
     """(markdown text, JSON dict, drifted?) for two sets of runs."""
     from detcheck.compare import FINDINGS, Distribution, compare, render_markdown
-    from detcheck.report import build_report, run_target
+    from detcheck.report import build_report, require_one_setup, run_target
     from detcheck.store import display_uri, read_runs
 
     kinds = tuple(k.strip() for k in fail_on.split(",") if k.strip())
@@ -27,6 +29,10 @@ def compare_command(baseline, candidate, thresholds, token, fail_on, alpha, mark
     base_runs = read_runs([baseline], warn=warn)
     cand_runs = read_runs([candidate], warn=warn)
     names = (display_uri(baseline), display_uri(candidate))
+    if not allow_setup_change:  # a different prompt is not "no drift": it is another question
+        require_one_setup(
+            base_runs + cand_runs, "--allow-setup-change", "the baseline and candidate"
+        )
     if all((r.meta.get("config") or {}).get("kind") == "generate" for r in base_runs + cand_runs):
         result, text = _compare_generations(base_runs, cand_runs, alpha, kinds, names)
         return _finish(result, text, kinds, markdown, target=None)
