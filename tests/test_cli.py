@@ -175,6 +175,8 @@ def test_analyze_json_has_the_statistics_keys(recording):
     assert data["modal"]["count"] == 3391 and data["modal"]["share"] == 0.3391
     lo, hi = data["modal"]["share_ci95"]
     assert lo < 0.3391 < hi
+    lo, hi = data["unseen"].pop("chao1_ci95")
+    assert 42 < lo < 82.5 < hi  # one doubleton: a wide interval, never below what was seen
     assert data["unseen"] == {
         "observed": 42,
         "singletons": 9,

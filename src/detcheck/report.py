@@ -32,8 +32,8 @@ UNITS = {"pct": "pp", "logprob": "nats"}  # a threshold's unit in each space
 
 # Bump when a key of the --json report is added, removed, renamed or retyped (pinned by
 # tests/test_json_schema.py). 1: `threshold` with `threshold_unit` replaced `threshold_pct`.
-# 2: `first_call`.
-REPORT_VERSION = 2
+# 2: `first_call`. 3: `replayed`, `measured`, and `unseen.chao1_ci95`.
+REPORT_VERSION = 3
 
 
 class Report(TypedDict):
@@ -67,6 +67,8 @@ class Report(TypedDict):
     decomposition: dict
     spread: dict | None
     first_call: dict | None
+    replayed: bool  # any run a replay: its in-flight counts are the replaying client's
+    measured: dict  # what was measured: models, endpoints, run ids, first and last start
     headline: str
 
 
@@ -245,6 +247,10 @@ def _build_report(
     }
     report.update(_more(f, a, distinct, where_present, response_cluster))
     report["first_call"] = first_call
+    report["replayed"] = any(r.meta.get("replay_of") for r in runs)
+    report["measured"] = measured(runs)
+    if report["replayed"]:  # what was in flight at the endpoint then is not known
+        report["concurrency_association"] = None
     report["headline"] = headline(report)
     return report
 
@@ -287,6 +293,7 @@ def _more(f, a, distinct, where_present, response_cluster) -> dict:
     else:
         out["modal"] = None
     out["unseen"] = stats.unseen(distinct.count)
+    out["unseen"]["chao1_ci95"] = list(stats.chao1_ci95(distinct.count))
     out["accumulation"] = [
         {"calls": m, "distinct": d} for m, d in stats.accumulation_curve(distinct.count)
     ]
@@ -314,10 +321,44 @@ def _more(f, a, distinct, where_present, response_cluster) -> dict:
     return out
 
 
+def measured(runs: Sequence[Run]) -> dict:
+    """What the runs measured, for a reader of the report or the figure: model, endpoint, the
+    run ids and when they started."""
+    starts = sorted(s for r in runs if (s := r.meta.get("started_at")))
+    return {
+        "models": sorted({m for r in runs if (m := (r.meta.get("config") or {}).get("model"))}),
+        "endpoints": sorted({e for r in runs if (e := r.meta.get("endpoint"))}),
+        "run_ids": [r.meta.get("run_id") or str(r.path) for r in runs],
+        "first_started_at": starts[0] if starts else None,
+        "last_started_at": starts[-1] if starts else None,
+    }
+
+
+def measured_line(r: dict) -> str | None:
+    """'gpt-4o at https://api.openai.com/v1 on 2026-11-30, run <id>, n = 200'."""
+    m = r.get("measured")
+    if not m:
+        return None
+    first, last = (m["first_started_at"] or "")[:10], (m["last_started_at"] or "")[:10]
+    when = f" on {first}" if first == last else f" from {first} to {last}"
+    runs = m["run_ids"]
+    which = f"run {runs[0]}" if len(runs) == 1 else f"{len(runs):,} runs"
+    return (
+        f"{', '.join(m['models']) or 'unknown model'} at {', '.join(m['endpoints']) or '?'}"
+        f"{when if first else ''}, {which}, n = {r['n']:,}"
+    )
+
+
 def headline(r: dict) -> str:
     if r["n"] == 0:
         return "no successful responses to analyse"
     what = r["label"] if r.get("label_mass") else r["target"]
+    if r["distinct"] == 1 and r["n"] > 1 and not r.get("label_mass"):
+        flips = r["top_token"]["flips"]
+        return (
+            f"Deterministic: all {count(r['n'], 'call')} returned the same {what} probability"
+            + (f", though the top token changed in {count(flips, 'call')}." if flips else ".")
+        )
     kind = "probability mass" if r.get("label_mass") else "probabilities"
     if r["distinct"] == 1 and not r.get("label_mass"):
         kind = "probability"
@@ -344,6 +385,11 @@ def headline(r: dict) -> str:
     return "; ".join(parts) + "."
 
 
+def _interval(unseen: dict) -> str:
+    lo, hi = unseen.get("chao1_ci95") or (None, None)
+    return f" (95% {lo:,.1f} to {hi:,.1f})" if lo is not None and hi != lo else ""
+
+
 def count(n: int, noun: str) -> str:
     """ "1 call", "2 calls", "10,000 calls"."""
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
@@ -363,7 +409,11 @@ def render_text(report: dict) -> str:
 
     from detcheck.record import printable
 
-    lines = [report["headline"], ""]
+    lines = [report["headline"]]
+    line = measured_line(report)
+    if line:
+        lines.append(f"measured      {printable(line)}")
+    lines.append("")
     rows: list = []
     in_logprobs = report["space"] == "logprob"  # rare tokens: percentages all print alike
     for i, cluster in enumerate(report["clusters"]):
@@ -407,7 +457,30 @@ def render_text(report: dict) -> str:
         lines.append(f"failed attempts: {report['errors']:,} ({kinds})")
     if report["n"]:
         lines += ["", *_details(report)]
-    return "\n".join(lines)
+    return "\n".join(wrap(line) for line in lines)
+
+
+LABEL_WIDTH = 14  # "explains?     ": the labels of the detail lines
+
+
+def wrap(line: str, width: int = 80) -> str:
+    """A line of text folded at word boundaries to fit a terminal of `width` columns: a labelled
+    detail line under its label, other prose flush left. Tables are left as they are."""
+    if len(line) <= width or "\n" in line:
+        return line
+    import re
+    import textwrap
+
+    labelled = re.match(r"^[a-z][a-z0-9?-]*(?: [a-z0-9?-]+)? +(?=\S)", line)
+    if labelled and len(labelled.group()) == LABEL_WIDTH:
+        indent = " " * LABEL_WIDTH
+    elif "  " in line.strip():  # aligned columns: a table row
+        return line
+    else:
+        indent = ""
+    return textwrap.fill(
+        line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+    )
 
 
 def _details(r: dict) -> list[str]:
@@ -424,12 +497,13 @@ def _details(r: dict) -> list[str]:
     picks = [p for p in curve if p["calls"] in _decades(curve)]
     out.append(
         f"unseen        f1 = {u['singletons']} seen once, f2 = {u['doubletons']} seen twice; "
-        f"Chao1 = {u['chao1']:,.1f} distinct values exist; P(next call is new) = {u['p_new']:.4f}"
+        f"Chao1 = {u['chao1']:,.1f} distinct values exist{_interval(u)}; "
+        f"P(next call is new) = {u['p_new']:.4f}"
     )
     if picks:
         out.append(
             "accumulation  "
-            + ", ".join(f"{p['calls']:,} calls -> {p['distinct']:.1f}" for p in picks)
+            + ", ".join(f"{count(p['calls'], 'call')} -> {p['distinct']:.1f}" for p in picks)
         )
     for name, key in (
         ("the fingerprint", "fingerprint_association"),
@@ -437,6 +511,12 @@ def _details(r: dict) -> list[str]:
         ("the concurrency", "concurrency_association"),
     ):
         result = r[key]
+        if key == "concurrency_association" and r.get("replayed"):
+            out.append(
+                "explains?     the concurrency: not tested (a replay: its in-flight counts are "
+                "the replaying client's, not the endpoint's)"
+            )
+            continue
         mi = f" [MI {result['mutual_information_bits']:.3f} bits]" if result else ""
         out.append("explains?     " + stats.association_verdict(name, result) + mi)
     first = r.get("first_call")

@@ -35,7 +35,7 @@ def usage_line(config: FlipConfig, outcome, replay: bool) -> str:
 
     line = (
         f"{outcome.successes:,} responses in {outcome.elapsed_s:,.1f} s "
-        f"({outcome.attempts:,} attempts); usage: {outcome.prompt_tokens:,} prompt tokens "
+        f"({outcome.attempts:,} attempts)\nusage: {outcome.prompt_tokens:,} prompt tokens "
         f"({outcome.cached_tokens:,} cached) + {outcome.completion_tokens:,} completion tokens"
     )
     cost = usage_cost_usd(

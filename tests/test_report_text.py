@@ -1,0 +1,72 @@
+"""The terminal report says what was measured, in words that are true, in 80 columns."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from detcheck.cli import app
+from fake_openai import FakeOpenAI, Reply, chat_body
+
+runner = CliRunner()
+
+
+def _analyze(path, *args):
+    result = runner.invoke(app, ["analyze", str(path), *args])
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def test_every_line_of_the_report_fits_80_columns(recording):
+    text = _analyze(recording)
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    # folded at word boundaries under its label, not cut: every word is still there
+    assert "the replaying client's, not the endpoint's)" not in text  # not a replay: no caveat
+    assert "explains?     the concurrency" in text
+
+
+def test_the_report_names_model_endpoint_date_run_and_n(tmp_path):
+    with FakeOpenAI() as server:
+        args = ["flip", "-n", "7", "--base-url", server.base_url, "--out", str(tmp_path), "-q"]
+        result = runner.invoke(app, args, env={"OPENAI_API_KEY": "sk-test"})
+    assert result.exit_code == 0, result.stderr
+    (run_dir,) = tmp_path.iterdir()
+    meta = json.loads((run_dir / "_run.json").read_text())
+    flat = " ".join(_analyze(run_dir).split())  # as read, across folded lines
+    assert f"measured {meta['config']['model']} at {server.base_url}" in flat
+    assert f"on {meta['started_at'][:10]}, run {meta['run_id']}, n = 7" in flat
+    data = json.loads(_analyze(run_dir, "--json"))
+    assert data["measured"]["run_ids"] == [meta["run_id"]]
+
+
+def test_a_replay_does_not_offer_its_in_flight_counts_as_evidence(recording, tmp_path):
+    args = ["flip", "-n", "300", "--replay", str(recording), "--out", str(tmp_path), "-q"]
+    result = runner.invoke(app, [*args, "--concurrency", "8", "--json"])
+    data = json.loads(result.stdout)
+    assert data["replayed"] is True and data["concurrency_association"] is None
+    flat = " ".join(result.stderr.split())
+    assert "the concurrency: not tested (a replay: its in-flight counts are the replaying" in flat
+    assert "the concurrency does not explain" not in flat
+
+
+def test_a_deterministic_endpoint_is_called_that(tmp_path):
+    def same(i, request):
+        return Reply(200, json.dumps(chat_body(i, -0.25)).encode())
+
+    with FakeOpenAI(same) as server:
+        args = ["flip", "-n", "5", "--base-url", server.base_url, "--out", str(tmp_path), "-q"]
+        result = runner.invoke(app, args, env={"OPENAI_API_KEY": "sk-test"})
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(
+        "Deterministic: all 5 calls returned the same Heads probability."
+    )
+
+
+def test_chao1_is_given_with_its_interval(recording):
+    data = json.loads(_analyze(recording, "--json"))
+    lo, hi = data["unseen"]["chao1_ci95"]
+    assert lo <= data["unseen"]["chao1"] <= hi
+    flat = " ".join(_analyze(recording).split())
+    if hi > lo:
+        assert f"(95% {lo:,.1f} to {hi:,.1f})" in flat
