@@ -69,6 +69,7 @@ def render(lines: list[dict]) -> str:
     rows = [
         [
             (x["started_at"] or "")[:19].replace("T", " "),
+            printable(x["status"] or ""),
             printable(x["endpoint"]),
             printable(x["model"]),
             " ".join(printable(fp) for fp in sorted(x["fingerprints"])),
@@ -85,6 +86,7 @@ def render(lines: list[dict]) -> str:
         rows,
         headers=[
             "started (UTC)",
+            "status",
             "endpoint",
             "model",
             "fingerprints",

@@ -47,6 +47,13 @@ from detcheck.store import RunWriter, to_micros, uri_secrets, utc_now
 from detcheck.transport import BodyRejected, CappedTransport
 
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+# Refused connections and unknown host names, as aiohttp and httpx word them
+_REFUSED = re.compile(
+    r"connect call failed|connection refused|errno 111|all connection attempts failed"
+    r"|name or service not known|nodename nor servname|name resolution",
+    re.IGNORECASE,
+)
+UNREACHABLE_AFTER = 3  # refusals before any response that stop a run (a restart is brief)
 
 
 @dataclass
@@ -277,6 +284,7 @@ class Flip:
         self.targets = frozenset(config.targets.values())
         self.secrets = endpoint.secrets
         self.outcome = Outcome()
+        self._refusals = 0  # connections refused before any response (see _unreachable)
         self._next_call = start_call
         self._end_call = start_call + n
         self._seq = start_seq
@@ -503,6 +511,11 @@ class Flip:
         except openai.APIConnectionError as exc:  # APITimeoutError included
             kind, message = self._connection_failure(exc)
             row.update(error_type=kind, error=message)
+            if kind == "connection" and self._unreachable(message):
+                return EndpointError(
+                    f"cannot reach {self.endpoint.shown}: {printable(message)}. Is the server "
+                    "running, and is --base-url right?"
+                )
             return TransientError(kind, message)
         except BodyRejected as exc:  # too large, or an encoding not asked for: retried
             row.update(error_type="body_rejected", error=clip(str(exc)))
@@ -558,6 +571,15 @@ class Flip:
                 f"{printable(clip(final_url, 200))} (each row keeps the URL that answered)"
             )
         self.outcome.redirected += 1
+
+    def _unreachable(self, message: str) -> bool:
+        """An endpoint that has never answered and refuses connections (or whose name does not
+        resolve) is not there: after UNREACHABLE_AFTER such failures the run stops, in seconds
+        rather than after every call's full retries."""
+        if self.outcome.successes or not _REFUSED.search(message):
+            return False
+        self._refusals += 1
+        return self._refusals >= UNREACHABLE_AFTER
 
     def _connection_failure(self, exc: openai.APIConnectionError) -> tuple[str, str]:
         """Timeout or connection failure, told apart by the cause: the SDK's aiohttp transport

@@ -16,11 +16,34 @@ from detcheck.errors import DetcheckError, UsageError
 Log = Callable[[str], None]
 
 
+def is_local(base_url: str) -> bool:
+    """A server on this machine or a private network (where keys are usually not checked)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(base_url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith((".local", ".localhost", ".internal")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_unspecified
+
+
 def live_endpoint(base_url: str, timeout_s: float, key_env: str = "OPENAI_API_KEY"):
     from detcheck.request import Endpoint
 
     key = os.environ.get(key_env)
     if not key:
+        if is_local(base_url):  # vLLM, llama.cpp, SGLang: any key will do, but one is sent
+            raise UsageError(
+                f"{key_env} is not set. A local server usually takes any key: run with "
+                f"{key_env}=unused (or export it)"
+            )
         raise UsageError(
             f"{key_env} is not set. Export it, or try the offline demo: "
             "detcheck flip --replay recordings/gpt-4o-2024-08-06-coinflip-10000"
