@@ -72,6 +72,25 @@ AllowMixed = Annotated[
         metavar="",
     ),
 ]
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Print the plan (requests, tokens, estimated cost) and send nothing.",
+        metavar="",
+        rich_help_panel=spec.RUN,
+    ),
+]
+Yes = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="Do not ask before a run estimated above $5 (only a terminal is asked).",
+        metavar="",
+        rich_help_panel=spec.RUN,
+    ),
+]
 Token = Annotated[
     str | None,
     typer.Option("--token", help="Analyse this token instead of the one the run measured."),
@@ -204,6 +223,42 @@ def fail(message: str, exit_code: int, as_json: bool = False):
     raise typer.Exit(exit_code) from None
 
 
+def asker(yes: bool):
+    """How a run asks before spending much: a yes/no question in a terminal, else nobody is
+    asked (a scheduled job, a pipe) and --max-cost is the limit."""
+    if yes or not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return None
+    return lambda question: typer.confirm(question, default=False, err=True)
+
+
+def show_plan(plan: dict, as_json: bool) -> None:
+    from detcheck.commands.costs import fmt_usd
+
+    cost = plan["estimated_cost_usd"]
+    prompt = plan["prompt_tokens_per_request"]
+    lines = [
+        f"dry run: nothing was sent. {plan['requests']:,} requests to {plan['model']} at "
+        f"{plan['endpoint']} ({plan['api']} API)",
+        "tokens per request: "
+        + (f"{prompt} prompt + " if prompt is not None else "prompt unknown + ")
+        + f"up to {plan['completion_tokens_per_request']} completion",
+        "estimated cost: "
+        + (f"up to {fmt_usd(cost)} at list prices" if cost is not None else "no price known"),
+    ]
+    text = "\n".join(wrap(line) for line in lines)
+    if as_json:
+        err(text)
+        echo(json.dumps(plan, indent=2))
+    else:
+        echo(text)
+
+
+def wrap(line: str) -> str:
+    from detcheck.report import wrap as wrap_line
+
+    return wrap_line(line)
+
+
 def emit(report: dict, as_json: bool, extra: dict | None = None) -> None:
     from detcheck.report import render_text
 
@@ -230,12 +285,17 @@ def flip(
             "--quiet", "-q", help="No progress bar.", metavar="", rich_help_panel=spec.OUTPUT
         ),
     ] = False,
+    dry_run: DryRun = False,
+    yes: Yes = False,
     debug: Debug = False,
 ) -> None:
     """Send one single-token request N times, store every response, report distinct values."""
     from detcheck.commands import FlipOptions, flip_command
 
-    report, run_path, outcome = flip_command(FlipOptions(**given, progress=not quiet), log=err)
+    options = FlipOptions(**given, progress=not quiet, dry_run=dry_run, confirm=asker(yes))
+    report, run_path, outcome = flip_command(options, log=err)
+    if run_path is None:
+        return show_plan(report, as_json)
     emit(report, as_json, {"run_path": str(run_path)})
     if outcome.interrupted:
         raise typer.Exit(130)
@@ -262,14 +322,25 @@ def generate(
             "--quiet", "-q", help="No progress bar.", metavar="", rich_help_panel=spec.OUTPUT
         ),
     ] = False,
+    dry_run: DryRun = False,
+    yes: Yes = False,
     debug: Debug = False,
 ) -> None:
     """Send the same request N times with max_tokens > 1 and report how many different
     completions came back, where they part, and why (the near-tie at the split)."""
     from detcheck.commands import FlipOptions, generate_command
 
-    options = FlipOptions(**given, progress=not quiet, kind="generate", answer_regex=answer_regex)
+    options = FlipOptions(
+        **given,
+        progress=not quiet,
+        kind="generate",
+        answer_regex=answer_regex,
+        dry_run=dry_run,
+        confirm=asker(yes),
+    )
     report, run_paths, interrupted = generate_command(options, prompts, log=err)
+    if dry_run:
+        return show_plan(report, as_json)
     extra = {"run_path": str(run_paths[0])} if len(run_paths) == 1 else {}
     emit(report, as_json, {**extra, "run_paths": [str(p) for p in run_paths]})
     if interrupted:

@@ -225,6 +225,17 @@ PARAMS: dict[str, Param] = {
             resumable=True,
         ),
         Param(
+            "max_cost",
+            float,
+            None,
+            "Refuse to start a run whose estimated cost (list prices, tokens counted with "
+            "tiktoken) is higher.",
+            RUN,
+            unit="USD",
+            check=_positive,
+            resumable=True,
+        ),
+        Param(
             "max_attempts",
             int,
             6,

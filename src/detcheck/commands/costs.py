@@ -26,6 +26,61 @@ def cost_line(config: FlipConfig, n: int, replay: bool) -> str:
     )
 
 
+# A live run estimated above this asks before it starts, in a terminal (--yes skips the question)
+CONFIRM_ABOVE_USD = 5.0
+
+
+def plan(config: FlipConfig, n: int, endpoint: str, replay: bool) -> dict:
+    """What a run will send and, at list prices, cost at most (the --dry-run answer)."""
+    from detcheck.tokens import count_prompt_tokens, estimate_cost_usd
+
+    prompt_tokens = None if replay else count_prompt_tokens(config.model, config.prompt)
+    cost = (
+        0.0
+        if replay
+        else estimate_cost_usd(config.model, prompt_tokens, config.max_tokens, n)
+        if prompt_tokens is not None
+        else None
+    )
+    return {
+        "dry_run": True,
+        "model": config.model,
+        "endpoint": endpoint,
+        "api": config.api,
+        "requests": n,
+        "prompt_tokens_per_request": prompt_tokens,
+        "completion_tokens_per_request": config.max_tokens,
+        "estimated_cost_usd": cost,  # null: no token count or price known for the model
+        "replay": replay,
+    }
+
+
+def check_spend(spend: dict, max_cost: float | None, confirm) -> None:
+    """Refuse a run above --max-cost (or one whose cost cannot be known, when a limit is
+    set); ask before one above CONFIRM_ABOVE_USD when there is someone to ask."""
+    from detcheck.errors import UsageError
+
+    cost = spend["estimated_cost_usd"]
+    if max_cost is not None:
+        if cost is None:
+            raise UsageError(
+                f"--max-cost {fmt_usd(max_cost)}: no list price is known for "
+                f"{spend['model']!r}, so the cost cannot be checked; run without --max-cost"
+            )
+        if cost > max_cost:
+            raise UsageError(
+                f"the run is estimated at up to {fmt_usd(cost)}, above --max-cost "
+                f"{fmt_usd(max_cost)}; lower --n or raise --max-cost"
+            )
+    if confirm is not None and cost is not None and cost > CONFIRM_ABOVE_USD:
+        question = (
+            f"{spend['requests']:,} calls to {spend['model']} are estimated at up to "
+            f"{fmt_usd(cost)}. Go ahead?"
+        )
+        if not confirm(question):
+            raise UsageError("not started: nothing was sent (--yes skips this question)")
+
+
 def fmt_usd(amount: float) -> str:
     return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from detcheck import spec
-from detcheck.commands.costs import cost_line, usage_line
+from detcheck.commands.costs import check_spend, cost_line, plan, usage_line
 from detcheck.commands.options import FlipOptions, resolve_config, settled
 from detcheck.errors import DetcheckError, UsageError
 
@@ -90,8 +90,14 @@ def flip_command(options, log: Log):
             log(f"note: the recording has {size:,} responses; replay wraps around")
     else:
         endpoint_name = options.value("base_url")
-        endpoint = live_endpoint(endpoint_name, options.timeout_s, options.key_env)
+        if not options.dry_run:  # a plan needs no key
+            endpoint = live_endpoint(endpoint_name, options.timeout_s, options.key_env)
     config, targets = resolve_config(options, recorded)
+    spend = plan(config, n, endpoint_name, replay=options.replay is not None)
+    if options.dry_run:
+        log(cost_line(config, n, replay=options.replay is not None))
+        return spend, None, None
+    check_spend(spend, options.max_cost, options.confirm)
     policy = retry_policy(options)
     meta = run_meta(
         config,

@@ -46,6 +46,7 @@ def load_prompts(path: Path) -> list[tuple[str, str]]:
 
 def generate_command(options, prompts: Path | None, log: Log):
     """(report, run paths, interrupted?) of one prompt's run, or of one run per prompt."""
+    from detcheck.commands.costs import check_spend
     from detcheck.measure import new_run_id
     from detcheck.report import report_of
     from detcheck.store import read_runs
@@ -53,12 +54,22 @@ def generate_command(options, prompts: Path | None, log: Log):
     options = replace(options, kind="generate")
     if prompts is None:
         report, path, outcome = flip_command(options, log)
-        return report, [path], outcome.interrupted
+        return report, [path], outcome is not None and outcome.interrupted
     if options.prompt is not None:
         raise UsageError("give --prompt or --prompts, not both")
     if options.resume is not None or options.replay is not None:
         raise UsageError("--prompts starts new runs: --resume or --replay one run at a time")
     items = load_prompts(prompts)
+    # the spend of the whole set is planned, limited and confirmed once, before any prompt runs
+    quiet = replace(options, dry_run=True, prompt=items[0][1])
+    spends = [flip_command(replace(quiet, prompt=p), lambda _: None)[0] for _, p in items]
+    spend = {**spends[0], "requests": sum(s["requests"] for s in spends), "prompts": len(items)}
+    costs = [s["estimated_cost_usd"] for s in spends]
+    spend["estimated_cost_usd"] = None if None in costs else sum(costs)
+    if options.dry_run:
+        return spend, [], False
+    check_spend(spend, options.max_cost, options.confirm)
+    options = replace(options, max_cost=None, confirm=None)
     set_id = new_run_id("prompts")
     paths = []
     for k, (prompt_id, prompt) in enumerate(items, 1):

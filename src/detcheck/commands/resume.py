@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from detcheck import spec
-from detcheck.commands.costs import cost_line
+from detcheck.commands.costs import check_spend, cost_line, plan
 from detcheck.commands.flip import (
     execute,
     finish_staging,
@@ -58,7 +58,14 @@ def resume_run(options, log: Log):
         options = settled(options, _stored_run_control(meta))
         if done >= n:
             return _finish_complete(run_dir, meta, lock, mirror, done, start_seq, options, log)
-        if meta.get("replay_of"):
+        replay = bool(meta.get("replay_of"))
+        # what is left to do is planned, limited and confirmed like a new run
+        check_spend(
+            plan(stored, n - done, meta.get("endpoint") or "", replay),
+            options.max_cost,
+            options.confirm,
+        )
+        if replay:
             endpoint, _, _ = replay_endpoint(Path(meta["replay_of"]), served=done)
         else:
             endpoint = live_endpoint(
