@@ -63,3 +63,30 @@ def test_sweep_over_concurrency_and_background_load(tmp_path):
     assert data["test"]["p_value"] > 0.01
     assert "does not explain" in data["test"]["verdict"]
     assert "across levels:" in result.stderr
+
+
+def test_a_sweep_holds_its_concurrency_through_429s_and_says_the_level_was_not_held(tmp_path):
+    from fake_openai import Reply, coin_flip
+
+    def burst(i, request):
+        if i < 40:
+            return Reply(429, b'{"error": {"message": "Rate limit reached"}}')
+        return coin_flip(i, request)
+
+    def sweep(*extra):
+        with FakeOpenAI(burst) as server:
+            return runner.invoke(
+                app,
+                ["sweep", "--concurrency", "16", "--n", "60", "--out", str(tmp_path), "--json",
+                 "--backoff-s", "0.01", "--max-backoff-s", "0.05", *extra],
+                env={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url},
+            )  # fmt: skip
+
+    held = sweep()
+    assert held.exit_code == 0, held.stderr
+    (level,) = json.loads(held.stdout)["levels"]
+    assert level["throttled"] == 40 and level["held"] is False
+    assert "lowered concurrency" not in held.stderr  # the level was not cut
+    assert "no (40 x 429)" in held.stderr  # the table marks it
+    adaptive = sweep("--adaptive")
+    assert "429s lowered concurrency to" in adaptive.stderr  # as flip does

@@ -575,6 +575,16 @@ def sweep(
             rich_help_panel=spec.RUN,
         ),
     ] = None,
+    adaptive: Annotated[
+        bool,
+        typer.Option(
+            "--adaptive",
+            help="Let 429s halve the requests in flight, as flip does (by default a sweep "
+            "holds each level, and a level that met 429s is marked as not held).",
+            metavar="",
+            rich_help_panel=spec.RUN,
+        ),
+    ] = False,
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
@@ -587,7 +597,9 @@ def sweep(
 
     levels = parse_levels(concurrency, "--concurrency", 1)
     loads = parse_levels(background_loads, "--background-loads", 0) if background_loads else None
-    result = sweep_command(FlipOptions(**given, progress=False), levels, log=err, loads=loads)
+    result = sweep_command(
+        FlipOptions(**given, progress=False), levels, log=err, loads=loads, adaptive=adaptive
+    )
     rows = result["levels"]
     table = tabulate(
         [
@@ -599,13 +611,14 @@ def sweep(
                 r["clusters"],
                 f"{r['modal_share']:.1%}" if r["modal_share"] is not None else "",
                 f"{r['mean_in_flight']:.2f}" if r["mean_in_flight"] is not None else "",
+                "yes" if r["held"] else f"no ({r['throttled']:,} x 429)",
                 r["run_path"],
             ]
             for r in rows
         ],
         headers=[
             "concurrency", "background", "n", "distinct", "clusters", "modal share",
-            "mean in flight", "run",
+            "mean in flight", "held", "run",
         ],
     )  # fmt: skip
     if result["test"]:

@@ -206,8 +206,9 @@ class AdaptiveLimit:
     a run of successes as long as the limit raises it by one, back up to the ceiling. A rate-limit
     header saying nothing is left pauses new requests until its reset time."""
 
-    def __init__(self, ceiling: int):
+    def __init__(self, ceiling: int, adaptive: bool = True):
         self.ceiling = ceiling
+        self.adaptive = adaptive  # False: a 429 is retried, but the limit is held (a sweep)
         self.limit = ceiling
         self.lowest = ceiling
         self.in_flight = 0
@@ -232,7 +233,7 @@ class AdaptiveLimit:
             now = time.monotonic()
             if pause_s:
                 self._paused_until = max(self._paused_until, now + min(pause_s, 120.0))
-            if throttled:
+            if throttled and self.adaptive:
                 self._ok_streak = 0
                 if now - self._last_cut > 1.0:
                     self.limit = max(1, self.limit // 2)
@@ -264,6 +265,7 @@ class Flip:
         start_call: int = 0,
         start_seq: int = 0,
         background_load: int = 0,
+        hold_concurrency: bool = False,
     ):
         self.config = config
         self.background_load = background_load
@@ -288,7 +290,7 @@ class Flip:
         self._next_call = start_call
         self._end_call = start_call + n
         self._seq = start_seq
-        self.limit = AdaptiveLimit(concurrency)
+        self.limit = AdaptiveLimit(concurrency, adaptive=not hold_concurrency)
         self._stop = asyncio.Event()
         self._fatal: DetcheckError | None = None
 

@@ -166,6 +166,7 @@ def execute(config, endpoint, writer, n, done, start_call, start_seq, options, p
         start_call=start_call,
         start_seq=start_seq,
         background_load=options.background_load,
+        hold_concurrency=options.hold_concurrency,
     )
     status = "failed"
     import_scipy_in_background()  # while requests are in flight, not after

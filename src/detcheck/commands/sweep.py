@@ -22,7 +22,11 @@ def parse_levels(text: str, flag: str, low: int) -> list[int]:
 
 
 def sweep_command(
-    options, levels: Sequence[int], log: Log, loads: Sequence[int] | None = None
+    options,
+    levels: Sequence[int],
+    log: Log,
+    loads: Sequence[int] | None = None,
+    adaptive: bool = False,
 ) -> dict:
     """The same measurement at every (concurrency, background load) pair, one run each, tagged
     with its level; and a test of whether the distribution of values depends on the level."""
@@ -42,7 +46,13 @@ def sweep_command(
                 "sweep_concurrency": concurrency,
                 "sweep_background_load": load,
             }
-            level = with_(options, concurrency=concurrency, background_load=load, tags=tags)
+            level = with_(
+                options,
+                concurrency=concurrency,
+                background_load=load,
+                tags=tags,
+                hold_concurrency=not adaptive,  # the level is what is measured: hold it
+            )
             report, run_path, _ = flip_command(level, log)
             run = read_run(run_path, columns=["ok", "in_flight"]) if _local(run_path) else None
             rows.append(_level_row(report, run, concurrency, load, run_path))
@@ -64,6 +74,7 @@ def _level_row(report: dict, run, concurrency: int, load: int, run_path) -> dict
         ok = run.table.filter(run.table.column("ok"))
         mean_in_flight = pc.mean(ok.column("in_flight")).as_py()
     modal = report.get("modal") or {}
+    throttled = report["errors_by_type"].get("http_429", 0)
     return {
         "concurrency": concurrency,
         "background_load": load,
@@ -71,7 +82,9 @@ def _level_row(report: dict, run, concurrency: int, load: int, run_path) -> dict
         "distinct": report["distinct"],
         "clusters": len(report["clusters"]),
         "modal_share": modal.get("share"),
-        "mean_in_flight": mean_in_flight,
+        "mean_in_flight": mean_in_flight,  # what the level achieved (background included)
+        "throttled": throttled,  # 429 answers: while they were retried, fewer were in flight
+        "held": throttled == 0,
         "run_path": str(run_path),
     }
 
