@@ -67,3 +67,18 @@ def test_plot_refuses_mixed_setups_too(tmp_path, recording):
     _run(tmp_path, recording, "--model", "other-model")
     result = runner.invoke(app, ["plot", str(tmp_path), "-o", str(tmp_path / "p.png")])
     assert result.exit_code == 2 and "model" in result.stderr
+
+
+def test_compare_prints_tables_in_the_terminal_and_markdown_to_a_file(tmp_path, recording):
+    _run(tmp_path / "cand", recording)
+    md = tmp_path / "report.md"
+    result = runner.invoke(
+        app, ["compare", str(recording), str(tmp_path / "cand"), "--markdown", str(md)]
+    )
+    assert result.exit_code in (0, 1), result.stderr
+    text = result.stdout
+    assert "###" not in text and "|---" not in text and "| " not in text
+    assert "cluster (%) at 0.01 pp    baseline" in " ".join(text.split("\n"))  # aligned columns
+    assert max(len(line) for line in text.splitlines()) <= 80
+    markdown = md.read_text()
+    assert markdown.startswith("### detcheck compare") and "|---|---|---|---|" in markdown

@@ -62,7 +62,7 @@ def _compare_generations(base_runs, cand_runs, alpha, kinds, names):
 
 
 def _finish(result, text, kinds, markdown, target):
-    from detcheck.compare import drift
+    from detcheck.compare import drift, plain_text
 
     failing = drift(result, kinds)
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -78,4 +78,4 @@ def _finish(result, text, kinds, markdown, target):
         "drift": bool(failing),
         "failing_findings": failing,
     }
-    return text, data, bool(failing)
+    return plain_text(text), data, bool(failing)
