@@ -21,7 +21,7 @@ from detcheck.errors import DetcheckError
 app = typer.Typer(
     help="Measure how non-deterministic an LLM endpoint's token log-probabilities are.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -70,6 +70,16 @@ AllowMixed = Annotated[
         help="Add up runs of different setups (model, prompt, labels, temperature, "
         "top_logprobs, API); refused by default, naming what differs.",
         metavar="",
+    ),
+]
+Quiet = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="No progress (a bar in a terminal, else a line every 30 s).",
+        metavar="",
+        rich_help_panel=spec.OUTPUT,
     ),
 ]
 DryRun = Annotated[
@@ -279,12 +289,7 @@ MEASUREMENT = tuple(name for name in spec.PARAMS if name != "thresholds")
 def flip(
     given: dict,
     as_json: AsJson = False,
-    quiet: Annotated[
-        bool,
-        typer.Option(
-            "--quiet", "-q", help="No progress bar.", metavar="", rich_help_panel=spec.OUTPUT
-        ),
-    ] = False,
+    quiet: Quiet = False,
     dry_run: DryRun = False,
     yes: Yes = False,
     debug: Debug = False,
@@ -316,12 +321,7 @@ def generate(
     ] = None,
     answer_regex: AnswerRegex = None,
     as_json: AsJson = False,
-    quiet: Annotated[
-        bool,
-        typer.Option(
-            "--quiet", "-q", help="No progress bar.", metavar="", rich_help_panel=spec.OUTPUT
-        ),
-    ] = False,
+    quiet: Quiet = False,
     dry_run: DryRun = False,
     yes: Yes = False,
     debug: Debug = False,
@@ -392,7 +392,8 @@ def plot(
         typer.Argument(help="Runs, run directories, directories of runs, or s3:// / gs:// URIs."),
     ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Image to write (.png, .svg, .pdf).")
+        Path,
+        typer.Option("--out", "-o", "--output", help="Image to write (.png, .svg, .pdf, .jpg)."),
     ],
     given: dict,
     token: Token = None,
@@ -432,17 +433,22 @@ def run(
     out: Annotated[
         str,
         typer.Option(
-            help="Runs go under OUT/model=<model>/date=<YYYY-MM-DD>/ (a directory or URI)."
+            "--out",
+            "-o",
+            help="Runs go under OUT/model=<model>/date=<YYYY-MM-DD>/ (a directory or URI).",
         ),
     ] = "runs",
     as_json: AsJson = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar per measurement.")] = False,
+    quiet: Quiet = False,
+    progress: Annotated[
+        bool, typer.Option(hidden=True, help="Progress is shown by default now; kept for old jobs.")
+    ] = True,
     debug: Debug = False,
 ) -> None:
     """Run every measurement of an experiment file; one summary line each."""
     from detcheck.commands import run_experiment, summary_line
 
-    summaries = run_experiment(experiment, out, log=err, progress=progress)
+    summaries = run_experiment(experiment, out, log=err, progress=progress and not quiet)
     if as_json:
         failed = sum("error" in s for s in summaries)
         echo(json.dumps({"measurements": summaries, "failed": failed}, indent=2))
@@ -586,6 +592,7 @@ def sweep(
         ),
     ] = False,
     as_json: AsJson = False,
+    quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """The same measurement at several concurrency levels (and background loads): a
@@ -598,7 +605,7 @@ def sweep(
     levels = parse_levels(concurrency, "--concurrency", 1)
     loads = parse_levels(background_loads, "--background-loads", 0) if background_loads else None
     result = sweep_command(
-        FlipOptions(**given, progress=False), levels, log=err, loads=loads, adaptive=adaptive
+        FlipOptions(**given, progress=not quiet), levels, log=err, loads=loads, adaptive=adaptive
     )
     rows = result["levels"]
     table = tabulate(

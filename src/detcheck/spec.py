@@ -303,6 +303,7 @@ PARAMS: dict[str, Param] = {
             "gs://...; pyarrow.fs options as a query string).",
             OUTPUT,
             in_file=False,  # `detcheck run --out` places every measurement of a file
+            short="-o",
         ),
         Param(
             "thresholds",
