@@ -398,6 +398,11 @@ def plot(
     given: dict,
     token: Token = None,
     allow_mixed: AllowMixed = False,
+    dpi: Annotated[int, typer.Option(help="Resolution of a .png or .jpg (dots per inch).")] = 150,
+    title: Annotated[
+        str | None,
+        typer.Option(help="The figure's title (default: model, endpoint, date, run, n)."),
+    ] = None,
     debug: Debug = False,
 ) -> None:
     """Draw the distinct values (by fingerprint, clusters shaded) and the accumulation curve."""
@@ -408,7 +413,7 @@ def plot(
     runs = read_runs(paths, warn=warn)
     thresholds = given["thresholds"] or spec.default("thresholds")
     report = report_of(runs, thresholds, token=token, allow_mixed=allow_mixed)
-    echo(f"wrote {plot_report(report, output)}")
+    echo(f"wrote {plot_report(report, output, dpi=dpi, title=title)}")
 
 
 @app.command()

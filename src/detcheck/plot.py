@@ -12,9 +12,15 @@ INSTALL_HINT = (
 )
 
 
-def plot_report(report: dict, out: Path) -> Path:
-    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise UsageError(f"-o must end in .png, .svg or .pdf, got {out.name!r}")
+FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+MAX_STRIPS = 12  # cluster close-ups: the most-called clusters, in value order
+
+
+def plot_report(report: dict, out: Path, dpi: int = 150, title: str | None = None) -> Path:
+    if out.suffix.lower() not in FORMATS:
+        raise UsageError(f"-o must end in {', '.join(FORMATS)}, got {out.name!r}")
+    if not 30 <= dpi <= 1200:
+        raise UsageError(f"--dpi must be between 30 and 1200, got {dpi}")
     try:
         import matplotlib
 
@@ -24,49 +30,110 @@ def plot_report(report: dict, out: Path) -> Path:
         raise UsageError(INSTALL_HINT) from None
 
     if report.get("kind") == "generate":
-        return _plot_generation(plt, report, out)
-    fig, (ax_values, ax_curve) = plt.subplots(
-        1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [2, 1]}
-    )
+        return _plot_generation(plt, report, out, dpi, title)
+    strips = _strip_clusters(report["clusters"])
+    columns = min(6, max(1, len(strips)))
+    strip_rows = -(-len(strips) // columns)
+    fig = plt.figure(figsize=(14, 5.2 + 2.3 * strip_rows), layout="constrained")
+    grid = fig.add_gridspec(1 + strip_rows, columns * 3, height_ratios=[2.4] + [1] * strip_rows)
+    ax_values = fig.add_subplot(grid[0, : columns * 2])
+    ax_curve = fig.add_subplot(grid[0, columns * 2 :])
     fingerprints = sorted(report["fingerprints"])
     colours = {fp: plt.cm.tab10(i % 10) for i, fp in enumerate(fingerprints)}
-    for cluster in report["clusters"]:
-        lo, hi = cluster["min_pct"], cluster["max_pct"]
-        pad = max((hi - lo) * 0.05, 0.02)
-        ax_values.axvspan(lo - pad, hi + pad, color="0.9", zorder=0)
-    for fp in fingerprints:
-        xs, ys = [], []
-        for cluster in report["clusters"]:
-            for value in cluster["values"]:
-                if fp in value["fingerprints"]:
-                    xs.append(value["prob_pct"])
-                    ys.append(value["fingerprints"][fp])
-        ax_values.scatter(xs, ys, s=22, color=colours[fp], label=fp, alpha=0.8, zorder=2)
-    ax_values.set_yscale("log")
-    ax_values.set_xlabel(f"probability of {report['target']!r} (%)")
-    ax_values.set_ylabel("calls (log)")
-    ax_values.set_title(
-        f"{report['distinct']} distinct values in {report['n']:,} calls, "
-        f"{len(report['clusters'])} clusters at {report['threshold']:g} " + report["threshold_unit"]
-    )
-    ax_values.legend(title="fingerprint", fontsize=8)
-
-    curve = report["accumulation"]
-    ax_curve.plot([p["calls"] for p in curve], [p["distinct"] for p in curve], marker="o")
-    chao1 = report["unseen"]["chao1"]
-    ax_curve.axhline(chao1, linestyle="--", color="0.5", label=f"Chao1 = {chao1:,.1f}")
-    ax_curve.set_xscale("log")
-    ax_curve.set_xlabel("calls")
-    ax_curve.set_ylabel("distinct values (expected)")
-    ax_curve.set_title("accumulation")
-    ax_curve.legend()
-    fig.tight_layout()
-    fig.savefig(out)
+    _overview(ax_values, report, fingerprints, colours)
+    _accumulation(ax_curve, report)
+    for k, cluster in enumerate(strips):
+        row, col = divmod(k, columns)
+        ax = fig.add_subplot(grid[1 + row, col * 3 : col * 3 + 3])
+        _strip(ax, cluster, report, fingerprints, colours)
+    fig.suptitle(title or figure_title(report), fontsize=11)
+    fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out
 
 
-def _plot_generation(plt, report: dict, out: Path) -> Path:
+def figure_title(report: dict) -> str:
+    """What was measured, for a reader of the figure alone: model, endpoint, date, run, n."""
+    from detcheck.report import measured_line
+
+    line = measured_line(report)
+    return line if line else f"n = {report['n']:,}"
+
+
+def _strip_clusters(clusters: list[dict]) -> list[dict]:
+    """The clusters worth a close-up: those with more than one value (a single value has
+    nothing to tell apart), the most-called first, at most MAX_STRIPS, shown in value order."""
+    several = [c for c in clusters if len(c["values"]) > 1]
+    chosen = sorted(several, key=lambda c: -c["count"])[:MAX_STRIPS]
+    return sorted(chosen, key=lambda c: c["min_pct"])
+
+
+def _overview(ax, report: dict, fingerprints: list[str], colours: dict) -> None:
+    """Every distinct value with its total count (a stem), its fingerprints' counts as dots,
+    clusters shaded: the whole distribution at a glance."""
+    for cluster in report["clusters"]:
+        lo, hi = cluster["min_pct"], cluster["max_pct"]
+        pad = max((hi - lo) * 0.05, 0.02)
+        ax.axvspan(lo - pad, hi + pad, color="0.92", zorder=0)
+    values = [v for c in report["clusters"] for v in c["values"]]
+    xs = [v["prob_pct"] for v in values]
+    ax.vlines(xs, 0.8, [v["count"] for v in values], color="0.25", linewidth=1, zorder=1)
+    ax.scatter(
+        xs, [v["count"] for v in values], s=14, color="0.1", zorder=3, label="all calls", marker="_"
+    )
+    if len(fingerprints) > 1:  # one fingerprint: its dots would only repeat the totals
+        for fp in fingerprints:
+            pts = [
+                (v["prob_pct"], v["fingerprints"][fp]) for v in values if fp in v["fingerprints"]
+            ]
+            ax.scatter(*zip(*pts), s=12, color=colours[fp], label=fp, alpha=0.8, zorder=2)
+    ax.set_yscale("log")
+    ax.set_ylim(0.8, max(v["count"] for v in values) * 1.6 if values else 10)
+    ax.set_xlabel(f"probability of {report['target']!r} (%)")
+    ax.set_ylabel("calls returning the value (log)")
+    ax.set_title(
+        f"{report['distinct']:,} distinct values in {report['n']:,} calls; "
+        f"{len(report['clusters'])} clusters at {report['threshold']:g} {report['threshold_unit']}"
+        " (shaded)",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8, loc="upper left")
+
+
+def _strip(ax, cluster: dict, report: dict, fingerprints: list[str], colours: dict) -> None:
+    """One cluster magnified: its values as offsets from its lowest (in 1e-6 pp), so values
+    a few float32 steps apart, drawn on top of each other above, stand apart."""
+    lo = cluster["min_pct"]
+    values = cluster["values"]
+    offsets = [(v["prob_pct"] - lo) * 1e6 for v in values]
+    counts = [v["count"] for v in values]
+    ax.vlines(offsets, 0, counts, color="0.25", linewidth=1.2)
+    ax.scatter(offsets, counts, s=10, color="0.1", zorder=3)
+    span = max(offsets) or 1.0
+    ax.set_xlim(-0.08 * span, 1.08 * span)
+    ax.set_ylim(0, max(counts) * 1.25)
+    ax.set_title(f"{lo:.6f}%: {len(values)} values, {cluster['count']:,} calls", fontsize=8)
+    ax.set_xlabel(f"+ 1e-6 pp above {lo:.6f}%", fontsize=7)
+    ax.tick_params(labelsize=7)
+
+
+def _accumulation(ax, report: dict) -> None:
+    curve = report["accumulation"]
+    ax.plot([p["calls"] for p in curve], [p["distinct"] for p in curve], marker="o", ms=3)
+    unseen = report["unseen"]
+    chao1 = unseen["chao1"]
+    lo, hi = unseen.get("chao1_ci95") or (chao1, chao1)
+    ax.axhline(chao1, linestyle="--", color="0.4", label=f"Chao1 = {chao1:,.1f}")
+    if hi > lo:
+        ax.axhspan(lo, hi, color="0.85", zorder=0, label=f"95% interval {lo:,.1f} to {hi:,.1f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("calls")
+    ax.set_ylabel("distinct values (expected)")
+    ax.set_title("accumulation: more calls, more values?", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+
+
+def _plot_generation(plt, report: dict, out: Path, dpi: int, title: str | None) -> Path:
     """Where paths part: responses still on the modal completion by position (splits marked),
     and the bit-distinct logprobs of its token there (drift before any flip)."""
     if report.get("prompts"):
@@ -81,11 +148,11 @@ def _plot_generation(plt, report: dict, out: Path) -> Path:
         if gap is not None:
             ax_path.annotate(f"gap {gap:.3g}", (split["position"], report["n"]), fontsize=7)
     ax_path.set_ylabel("responses on the modal path")
-    ax_path.set_title(report["headline"][:120], fontsize=9)
+    ax_path.set_title(title or report["headline"][:120], fontsize=9)
     ax_drift.bar(xs, [p["distinct_logprobs"] for p in positions], color="tab:grey")
     ax_drift.set_ylabel("distinct logprobs of its token")
     ax_drift.set_xlabel("position (0-based)")
     fig.tight_layout()
-    fig.savefig(out)
+    fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out
