@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from detcheck.errors import UsageError
+from detcheck.report import count
 
 INSTALL_HINT = (
     "plotting needs matplotlib: pip install 'detcheck[plot]' (in a checkout: uv sync --extra plot)"
@@ -92,8 +93,9 @@ def _overview(ax, report: dict, fingerprints: list[str], colours: dict) -> None:
     ax.set_xlabel(f"probability of {report['target']!r} (%)")
     ax.set_ylabel("calls returning the value (log)")
     ax.set_title(
-        f"{report['distinct']:,} distinct values in {report['n']:,} calls; "
-        f"{len(report['clusters'])} clusters at {report['threshold']:g} {report['threshold_unit']}"
+        f"{count(report['distinct'], 'distinct value')} in {count(report['n'], 'call')}; "
+        f"{count(len(report['clusters']), 'cluster')} at {report['threshold']:g} "
+        f"{report['threshold_unit']}"
         " (shaded)",
         fontsize=10,
     )
@@ -112,7 +114,7 @@ def _strip(ax, cluster: dict, report: dict, fingerprints: list[str], colours: di
     span = max(offsets) or 1.0
     ax.set_xlim(-0.08 * span, 1.08 * span)
     ax.set_ylim(0, max(counts) * 1.25)
-    ax.set_title(f"{lo:.6f}%: {len(values)} values, {cluster['count']:,} calls", fontsize=8)
+    ax.set_title(f"{lo:.6f}%: {len(values)} values, {count(cluster['count'], 'call')}", fontsize=8)
     ax.set_xlabel(f"+ 1e-6 pp above {lo:.6f}%", fontsize=7)
     ax.tick_params(labelsize=7)
 

@@ -489,7 +489,8 @@ def _details(r: dict) -> list[str]:
     if m:
         lo, hi = m["share_ci95"]
         out.append(
-            f"modal value   {fmt_pct(m['prob_pct'])}% in {m['count']:,} calls = {m['share']:.1%} "
+            f"modal value   {fmt_pct(m['prob_pct'])}% in {count(m['count'], 'call')} = "
+            f"{m['share']:.1%} "
             f"(95% CI {lo:.1%} to {hi:.1%})"
         )
     u = r["unseen"]

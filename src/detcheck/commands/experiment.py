@@ -47,8 +47,11 @@ def summary_line(s: dict) -> str:
         return f"{s['name']}: FAILED: {s['error']}"
     fps = ", ".join(f"{k} {v:,}" for k, v in sorted(s["fingerprints"].items()))
     modal = f"modal {s['modal_pct']:.10f}% in {s['modal_share']:.1%}" if s["modal_pct"] else ""
+    from detcheck.report import count
+
     return (
-        f"{s['name']}: {s['n']:,} responses, {s['distinct']:,} distinct, {s['clusters']} "
-        f"clusters at {s['threshold']:g} {s['threshold_unit']}, {modal}, Chao1 {s['chao1']:,.1f}; "
-        f"fingerprints {fps}; {s['errors']:,} failed attempts -> {s['run_path']}"
+        f"{s['name']}: {count(s['n'], 'response')}, {s['distinct']:,} distinct, "
+        f"{count(s['clusters'], 'cluster')} at {s['threshold']:g} {s['threshold_unit']}, "
+        f"{modal}, Chao1 {s['chao1']:,.1f}; fingerprints {fps}; "
+        f"{count(s['errors'], 'failed attempt')} -> {s['run_path']}"
     )
