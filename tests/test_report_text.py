@@ -70,3 +70,21 @@ def test_chao1_is_given_with_its_interval(recording):
     flat = " ".join(_analyze(recording).split())
     if hi > lo:
         assert f"(95% {lo:,.1f} to {hi:,.1f})" in flat
+
+
+def test_one_is_singular_in_the_run_summary_and_the_report(tmp_path):
+    def same(i, request):
+        return Reply(200, json.dumps(chat_body(i, -0.25)).encode())
+
+    with FakeOpenAI(same) as server:
+        exp = tmp_path / "e.toml"
+        exp.write_text(f'[[measurement]]\nname = "one"\nbase_url = "{server.base_url}"\nn = 1\n')
+        result = runner.invoke(
+            app, ["run", str(exp), "-o", str(tmp_path / "runs"), "-q"], env={"OPENAI_API_KEY": "k"}
+        )
+    assert result.exit_code == 0, result.stderr
+    assert "one: 1 response, 1 distinct, 1 cluster at 0.01 pp" in result.stdout
+    assert "0 failed attempts" in result.stdout
+    (run_dir,) = (tmp_path / "runs").glob("model=*/date=*/*")
+    text = _analyze(run_dir)
+    assert "in 1 call = 100.0%" in text and "1 calls" not in text
