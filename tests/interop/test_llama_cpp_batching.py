@@ -149,3 +149,26 @@ def test_generate_drifts_per_position_under_batching(small_model, tmp_path):
         )
     assert all(p["distinct_logprobs"] == 1 for p in alone["positions"])
     assert max(p["distinct_logprobs"] for p in batched["positions"]) > 1
+
+
+def test_an_engineered_near_tie_splits_completions_under_batching_only(tmp_path):
+    """Tails made to score within batch noise of Heads at the first generated position (tuned
+    against this server on this CPU, see near_tie.py): alone, every call takes the same path;
+    batched, calls part there, and the report names the near-tie at the split."""
+    from near_tie import engineer
+
+    model, tuning = engineer(tmp_path, SMALL, llama_server, log=lambda _: None)
+    assert tuning["alone"] > 0 and min(tuning["batched"]) < 0  # the tie straddles zero
+    with llama_server(model) as url:
+        measure(url, tmp_path / "warm", "generate", "--n", 1, "--max-tokens", 8)
+        alone = measure(
+            url, tmp_path / "c1", "generate", "--n", 40, "--max-tokens", 8, "--concurrency", 1
+        )
+        batched = measure(
+            url, tmp_path / "c8", "generate", "--n", 80, "--max-tokens", 8, "--concurrency", 8
+        )
+    assert alone["unique_completions"] == 1
+    assert batched["unique_completions"] > 1
+    split = batched["splits"][0]
+    assert split["position"] == 0  # they part at the engineered position
+    assert split["top_gap_logprob"] < 1e-4  # and the report shows why: a near-tie there

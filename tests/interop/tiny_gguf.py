@@ -68,8 +68,10 @@ def write_tiny_llama(
     n_ff: int = 128,
     context: int = 128,
     bias: bool = True,
+    edit_output=None,
 ) -> Path:
-    """`bias`: Heads and Tails on top (the coin flip)."""
+    """`bias`: Heads and Tails on top (the coin flip). `edit_output(out, tokens)` may change
+    output.weight (a row per token, float32) before it is written: an engineered near-tie."""
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -111,6 +113,8 @@ def write_tiny_llama(
         for token, value in BIAS.items():
             # rms-normed dim 0 is about sqrt(n_embd)
             out[tokens.index(token), 0] = value / np.sqrt(n_embd)
+    if edit_output is not None:
+        edit_output(out, tokens)
     tensors = {"token_embd.weight": embd}
     for i in range(n_layer):
         tensors.update(
