@@ -344,12 +344,13 @@ class Flip:
             )
 
         for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            # not in the main thread (detcheck.flip() from a notebook's running loop): no handlers
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop)
 
     def _remove_signal_handlers(self, loop) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
 
     async def _worker(self) -> None:

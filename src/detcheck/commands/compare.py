@@ -13,10 +13,19 @@ Log = Callable[[str], None]
 
 
 def compare_command(
-    baseline, candidate, thresholds, token, fail_on, alpha, markdown, warn, allow_setup_change=False
+    baseline,
+    candidate,
+    thresholds,
+    token,
+    fail_on,
+    alpha,
+    markdown,
+    warn,
+    allow_setup_change=False,
+    step_summary=True,
 ):
     """(markdown text, JSON dict, drifted?) for two sets of runs."""
-    from detcheck.compare import FINDINGS, Distribution, compare, render_markdown
+    from detcheck.drift import FINDINGS, Distribution, compare, render_markdown
     from detcheck.report import build_report, require_one_setup, run_target
     from detcheck.store import display_uri, read_runs
 
@@ -35,7 +44,7 @@ def compare_command(
         )
     if all((r.meta.get("config") or {}).get("kind") == "generate" for r in base_runs + cand_runs):
         result, text = _compare_generations(base_runs, cand_runs, alpha, kinds, names)
-        return _finish(result, text, kinds, markdown, target=None)
+        return _finish(result, text, kinds, markdown, None, step_summary)
     target = token or run_target(base_runs, None)[0]
     base = build_report(base_runs, thresholds, token=target)
     cand = build_report(cand_runs, thresholds, token=target)
@@ -43,11 +52,11 @@ def compare_command(
         Distribution.from_report(base), Distribution.from_report(cand), thresholds, alpha
     )
     text = render_markdown(result, kinds, names)
-    return _finish(result, text, kinds, markdown, target)
+    return _finish(result, text, kinds, markdown, target, step_summary)
 
 
 def _compare_generations(base_runs, cand_runs, alpha, kinds, names):
-    from detcheck.compare import compare_completions, render_completions_markdown
+    from detcheck.drift import compare_completions, render_completions_markdown
     from detcheck.generation import completion_counts, read_generations
 
     base, cand = read_generations(base_runs), read_generations(cand_runs)
@@ -61,11 +70,11 @@ def _compare_generations(base_runs, cand_runs, alpha, kinds, names):
     return result, render_completions_markdown(result, kinds, names)
 
 
-def _finish(result, text, kinds, markdown, target):
-    from detcheck.compare import drift, plain_text
+def _finish(result, text, kinds, markdown, target, step_summary=True):
+    from detcheck.drift import drift, plain_text
 
     failing = drift(result, kinds)
-    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY") if step_summary else None
     if summary_file:
         with open(summary_file, "a", encoding="utf-8") as f:
             f.write(text + "\n")

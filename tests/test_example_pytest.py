@@ -1,0 +1,15 @@
+import openai
+
+import detcheck.testing
+
+RECORDING = "recordings/gpt-4o-2024-08-06-coinflip-10000"  # 10,000 real GPT-4o responses
+
+
+def test_my_client_copes_with_recorded_nondeterminism(detcheck_replay):
+    client = openai.OpenAI(base_url=detcheck_replay(RECORDING), api_key="unused")
+    ask = dict(model="gpt-4o", messages=[{"role": "user", "content": "Flip a coin."}])
+    replies = [
+        client.chat.completions.create(**ask, max_tokens=1, logprobs=True) for _ in range(50)
+    ]
+    assert len({r.choices[0].logprobs.content[0].logprob for r in replies}) > 1
+    detcheck.testing.assert_distinct_at_most(RECORDING, 42)
