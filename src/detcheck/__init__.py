@@ -7,12 +7,11 @@
     detcheck.compare("runs/baseline", "runs/today").drift
 
 The functions and classes are imported when first used, so `import detcheck` stays as fast as
-the version string (`bench/import_time.py` measures it).
+the version string (`bench/import_time.py` measures it); `__init__.pyi` tells type checkers what
+they are.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -51,26 +50,6 @@ __all__ = [
     "flip",
     "generate",
 ]
-
-if TYPE_CHECKING:
-    from detcheck.api import (
-        CompareResult,
-        GenerateResult,
-        Report,
-        RunResult,
-        analyze,
-        compare,
-        flip,
-        generate,
-    )
-    from detcheck.errors import (
-        DataError,
-        DetcheckError,
-        EndpointError,
-        Interrupted,
-        StorageError,
-        UsageError,
-    )
 
 
 def __getattr__(name: str):
