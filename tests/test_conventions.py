@@ -14,7 +14,7 @@ from detcheck.cli import app
 
 runner = CliRunner()
 GROUP = typer.main.get_command(app)
-WRITES = {"flip", "generate", "sweep", "run", "plot"}  # commands whose output is a path
+WRITES = {"flip", "generate", "sweep", "run", "plot", "report"}  # output goes to a path
 PROGRESS = {"flip", "generate", "sweep", "run"}
 
 
@@ -60,3 +60,17 @@ def test_shell_completion_completes_commands_and_options():
     assert done.stdout.split() == ["--max-cost"]
     shown = runner.invoke(app, ["--show-completion", "bash"], prog_name="detcheck")
     assert "_detcheck_completion" in shown.stdout
+
+
+def test_the_nightly_workflow_calls_commands_and_options_that_exist():
+    import re
+    import shlex
+    from pathlib import Path
+
+    workflow = Path(__file__).parent.parent / "examples/github-actions/detcheck-nightly.yml"
+    lines = re.findall(r"uv run (detcheck [^\n]+)", workflow.read_text())
+    assert len(lines) >= 3
+    for line in lines:
+        words = shlex.split(re.sub(r"\$\{\{[^}]*\}\}", "X", line))[1:]
+        command = GROUP.commands[words[0]]
+        command.make_context(words[0], words[1:])  # raises on an unknown option or a bad value

@@ -24,7 +24,7 @@ SINGLE_PROMPT_KEYS = {
     "kind", "report_version", "models", "max_tokens", "runs", "n", "max_tokens_seen",
     "unique_completions", "completions", "modal_completion", "first_divergence",
     "common_prefix_tokens", "splits", "positions", "lengths", "finish_reasons", "unseen",
-    "fingerprints", "errors", "errors_by_type", "prompts", "agreement", "headline",
+    "fingerprints", "errors", "errors_by_type", "prompts", "agreement", "headline", "measured",
 }  # fmt: skip
 
 

@@ -416,6 +416,44 @@ def plot(
     echo(f"wrote {plot_report(report, output, dpi=dpi, title=title)}")
 
 
+@app.command("report")
+@cli_errors
+@spec_options("thresholds")
+def report_command(
+    paths: Annotated[
+        list[str],
+        typer.Argument(help="Runs, run directories, directories of runs, or s3:// / gs:// URIs."),
+    ],
+    output: Annotated[Path, typer.Option("--out", "-o", help="The page to write (.html).")],
+    given: dict,
+    token: Token = None,
+    space: Space = "pct",
+    answer_regex: AnswerRegex = None,
+    allow_mixed: AllowMixed = False,
+    title: Annotated[
+        str | None, typer.Option(help="The page's title (default: detcheck report).")
+    ] = None,
+    debug: Debug = False,
+) -> None:
+    """Write one self-contained HTML page to share: what was measured, the headline, the
+    figure, the values, the analysis in words, and the JSON."""
+    from detcheck.commands.report import write_report_page
+    from detcheck.report import report_of
+    from detcheck.store import read_runs
+
+    runs = read_runs(paths, warn=warn)
+    thresholds = given["thresholds"] or spec.default("thresholds")
+    report = report_of(
+        runs,
+        thresholds,
+        token=token,
+        space=space,
+        answer_regex=answer_regex,
+        allow_mixed=allow_mixed,
+    )
+    echo(f"wrote {write_report_page(runs, report, output, title)}")
+
+
 @app.command()
 @cli_errors
 def show(
@@ -491,6 +529,10 @@ def compare(
     markdown: Annotated[
         Path | None, typer.Option(help="Also write the markdown report to this file.")
     ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(help="Also write the report as one self-contained HTML page."),
+    ] = None,
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
@@ -499,7 +541,16 @@ def compare(
 
     thresholds = given["thresholds"] or spec.default("thresholds")
     text, data, drifted = compare_command(
-        baseline, candidate, thresholds, token, fail_on, alpha, markdown, warn, allow_setup_change
+        baseline,
+        candidate,
+        thresholds,
+        token,
+        fail_on,
+        alpha,
+        markdown,
+        warn,
+        allow_setup_change,
+        html=html,
     )
     if as_json:
         err(text)

@@ -461,7 +461,8 @@ def _clip(text: str | None, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-GENERATE_REPORT_VERSION = 1  # the --json keys of a generate report (tests/test_generate.py)
+# the --json keys of a generate report (tests/test_generate.py). 2: `measured`
+GENERATE_REPORT_VERSION = 2
 
 
 def prompt_key(run) -> tuple[str, str]:
@@ -474,6 +475,8 @@ def prompt_key(run) -> tuple[str, str]:
 def build_generation_report(runs, answer_regex: str | None = None) -> dict:
     """The report of generate runs: one prompt's runs added up, or, for runs of several
     prompts (--prompts), each prompt's summary and the agreement over prompts (TARr@N, TARa@N)."""
+    from detcheck.report import measured
+
     groups: dict[tuple[str, str], list] = {}
     for run in runs:
         groups.setdefault(prompt_key(run), []).append(run)
@@ -484,6 +487,7 @@ def build_generation_report(runs, answer_regex: str | None = None) -> dict:
         "models": sorted({c.get("model") for c in configs if c.get("model")}),
         "max_tokens": max((c.get("max_tokens") or 0 for c in configs), default=None),
         "runs": [str(r.path) for r in runs],
+        "measured": measured(runs),
     }
     if len(groups) == 1:
         report = {**common, **summarise(read_generations(runs), answer_regex)}

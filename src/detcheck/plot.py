@@ -22,6 +22,15 @@ def plot_report(report: dict, out: Path, dpi: int = 150, title: str | None = Non
         raise UsageError(f"-o must end in {', '.join(FORMATS)}, got {out.name!r}")
     if not 30 <= dpi <= 1200:
         raise UsageError(f"--dpi must be between 30 and 1200, got {dpi}")
+    plt = pyplot()
+    fig = draw(report, title)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return out
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files, never a window), or how to install it."""
     try:
         import matplotlib
 
@@ -29,9 +38,15 @@ def plot_report(report: dict, out: Path, dpi: int = 150, title: str | None = Non
         import matplotlib.pyplot as plt
     except ImportError:
         raise UsageError(INSTALL_HINT) from None
+    return plt
 
+
+def draw(report: dict, title: str | None = None):
+    """The figure of a report (flip: values, clusters close up, accumulation; generate: where
+    the paths part), for a file or an HTML page."""
+    plt = pyplot()
     if report.get("kind") == "generate":
-        return _plot_generation(plt, report, out, dpi, title)
+        return _plot_generation(plt, report, title)
     strips = _strip_clusters(report["clusters"])
     columns = min(6, max(1, len(strips)))
     strip_rows = -(-len(strips) // columns)
@@ -48,9 +63,7 @@ def plot_report(report: dict, out: Path, dpi: int = 150, title: str | None = Non
         ax = fig.add_subplot(grid[1 + row, col * 3 : col * 3 + 3])
         _strip(ax, cluster, report, fingerprints, colours)
     fig.suptitle(title or figure_title(report), fontsize=11)
-    fig.savefig(out, dpi=dpi)
-    plt.close(fig)
-    return out
+    return fig
 
 
 def figure_title(report: dict) -> str:
@@ -135,7 +148,7 @@ def _accumulation(ax, report: dict) -> None:
     ax.legend(fontsize=8, loc="upper left")
 
 
-def _plot_generation(plt, report: dict, out: Path, dpi: int, title: str | None) -> Path:
+def _plot_generation(plt, report: dict, title: str | None):
     """Where paths part: responses still on the modal completion by position (splits marked),
     and the bit-distinct logprobs of its token there (drift before any flip)."""
     if report.get("prompts"):
@@ -150,11 +163,9 @@ def _plot_generation(plt, report: dict, out: Path, dpi: int, title: str | None) 
         if gap is not None:
             ax_path.annotate(f"gap {gap:.3g}", (split["position"], report["n"]), fontsize=7)
     ax_path.set_ylabel("responses on the modal path")
-    ax_path.set_title(title or report["headline"][:120], fontsize=9)
+    ax_path.set_title(title or figure_title(report), fontsize=9)
     ax_drift.bar(xs, [p["distinct_logprobs"] for p in positions], color="tab:grey")
     ax_drift.set_ylabel("distinct logprobs of its token")
     ax_drift.set_xlabel("position (0-based)")
     fig.tight_layout()
-    fig.savefig(out, dpi=dpi)
-    plt.close(fig)
-    return out
+    return fig

@@ -23,6 +23,7 @@ def compare_command(
     warn,
     allow_setup_change=False,
     step_summary=True,
+    html=None,
 ):
     """(markdown text, JSON dict, drifted?) for two sets of runs."""
     from detcheck.drift import FINDINGS, Distribution, compare, render_markdown
@@ -44,7 +45,7 @@ def compare_command(
         )
     if all((r.meta.get("config") or {}).get("kind") == "generate" for r in base_runs + cand_runs):
         result, text = _compare_generations(base_runs, cand_runs, alpha, kinds, names)
-        return _finish(result, text, kinds, markdown, None, step_summary)
+        return _finish(result, text, kinds, markdown, None, step_summary, html, names)
     target = token or run_target(base_runs, None)[0]
     base = build_report(base_runs, thresholds, token=target)
     cand = build_report(cand_runs, thresholds, token=target)
@@ -52,7 +53,7 @@ def compare_command(
         Distribution.from_report(base), Distribution.from_report(cand), thresholds, alpha
     )
     text = render_markdown(result, kinds, names)
-    return _finish(result, text, kinds, markdown, target, step_summary)
+    return _finish(result, text, kinds, markdown, target, step_summary, html, names)
 
 
 def _compare_generations(base_runs, cand_runs, alpha, kinds, names):
@@ -70,7 +71,7 @@ def _compare_generations(base_runs, cand_runs, alpha, kinds, names):
     return result, render_completions_markdown(result, kinds, names)
 
 
-def _finish(result, text, kinds, markdown, target, step_summary=True):
+def _finish(result, text, kinds, markdown, target, step_summary=True, html=None, names=("", "")):
     from detcheck.drift import drift, plain_text
 
     failing = drift(result, kinds)
@@ -87,4 +88,8 @@ def _finish(result, text, kinds, markdown, target, step_summary=True):
         "drift": bool(failing),
         "failing_findings": failing,
     }
+    if html:
+        from detcheck.commands.report import write_compare_page
+
+        write_compare_page(text, data, Path(html), names)
     return plain_text(text), data, bool(failing)

@@ -1,0 +1,45 @@
+"""`detcheck report`: the HTML page of stored runs; and compare's page (`compare --html`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def figure_svg(report: dict, title: str | None) -> str | None:
+    """The report's figure as inline SVG, or None without matplotlib (the page says so)."""
+    from detcheck.errors import UsageError
+    from detcheck.html import svg_of
+    from detcheck.plot import draw, pyplot
+
+    try:
+        plt = pyplot()
+    except UsageError:
+        return None
+    fig = draw(report, title)
+    try:
+        return svg_of(fig)
+    finally:
+        plt.close(fig)
+
+
+def write_report_page(runs, report: dict, out: Path, title: str | None = None) -> Path:
+    from detcheck.html import report_page
+    from detcheck.store.files import _write_atomic
+
+    if out.suffix.lower() not in (".html", ".htm"):
+        from detcheck.errors import UsageError
+
+        raise UsageError(f"-o must end in .html, got {out.name!r}")
+    configs = [r.meta.get("config") or {} for r in runs]
+    html = report_page(report, configs, figure_svg(report, title), title)
+    _write_atomic(out, html.encode())
+    return out
+
+
+def write_compare_page(markdown: str, data: dict, out: Path, names: tuple[str, str]) -> Path:
+    from detcheck.html import markdown_page
+    from detcheck.store.files import _write_atomic
+
+    title = f"detcheck compare: {names[1]} against {names[0]}"
+    _write_atomic(out, markdown_page(markdown, data, title).encode())
+    return out
