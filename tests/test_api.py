@@ -34,6 +34,7 @@ def test_analyze_returns_the_json_report_with_attributes(recording):
     assert report["by_threshold"] == {"0.01": 12, "0.001": 13}
     with pytest.raises(AttributeError, match="no 'nonsense'"):
         report.nonsense  # noqa: B018
+    assert report.headline in report._repr_html_()  # a notebook shows the page's body
     frame = report.to_pandas()
     assert len(frame) == 42 and frame["count"].sum() == 10_000
     assert frame["cluster"].nunique() == 12
