@@ -50,6 +50,8 @@ PINNED_V4 = [
     ("measurement", DICT),
     ("target_token", DICT),
     ("target_logprob", "double"),
+    ("batch_id", DICT),
+    ("custom_id", "string"),
 ]
 
 

@@ -253,7 +253,16 @@ def show_plan(plan: dict, as_json: bool) -> None:
         + (f"{prompt} prompt + " if prompt is not None else "prompt unknown + ")
         + f"up to {plan['completion_tokens_per_request']} completion",
         "estimated cost: "
-        + (f"up to {fmt_usd(cost)} at list prices" if cost is not None else "no price known"),
+        + (
+            f"up to {fmt_usd(cost)} at "
+            + (
+                "Batch API prices (half the list price)"
+                if plan.get("via") == "batch"
+                else "list prices"
+            )
+            if cost is not None
+            else "no price known"
+        ),
     ]
     text = "\n".join(wrap(line) for line in lines)
     if as_json:
@@ -583,7 +592,7 @@ def history(
 
 
 PROBED = ("model", "prompt", "labels", "target_token", "seed", "no_seed", "top_logprobs")
-PROBED += ("api", "base_url", "timeout_s")
+PROBED += ("api", "base_url", "timeout_s", "via", "batch_poll_s")
 
 
 @app.command()
@@ -604,7 +613,7 @@ def probe(
     completions) with a handful of requests."""
     from detcheck.commands import FlipOptions, probe_command
 
-    result = probe_command(FlipOptions(**given))
+    result = probe_command(FlipOptions(**given), log=err)
     from detcheck.probe import render
 
     if as_json:

@@ -121,7 +121,7 @@ def _check_fields(table: dict, fail) -> None:
         types, what = FIELDS[key]
         if key == "seed" and value is False:  # no seed: for an endpoint that refuses one
             continue
-        if isinstance(value, bool) or not isinstance(value, types):
+        if isinstance(value, bool) != (bool in types) or not isinstance(value, types):
             shown = "" if key == "api_key_env" else f", got {value!r:.80}"
             fail(f"field {key!r} must be {what}{shown}", key)
         if key == "labels" and not all(isinstance(v, str) for v in value):

@@ -166,6 +166,12 @@ def render(result: dict) -> str:
             f"{result['top_logprobs_returned']} of {result['top_logprobs_requested']} asked for",
         ],
         ["system_fingerprint", printable(result["fingerprint_value"]) or "not sent"],
+    ]
+    if result.get("via") == "batch":  # one batch line: what the batch tier's output carries
+        rows[0][0] = f"{result.get('api', 'chat')} API via the Batch API"
+        rows.append(["batch", f"{printable(result['batch_id'])}: {result['batch_status']}"])
+        return tabulate(rows, tablefmt="plain")
+    rows += [
         ["seed", _seed_row(result["seed_accepted"])],
         ["temperature", result["temperature_semantics"]],
         ["legacy /v1/completions", "answers with logprobs" if result["completions_api"] else "no"],

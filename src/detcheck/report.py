@@ -329,6 +329,7 @@ def measured(runs: Sequence[Run]) -> dict:
         "models": sorted({m for r in runs if (m := (r.meta.get("config") or {}).get("model"))}),
         "endpoints": sorted({e for r in runs if (e := r.meta.get("endpoint"))}),
         "run_ids": [r.meta.get("run_id") or str(r.path) for r in runs],
+        "via": sorted({r.meta.get("via") or "online" for r in runs}),  # the serving tier
         "first_started_at": starts[0] if starts else None,
         "last_started_at": starts[-1] if starts else None,
     }
@@ -343,8 +344,9 @@ def measured_line(r: dict) -> str | None:
     when = f" on {first}" if first == last else f" from {first} to {last}"
     runs = m["run_ids"]
     which = f"run {runs[0]}" if len(runs) == 1 else f"{len(runs):,} runs"
+    tier = " via the Batch API" if m.get("via") == ["batch"] else ""
     return (
-        f"{', '.join(m['models']) or 'unknown model'} at {', '.join(m['endpoints']) or '?'}"
+        f"{', '.join(m['models']) or 'unknown model'} at {', '.join(m['endpoints']) or '?'}{tier}"
         f"{when if first else ''}, {which}, n = {r['n']:,}"
     )
 

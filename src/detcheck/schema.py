@@ -92,6 +92,8 @@ RUN_SCHEMA = pa.schema(
         pa.field("measurement", pa.dictionary(pa.int32(), pa.string())),  # experiment name
         pa.field("target_token", pa.dictionary(pa.int32(), pa.string())),  # first label's token
         pa.field("target_logprob", pa.float64()),  # its logprob in top_logprobs; null if absent
+        pa.field("batch_id", pa.dictionary(pa.int32(), pa.string())),  # --via batch: its batch
+        pa.field("custom_id", pa.string()),  # --via batch: the line's id in the batch
     ]
 )
 

@@ -182,6 +182,17 @@ PARAMS: dict[str, Param] = {
             check=_api,
         ),
         Param(
+            "via",
+            str,
+            "online",
+            "'online' (each request as it is made) or 'batch' (all of them through the Batch "
+            "API: half the list price, answered within 24 h, another serving tier).",
+            REQUEST,
+            check=lambda v: (
+                None if v in ("online", "batch") else f"must be online or batch, got {v!r}"
+            ),
+        ),
+        Param(
             "base_url",
             str,
             "https://api.openai.com/v1",
@@ -222,6 +233,25 @@ PARAMS: dict[str, Param] = {
             "in run.json.",
             RUN,
             check=_non_negative,
+            resumable=True,
+        ),
+        Param(
+            "batch_poll_s",
+            float,
+            15.0,
+            "--via batch: seconds between two looks at the batch's progress.",
+            RUN,
+            unit="s",
+            check=_positive,
+            resumable=True,
+        ),
+        Param(
+            "cancel_on_interrupt",
+            bool,
+            False,
+            "--via batch: Ctrl-C cancels the batch (by default it keeps running, and --resume "
+            "collects it).",
+            RUN,
             resumable=True,
         ),
         Param(
@@ -369,6 +399,7 @@ def file_fields() -> dict[str, tuple[tuple[type, ...], str]]:
         str: ((str,), "text"),
         tuple: ((list,), "a list of strings"),
         list: ((list,), "a list of numbers"),
+        bool: ((bool,), "true or false"),
     }
     fields = dict(FILE_ONLY)
     for p in PARAMS.values():

@@ -10,7 +10,15 @@ from detcheck.config import FlipConfig
 Log = Callable[[str], None]
 
 
-def cost_line(config: FlipConfig, n: int, replay: bool) -> str:
+# The Batch API's price: half the list price of the same requests online
+BATCH_DISCOUNT = 0.5
+
+
+def tier_factor(via: str) -> float:
+    return BATCH_DISCOUNT if via == "batch" else 1.0
+
+
+def cost_line(config: FlipConfig, n: int, replay: bool, via: str = "online") -> str:
     from detcheck.tokens import count_prompt_tokens, estimate_cost_usd
 
     if replay:
@@ -19,7 +27,9 @@ def cost_line(config: FlipConfig, n: int, replay: bool) -> str:
     if prompt_tokens is None:
         return f"{n:,} calls to {config.model} (no token count or price known for this model)"
     cost = estimate_cost_usd(config.model, prompt_tokens, config.max_tokens, n)
-    price = f", at most {fmt_usd(cost)} at list prices" if cost is not None else ""
+    prices = "Batch API prices (half the list price)" if via == "batch" else "list prices"
+    cost = cost * tier_factor(via) if cost is not None else None
+    price = f", at most {fmt_usd(cost)} at {prices}" if cost is not None else ""
     return (
         f"{n:,} calls x ({prompt_tokens} prompt + {config.max_tokens} completion tokens)"
         f"{price} (cached prompts cost less)"
@@ -30,7 +40,7 @@ def cost_line(config: FlipConfig, n: int, replay: bool) -> str:
 CONFIRM_ABOVE_USD = 5.0
 
 
-def plan(config: FlipConfig, n: int, endpoint: str, replay: bool) -> dict:
+def plan(config: FlipConfig, n: int, endpoint: str, replay: bool, via: str = "online") -> dict:
     """What a run will send and, at list prices, cost at most (the --dry-run answer)."""
     from detcheck.tokens import count_prompt_tokens, estimate_cost_usd
 
@@ -42,8 +52,11 @@ def plan(config: FlipConfig, n: int, endpoint: str, replay: bool) -> dict:
         if prompt_tokens is not None
         else None
     )
+    if cost:
+        cost *= tier_factor(via)
     return {
         "dry_run": True,
+        "via": via,
         "model": config.model,
         "endpoint": endpoint,
         "api": config.api,
@@ -85,7 +98,7 @@ def fmt_usd(amount: float) -> str:
     return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
 
 
-def usage_line(config: FlipConfig, outcome, replay: bool) -> str:
+def usage_line(config: FlipConfig, outcome, replay: bool, via: str = "online") -> str:
     from detcheck.tokens import usage_cost_usd
 
     line = (
@@ -97,5 +110,6 @@ def usage_line(config: FlipConfig, outcome, replay: bool) -> str:
         config.model, outcome.prompt_tokens, outcome.cached_tokens, outcome.completion_tokens
     )
     if cost is not None and not replay:
-        line += f" = {fmt_usd(cost)} at list prices"
+        prices = "Batch API prices" if via == "batch" else "list prices"
+        line += f" = {fmt_usd(cost * tier_factor(via))} at {prices}"
     return line

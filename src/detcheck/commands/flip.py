@@ -93,9 +93,13 @@ def flip_command(options, log: Log):
         if not options.dry_run:  # a plan needs no key
             endpoint = live_endpoint(endpoint_name, options.timeout_s, options.key_env)
     config, targets = resolve_config(options, recorded)
-    spend = plan(config, n, endpoint_name, replay=options.replay is not None)
+    if options.via == "batch" and options.replay is not None:
+        raise UsageError("--via batch sends through the Batch API; a replay sends nothing")
+    if options.via == "batch" and options.background_load:
+        raise UsageError("--background-load shares online batches; --via batch has none")
+    spend = plan(config, n, endpoint_name, replay=options.replay is not None, via=options.via)
     if options.dry_run:
-        log(cost_line(config, n, replay=options.replay is not None))
+        log(cost_line(config, n, replay=options.replay is not None, via=options.via))
         return spend, None, None
     check_spend(spend, options.max_cost, options.confirm)
     policy = retry_policy(options)
@@ -112,6 +116,7 @@ def flip_command(options, log: Log):
         timeout_s=options.timeout_s,
     )
     meta["background_load"] = options.background_load
+    meta["via"] = options.via  # the serving tier: online, or the Batch API
     meta["measurement"] = options.measurement
     meta["partition"] = None  # the Hive keys of the run's path, if it has them
     meta["client"] = endpoint.client_kind
@@ -123,7 +128,7 @@ def flip_command(options, log: Log):
             )
         else:
             log(f"{t.label!r} is measured as token {t.token!r} ({t.how})")
-    log(cost_line(config, n, replay=options.replay is not None))
+    log(cost_line(config, n, replay=options.replay is not None, via=options.via))
     out = str(options.out)
     clash = layout_clash(out, options.partition)
     if clash:
@@ -154,27 +159,45 @@ def execute(config, endpoint, writer, n, done, start_call, start_seq, options, p
     from detcheck.stats import import_scipy_in_background
     from detcheck.store import read_run, utc_now
 
-    flip = Flip(
-        config,
-        endpoint,
-        writer,
-        n=n - done,
-        concurrency=options.concurrency,
-        rpm=options.rpm,
-        policy=policy,
-        on_notice=log,
-        start_call=start_call,
-        start_seq=start_seq,
-        background_load=options.background_load,
-        hold_concurrency=options.hold_concurrency,
-    )
+    if writer.meta.get("via") == "batch":
+        from detcheck.batch import BatchFlip
+
+        flip = BatchFlip(
+            config,
+            endpoint,
+            writer,
+            n=n - done,
+            policy=policy,
+            concurrency=options.concurrency,
+            start_seq=start_seq,
+            poll_s=options.batch_poll_s,
+            cancel_on_interrupt=options.cancel_on_interrupt,
+            on_notice=log,
+        )
+        run = BatchFlip.run
+    else:
+        flip = Flip(
+            config,
+            endpoint,
+            writer,
+            n=n - done,
+            concurrency=options.concurrency,
+            rpm=options.rpm,
+            policy=policy,
+            on_notice=log,
+            start_call=start_call,
+            start_seq=start_seq,
+            background_load=options.background_load,
+            hold_concurrency=options.hold_concurrency,
+        )
+        run = run_flip
     status = "failed"
     import_scipy_in_background()  # while requests are in flight, not after
     failing = True
     try:
         with ProgressBar(n, enabled=options.progress, done=done, label=config.kind) as bar:
             flip.on_progress = bar.update
-            outcome = run_flip(flip)
+            outcome = run(flip)
         status = "interrupted" if outcome.interrupted else "complete"
         failing = False
     except DetcheckError as exc:
@@ -203,7 +226,8 @@ def execute(config, endpoint, writer, n, done, start_call, start_seq, options, p
                 exc.args = (f"{exc}\n{_resume_hint(writer, done + o.successes, n)}",)
                 raise
     endpoint.transport = None  # a replay's bodies are not needed for the report: free them
-    log(usage_line(config, outcome, replay=writer.meta.get("replay_of") is not None))
+    replayed = writer.meta.get("replay_of") is not None
+    log(usage_line(config, outcome, replay=replayed, via=writer.meta.get("via", "online")))
     if flip.limit.lowest < options.concurrency:
         log(f"note: 429s lowered concurrency to {flip.limit.lowest} at the lowest")
     if outcome.short_top_logprobs:

@@ -89,7 +89,8 @@ def resolve_config(options, recorded: dict | None = None):
 
 # how a run goes, not what it measures: a resume may change these (detcheck.spec says which)
 RUN_CONTROL = ("n", "concurrency", "rpm", "max_attempts", "backoff_s", "max_backoff_s")
-RUN_CONTROL += ("timeout_s", "out", "thresholds", "background_load")
+RUN_CONTROL += ("timeout_s", "out", "thresholds", "background_load", "via", "batch_poll_s")
+RUN_CONTROL += ("cancel_on_interrupt",)
 
 
 def settled(options, stored: dict | None = None):

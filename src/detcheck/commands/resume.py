@@ -55,13 +55,13 @@ def resume_run(options, log: Log):
         start_seq = int(pc.max(table.column("seq")).as_py() + 1) if table.num_rows else 0
         start_call = int(pc.max(table.column("call")).as_py() + 1) if table.num_rows else 0
         mirror = _mirror_of(meta)
-        options = settled(options, _stored_run_control(meta))
+        options = settled(options, {**_stored_run_control(meta), "via": meta.get("via", "online")})
         if done >= n:
             return _finish_complete(run_dir, meta, lock, mirror, done, start_seq, options, log)
         replay = bool(meta.get("replay_of"))
         # what is left to do is planned, limited and confirmed like a new run
         check_spend(
-            plan(stored, n - done, meta.get("endpoint") or "", replay),
+            plan(stored, n - done, meta.get("endpoint") or "", replay, options.via),
             options.max_cost,
             options.confirm,
         )
@@ -89,7 +89,7 @@ def resume_run(options, log: Log):
         lock.release()
         raise
     log(f"resuming {run_dir}: {done:,} of {n:,} responses kept, {n - done:,} to go")
-    log(cost_line(stored, n - done, replay=bool(meta.get("replay_of"))))
+    log(cost_line(stored, n - done, replay=bool(meta.get("replay_of")), via=options.via))
     return execute(
         stored,
         endpoint,
@@ -196,6 +196,7 @@ def _differences(options, stored: FlipConfig, meta: dict) -> list[str]:
         "target_token": meta.get("target"),
         "n": meta["n_requested"],
         "base_url": meta["endpoint"],
+        "via": meta.get("via", "online"),
     }
     out = []
     for name, param in spec.PARAMS.items():
