@@ -25,21 +25,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Debug = Annotated[
-    bool,
-    typer.Option(
-        "--debug", help="Show tracebacks on errors.", metavar="", rich_help_panel=spec.OUTPUT
-    ),
-]
-AsJson = Annotated[
-    bool,
-    typer.Option(
-        "--json",
-        help="Print exactly one JSON object on stdout; the rest on stderr.",
-        metavar="",
-        rich_help_panel=spec.OUTPUT,
-    ),
-]
+
+def _flag(option: str, help: str, panel: str | None = None, short: str | None = None):
+    """An on/off option: shown without a value label, in its --help group."""
+    names = [option, short] if short else [option]
+    return Annotated[bool, typer.Option(*names, help=help, metavar="", rich_help_panel=panel)]
+
+
+Debug = _flag("--debug", "Show tracebacks on errors.", spec.OUTPUT)
+AsJson = _flag(
+    "--json", "Print exactly one JSON object on stdout; the rest on stderr.", spec.OUTPUT
+)
 LabelMass = Annotated[
     bool,
     typer.Option(
@@ -63,44 +59,23 @@ AnswerRegex = Annotated[
         rich_help_panel=spec.OUTPUT,
     ),
 ]
-AllowMixed = Annotated[
-    bool,
-    typer.Option(
-        "--allow-mixed",
-        help="Add up runs of different setups (model, prompt, labels, temperature, "
-        "top_logprobs, API); refused by default, naming what differs.",
-        metavar="",
-    ),
-]
-Quiet = Annotated[
-    bool,
-    typer.Option(
-        "--quiet",
-        "-q",
-        help="No progress (a bar in a terminal, else a line every 30 s).",
-        metavar="",
-        rich_help_panel=spec.OUTPUT,
-    ),
-]
-DryRun = Annotated[
-    bool,
-    typer.Option(
-        "--dry-run",
-        help="Print the plan (requests, tokens, estimated cost) and send nothing.",
-        metavar="",
-        rich_help_panel=spec.RUN,
-    ),
-]
-Yes = Annotated[
-    bool,
-    typer.Option(
-        "--yes",
-        "-y",
-        help="Do not ask before a run estimated above $5 (only a terminal is asked).",
-        metavar="",
-        rich_help_panel=spec.RUN,
-    ),
-]
+AllowMixed = _flag(
+    "--allow-mixed",
+    "Add up runs of different setups (model, prompt, labels, temperature, top_logprobs, API); "
+    "refused by default, naming what differs.",
+)
+Quiet = _flag(
+    "--quiet", "No progress (a bar in a terminal, else a line every 30 s).", spec.OUTPUT, "-q"
+)
+DryRun = _flag(
+    "--dry-run", "Print the plan (requests, tokens, estimated cost) and send nothing.", spec.RUN
+)
+Yes = _flag(
+    "--yes",
+    "Do not ask before a run estimated above $5 (only a terminal is asked).",
+    spec.RUN,
+    "-y",
+)
 Token = Annotated[
     str | None,
     typer.Option("--token", help="Analyse this token instead of the one the run measured."),
@@ -526,15 +501,11 @@ def compare(
         ),
     ] = "clusters,shares,modal,fingerprints,flips",
     alpha: Annotated[float, typer.Option(help="Significance level of every test.")] = 0.001,
-    allow_setup_change: Annotated[
-        bool,
-        typer.Option(
-            "--allow-setup-change",
-            help="Compare runs of different setups (model, prompt, labels, temperature, "
-            "top_logprobs, API); refused by default, naming what differs.",
-            metavar="",
-        ),
-    ] = False,
+    allow_setup_change: _flag(
+        "--allow-setup-change",
+        "Compare runs of different setups (model, prompt, labels, temperature, top_logprobs, "
+        "API); refused by default, naming what differs.",
+    ) = False,
     markdown: Annotated[
         Path | None, typer.Option(help="Also write the markdown report to this file.")
     ] = None,
@@ -646,16 +617,12 @@ def sweep(
             rich_help_panel=spec.RUN,
         ),
     ] = None,
-    adaptive: Annotated[
-        bool,
-        typer.Option(
-            "--adaptive",
-            help="Let 429s halve the requests in flight, as flip does (by default a sweep "
-            "holds each level, and a level that met 429s is marked as not held).",
-            metavar="",
-            rich_help_panel=spec.RUN,
-        ),
-    ] = False,
+    adaptive: _flag(
+        "--adaptive",
+        "Let 429s halve the requests in flight, as flip does (by default a sweep holds each "
+        "level, and a level that met 429s is marked as not held).",
+        spec.RUN,
+    ) = False,
     as_json: AsJson = False,
     quiet: Quiet = False,
     debug: Debug = False,

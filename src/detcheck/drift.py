@@ -362,6 +362,20 @@ def findings_table(findings: list[dict], fail_on: tuple[str, ...]) -> list[str]:
     return lines
 
 
+def markdown_blocks(markdown: str):
+    """The Markdown detcheck writes, in order: ("table", header, rows) for each pipe table (its
+    |---| line dropped), ("line", text) for every other line."""
+    table: list[list[str]] = []
+    for line in [*markdown.splitlines(), ""]:
+        if line.startswith("|"):
+            table.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+            continue
+        if table:
+            yield "table", table[0], table[2:]
+            table = []
+        yield "line", line
+
+
 def plain_text(markdown: str, width: int = 80) -> str:
     """The Markdown report as a terminal shows it: headings and emphasis as words, pipe tables
     as aligned columns (the widest column folded to fit `width`), prose folded at words."""
@@ -370,29 +384,22 @@ def plain_text(markdown: str, width: int = 80) -> str:
     from detcheck.report import wrap
 
     out: list[str] = []
-    table: list[list[str]] = []
-
-    def flush() -> None:
-        if not table:
-            return
-        header, rows = table[0], table[2:]  # table[1] is the |---| line
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        limits = [None] * len(header)
-        spare = width - (sum(widths) + 2 * (len(widths) - 1))
-        if spare < 0:  # fold the widest column
-            widest = widths.index(max(widths))
-            limits[widest] = max(20, widths[widest] + spare)
-        out.append(
-            tabulate(rows, header, tablefmt="simple", disable_numparse=True, maxcolwidths=limits)
-        )
-        table.clear()
-
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            table.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    for kind, *block in markdown_blocks(markdown):
+        if kind == "table":
+            header, rows = block
+            widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+            limits = [None] * len(header)
+            spare = width - (sum(widths) + 2 * (len(widths) - 1))
+            if spare < 0:  # fold the widest column
+                widest = widths.index(max(widths))
+                limits[widest] = max(20, widths[widest] + spare)
+            out.append(
+                tabulate(
+                    rows, header, tablefmt="simple", disable_numparse=True, maxcolwidths=limits
+                )
+            )
             continue
-        flush()
+        (line,) = block
         line = line.lstrip("#").strip() if line.startswith("#") else line
         out.append(wrap(line.replace("**", "").replace("`", ""), width))
-    flush()
     return "\n".join(out).rstrip() + "\n"

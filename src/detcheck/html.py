@@ -187,32 +187,27 @@ def svg_of(fig) -> str:
 def markdown_page(markdown: str, data: dict, title: str) -> str:
     """compare's Markdown report as a page: headings, paragraphs and pipe tables (the only
     Markdown it writes), with the JSON."""
-    parts: list[str] = []
-    table: list[list[str]] = []
+    from detcheck.drift import markdown_blocks
 
-    def flush() -> None:
-        if table:
-            head = "".join(f"<th>{_inline(c)}</th>" for c in table[0])
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in table[2:]
+    parts: list[str] = []
+    for kind, *block in markdown_blocks(markdown):
+        if kind == "table":
+            header, rows = block
+            head = "".join(f"<th>{_inline(c)}</th>" for c in header)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in rows
             )
             parts.append(
-                f'<div class="scroll"><table><thead><tr>{head}</tr></thead>{rows}</table></div>'
+                f'<div class="scroll"><table><thead><tr>{head}</tr></thead>{body}</table></div>'
             )
-            table.clear()
-
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            table.append([c.strip() for c in line.strip().strip("|").split("|")])
             continue
-        flush()
+        (line,) = block
         if line.startswith("#"):
             text = line.lstrip("#").strip()
             css = "headline drift" if "drift" in text and "no drift" not in text else "headline"
             parts.append(f'<h1>{escape(title)}</h1><p class="{css}">{_inline(text)}</p>')
         elif line.strip():
             parts.append(f"<p>{_inline(line)}</p>")
-    flush()
     parts.append(
         "<h2>Raw data</h2><details><summary>The comparison as JSON (what <code>--json</code> "
         f"prints)</summary><pre>{escape(json.dumps(data, indent=2))}</pre></details>"
