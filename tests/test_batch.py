@@ -205,3 +205,29 @@ def test_generate_goes_through_the_batch_api_too(tmp_path):
     assert batch["lines"][0]["body"]["max_tokens"] == 128  # generate's own request
     data = json.loads(result.stdout)
     assert data["kind"] == "generate" and data["n"] == 6
+
+
+def test_ctrl_c_leaves_the_batch_running_by_default_and_resume_collects_it(tmp_path):
+    with FakeBatchAPI(seconds=2.0) as api:
+        args = ["flip", "--via", "batch", "--base-url", api.base_url, "-n", "15", "-o",
+                str(tmp_path), "-q", "--batch-poll-s", "0.2"]  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "detcheck", *args],
+            env={**os.environ, **ENV},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        while not api.batches:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 130, stderr
+        assert api.cancelled == 0 and "keeps running at the provider" in stderr
+        assert "continue with: detcheck flip --resume" in stderr
+        (run_dir,) = [p.parent for p in tmp_path.glob("*/_run.json")]
+        resumed = runner.invoke(app, ["flip", "--resume", str(run_dir), "-q", "--json"], env=ENV)
+        assert resumed.exit_code == 0, resumed.stderr
+        assert api.created == 1  # collected, not sent again
+    assert json.loads(resumed.stdout)["n"] == 15
