@@ -310,8 +310,9 @@ def generate(
     yes: Yes = False,
     debug: Debug = False,
 ) -> None:
-    """Send the same request N times with max_tokens > 1 and report how many different
-    completions came back, where they part, and why (the near-tie at the split)."""
+    """Send the same request N times, whole answers: how many differ, and where they part.
+
+    The report says why they part: the near-tie at the split, and the drift before it."""
     from detcheck.commands import FlipOptions, generate_command
 
     options = FlipOptions(
@@ -348,8 +349,9 @@ def analyze(
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
-    """Report the distinct values, clusters and statistics of stored runs (for generate runs:
-    the distinct completions and where they part)."""
+    """Report the distinct values, clusters and statistics of stored runs.
+
+    For generate runs: the distinct completions and where they part."""
     from detcheck.report import report_of
     from detcheck.store import read_runs
 
@@ -419,8 +421,9 @@ def report_command(
     ] = None,
     debug: Debug = False,
 ) -> None:
-    """Write one self-contained HTML page to share: what was measured, the headline, the
-    figure, the values, the analysis in words, and the JSON."""
+    """Write one self-contained HTML page to share what stored runs show.
+
+    What was measured, the headline, the figure, the values, the analysis in words, the JSON."""
     from detcheck.commands.report import write_report_page
     from detcheck.report import report_of
     from detcheck.store import read_runs
@@ -580,8 +583,10 @@ def probe(
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
-    """Find out what an endpoint honours (top_logprobs, fingerprint, seed, temperature, legacy
-    completions) with a handful of requests."""
+    """Find out what an endpoint honours, with a handful of requests.
+
+    top_logprobs, fingerprint, seed, temperature, legacy completions; --via batch: what a
+    batch's output carries."""
     from detcheck.commands import FlipOptions, probe_command
 
     result = probe_command(FlipOptions(**given), log=err)
@@ -627,8 +632,9 @@ def sweep(
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """The same measurement at several concurrency levels (and background loads): a
-    batch-variance probe for servers you run yourself (vLLM, SGLang, llama.cpp)."""
+    """The same measurement at several concurrency levels (and background loads).
+
+    A batch-variance probe for servers you run yourself (vLLM, SGLang, llama.cpp)."""
     from tabulate import tabulate
 
     from detcheck.commands import FlipOptions, sweep_command
