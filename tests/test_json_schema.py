@@ -73,6 +73,7 @@ RUN_JSON_KEYS = {
     "timeout_s": float,
     "background_load": int,
     "measurement": type(None),
+    "via": str,
     "partition": type(None),
     "versions": dict,
     "client": str,

@@ -16,7 +16,8 @@ SCHEMA_VERSION = 4
 # Bump when a key of run.json is added, removed, renamed or retyped (tests/test_json_schema.py
 # pins them). 1: the first pinned form (with `timeout_s`, `client`, `resumed` sessions).
 # 2: `config.kind` ("flip" or "generate"). 3: `background_load`, and its counts in `notes`.
-# 4: `measurement` (an experiment's name) and `partition` (the Hive keys of the run's path).
+# 4: `measurement` (an experiment's name), `partition` (the Hive keys of the run's path), `via`
+# ("online" or "batch") and, for a batch run, `batches` (each batch's id, input file, status).
 RUN_JSON_VERSION = 4
 
 # Key of the run metadata (JSON) in every Parquet file's schema metadata.
