@@ -117,8 +117,10 @@ class BatchFlip:
                     self._await_and_collect(record)
             while len(self.succeeded) < self.target_total:
                 lines = self._next_lines()
-                for chunk in _chunks(lines, self._line_bytes()):
-                    self._await_and_collect(self._submit(chunk))
+                # every file of this round submitted before waiting: the batches run side by side
+                records = [self._submit(chunk) for chunk in _chunks(lines, self._line_bytes())]
+                for record in records:
+                    self._await_and_collect(record)
         except KeyboardInterrupt:
             self._interrupted()
             self.outcome.interrupted = True
