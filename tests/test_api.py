@@ -35,6 +35,10 @@ def test_analyze_returns_the_json_report_with_attributes(recording):
     with pytest.raises(AttributeError, match="no 'nonsense'"):
         report.nonsense  # noqa: B018
     assert report.headline in report._repr_html_()  # a notebook shows the page's body
+    import copy
+    import pickle
+
+    assert pickle.loads(pickle.dumps(report)).to_dict() == copy.deepcopy(report).to_dict()
     frame = report.to_pandas()
     assert len(frame) == 42 and frame["count"].sum() == 10_000
     assert frame["cluster"].nunique() == 12

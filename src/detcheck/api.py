@@ -37,6 +37,8 @@ class Report(Mapping):
         self._data = data
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not a report key (and _data itself while unpickling)
+            raise AttributeError(name)
         try:
             return self._data[name]
         except KeyError:
