@@ -34,7 +34,9 @@ class FakeBatchAPI:
         respond: Callable[[int, dict], dict] = coin_line,
         fail: Callable[[int], bool] = lambda i: False,
         expire_after: int | None = None,
+        fail_as_error: bool = False,
     ):
+        self.fail_as_error = fail_as_error  # a failed line: no response, only an `error` object
         self.seconds, self.respond, self.fail, self.expire_after = (
             seconds,
             respond,
@@ -88,7 +90,17 @@ class FakeBatchAPI:
         outputs, errors = [], []
         for line in batch["lines"][:ran]:
             i = next(self._lines)
-            if self.fail(i):
+            if self.fail(i) and self.fail_as_error:
+                error = {"code": "server_error", "message": "line failed"}
+                errors.append(
+                    {
+                        "id": f"resp-{i}",
+                        "custom_id": line["custom_id"],
+                        "response": None,
+                        "error": error,
+                    }
+                )
+            elif self.fail(i):
                 errors.append({"id": f"resp-{i}", "custom_id": line["custom_id"],
                                "response": {"status_code": 500, "request_id": f"req-{i}",
                                             "body": {"error": {"message": "server error"}}},

@@ -231,3 +231,14 @@ def test_ctrl_c_leaves_the_batch_running_by_default_and_resume_collects_it(tmp_p
         assert resumed.exit_code == 0, resumed.stderr
         assert api.created == 1  # collected, not sent again
     assert json.loads(resumed.stdout)["n"] == 15
+
+
+def test_a_line_with_only_an_error_object_is_a_failed_attempt(tmp_path):
+    with FakeBatchAPI(seconds=0.2, fail=lambda i: i == 3, fail_as_error=True) as api:
+        result = flip(api, tmp_path, "-n", 8)
+        assert result.exit_code == 0, result.stderr
+    table = read_run(json.loads(result.stdout)["run_path"]).table
+    rows = [r for r in table.to_pylist() if not r["ok"]]
+    assert [(r["error_type"], r["error"], r["http_status"]) for r in rows] == [
+        ("batch_server_error", "line failed", None)
+    ]

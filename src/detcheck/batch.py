@@ -262,9 +262,8 @@ class BatchFlip:
         if body is not None:
             row["raw_body"] = body_text(json.dumps(body).encode())
         if status != 200 or body is None:
-            message = (
-                (body or {}).get("error", {}).get("message") if isinstance(body, dict) else None
-            )
+            inner = body.get("error") if isinstance(body, dict) else None
+            message = inner.get("message") if isinstance(inner, dict) else None
             message = message or error.get("message") or f"HTTP {status}"
             kind = f"http_{status}" if status else f"batch_{error.get('code') or 'error'}"
             row.update(error_type=kind, error=clip(message))
