@@ -33,6 +33,19 @@ def flip(api, out, *args):
     return result
 
 
+def start_flip(api, out, n: int, *extra) -> subprocess.Popen:
+    """A real `detcheck flip --via batch` process, to kill or interrupt."""
+    args = ["flip", "--via", "batch", "--base-url", api.base_url, "-n", str(n), "-o", str(out),
+            "-q", "--batch-poll-s", "0.2", *extra]  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "detcheck", *args],
+        env={**os.environ, **ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_a_batch_run_stores_one_row_per_line_at_batch_prices(tmp_path):
     with FakeBatchAPI(seconds=0.5) as api:
         result = flip(api, tmp_path, "-n", 20)
@@ -88,14 +101,7 @@ def test_an_expired_batch_keeps_what_completed(tmp_path):
 
 def test_a_killed_batch_run_resumes_without_a_second_batch(tmp_path):
     with FakeBatchAPI(seconds=4.0) as api:
-        args = ["flip", "--via", "batch", "--base-url", api.base_url, "-n", "30", "-o",
-                str(tmp_path), "-q", "--batch-poll-s", "0.2"]  # fmt: skip
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "detcheck", *args],
-            env={**os.environ, **ENV},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        proc = start_flip(api, tmp_path, 30)
         deadline = time.monotonic() + 30
         meta = None
         while time.monotonic() < deadline:
@@ -118,15 +124,7 @@ def test_a_killed_batch_run_resumes_without_a_second_batch(tmp_path):
 
 def test_ctrl_c_can_cancel_the_batch_and_resume_collects_what_it_did(tmp_path):
     with FakeBatchAPI(seconds=3.0) as api:
-        args = ["flip", "--via", "batch", "--base-url", api.base_url, "-n", "30", "-o",
-                str(tmp_path), "-q", "--batch-poll-s", "0.2", "--cancel-on-interrupt"]  # fmt: skip
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "detcheck", *args],
-            env={**os.environ, **ENV},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_flip(api, tmp_path, 30, "--cancel-on-interrupt")
         while not api.batches:
             time.sleep(0.05)
         time.sleep(1.5)  # about half done
@@ -209,15 +207,7 @@ def test_generate_goes_through_the_batch_api_too(tmp_path):
 
 def test_ctrl_c_leaves_the_batch_running_by_default_and_resume_collects_it(tmp_path):
     with FakeBatchAPI(seconds=2.0) as api:
-        args = ["flip", "--via", "batch", "--base-url", api.base_url, "-n", "15", "-o",
-                str(tmp_path), "-q", "--batch-poll-s", "0.2"]  # fmt: skip
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "detcheck", *args],
-            env={**os.environ, **ENV},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_flip(api, tmp_path, 15)
         while not api.batches:
             time.sleep(0.05)
         time.sleep(0.3)

@@ -218,6 +218,7 @@ def asker(yes: bool):
 
 def show_plan(plan: dict, as_json: bool) -> None:
     from detcheck.commands.costs import fmt_usd
+    from detcheck.report import wrap
 
     cost = plan["estimated_cost_usd"]
     prompt = plan["prompt_tokens_per_request"]
@@ -239,27 +240,21 @@ def show_plan(plan: dict, as_json: bool) -> None:
             else "no price known"
         ),
     ]
-    text = "\n".join(wrap(line) for line in lines)
-    if as_json:
-        err(text)
-        echo(json.dumps(plan, indent=2))
-    else:
-        echo(text)
-
-
-def wrap(line: str) -> str:
-    from detcheck.report import wrap as wrap_line
-
-    return wrap_line(line)
+    print_out("\n".join(wrap(line) for line in lines), plan, as_json)
 
 
 def emit(report: dict, as_json: bool, extra: dict | None = None) -> None:
     from detcheck.report import render_text
 
-    text = render_text(report)
+    print_out(render_text(report), {**report, **(extra or {})}, as_json)
+
+
+def print_out(text: str, data: dict, as_json: bool) -> None:
+    """The human text on stdout; under --json the text on stderr and `data` as the one object
+    on stdout."""
     if as_json:
         err(text)
-        echo(json.dumps({**report, **(extra or {})}, indent=2))
+        echo(json.dumps(data, indent=2))
     else:
         echo(text)
 
@@ -535,11 +530,7 @@ def compare(
         allow_setup_change,
         html=html,
     )
-    if as_json:
-        err(text)
-        echo(json.dumps(data, indent=2))
-    else:
-        echo(text)
+    print_out(text, data, as_json)
     if drifted:
         raise typer.Exit(1)
 
@@ -592,11 +583,7 @@ def probe(
     result = probe_command(FlipOptions(**given), log=err)
     from detcheck.probe import render
 
-    if as_json:
-        err(render(result))
-        echo(json.dumps(result, indent=2))
-    else:
-        echo(render(result))
+    print_out(render(result), result, as_json)
 
 
 SWEPT = tuple(name for name in MEASUREMENT if name not in ("concurrency", "resume"))
@@ -668,11 +655,7 @@ def sweep(
     )  # fmt: skip
     if result["test"]:
         table += f"\nacross levels: {result['test']['verdict']}"
-    if as_json:
-        err(table)
-        echo(json.dumps(result, indent=2))
-    else:
-        echo(table)
+    print_out(table, result, as_json)
 
 
 def _print_version(value: bool) -> None:
