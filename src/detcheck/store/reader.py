@@ -115,7 +115,7 @@ class Run:
     def _pending_table(self, columns: Sequence[str] | None) -> pa.Table:
         # the journal's rows as a part would hold them, read back like a part
         table = _storable_table(self.pending, self.meta)
-        plan = _plan(columns or RUN_SCHEMA.names, table.schema)
+        plan = _Plan(columns or RUN_SCHEMA.names, table.schema)
         return plan.finish(table.select(plan.present), self.meta).replace_schema_metadata(None)
 
     def footer(self, part) -> pq.FileMetaData:
@@ -197,7 +197,7 @@ class Run:
                 if part not in opened:
                     opened[part] = _parquet_file(part, self.fs, read_dictionary, self.footer(part))
                 parquet = opened[part]
-                plan = _plan(columns, parquet.schema_arrow)
+                plan = _Plan(columns, parquet.schema_arrow)
                 if parquet.metadata.row_group(g).num_rows > batch_size:  # alone in its read
                     return [
                         plan.finish(b, self.meta)
@@ -225,7 +225,7 @@ class Run:
                 if s is not None and s.has_min_max and not s.min <= seq <= s.max:
                     continue
                 parquet = _parquet_file(part, self.fs, None, footer)
-                plan = _plan(["seq", *columns], parquet.schema_arrow)
+                plan = _Plan(["seq", *columns], parquet.schema_arrow)
                 table = plan.finish(parquet.read_row_group(g, columns=plan.present), self.meta)
                 hit = table.filter(pc.equal(table.column("seq"), seq))
                 if hit.num_rows:
@@ -311,7 +311,7 @@ def _footer(path, fs: pafs.FileSystem | None = None) -> pq.FileMetaData:
 def _read_parquet(path, columns: Sequence[str] | None, meta: dict, fs=None) -> pa.Table:
     try:
         schema = pq.read_schema(fs.open_input_file(path) if fs else path)
-        plan = _plan(columns or RUN_SCHEMA.names, schema)
+        plan = _Plan(columns or RUN_SCHEMA.names, schema)
         table = pq.read_table(path, columns=plan.present, filesystem=fs)
     except (pa.ArrowInvalid, OSError, KeyError) as exc:
         raise DataError(f"{path}: cannot read ({_first_line(exc)})") from None
@@ -354,10 +354,6 @@ class _Plan:
             )
             data = data.append_column(field, column)
         return data.select(self.names)
-
-
-def _plan(columns: Sequence[str], schema: pa.Schema) -> _Plan:
-    return _Plan(columns, schema)
 
 
 def _empty(columns: Sequence[str] | None) -> pa.Table:
