@@ -89,3 +89,16 @@ def split_query(url: str) -> tuple[str, dict[str, str]]:
     parts = urlsplit(url)
     base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
     return base, dict(parse_qsl(parts.query, keep_blank_values=True))
+
+
+def without_userinfo(url: str) -> str:
+    """The URL without user:password (its query string kept)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))

@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import httpx2
 import openai
@@ -27,9 +26,10 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
 from detcheck import spec
-from detcheck.config import FlipConfig, split_query, strip_credentials
+from detcheck.config import FlipConfig, split_query, strip_credentials, without_userinfo
 from detcheck.errors import DetcheckError, EndpointError, Interrupted
 from detcheck.record import (
+    FINAL_KINDS,
     MAX_ERROR_BODY_CHARS,
     MalformedResponse,
     allowed_headers,
@@ -72,14 +72,10 @@ class Endpoint:
     @property
     def client_kind(self) -> str:
         """What carries the requests: "transport" (a replay's or a test's), "aiohttp" (the
-        default), or "httpx" (DETCHECK_HTTP_CLIENT=httpx, or a URL with user:password, which
-        aiohttp refuses next to the Authorization header)."""
+        default), or "httpx" (DETCHECK_HTTP_CLIENT=httpx)."""
         if self.transport is not None:
             return "transport"
-        if (
-            os.environ.get("DETCHECK_HTTP_CLIENT", "aiohttp") == "aiohttp"
-            and not urlsplit(self.base_url).username
-        ):
+        if os.environ.get("DETCHECK_HTTP_CLIENT", "aiohttp") == "aiohttp":
             return "aiohttp"
         return "httpx"
 
@@ -108,7 +104,9 @@ def make_client(endpoint: Endpoint, max_retries: int = 0) -> openai.AsyncOpenAI:
         pattern: CappedTransport(t) if t is not None else None
         for pattern, t in http_client._mounts.items()
     }
-    base_url, query = split_query(endpoint.base_url)
+    # user:password is never sent: the SDK's HTTP client would turn it into Authorization:
+    # Basic, in place of the key (which always goes as Bearer)
+    base_url, query = split_query(without_userinfo(endpoint.base_url))
     return openai.AsyncOpenAI(
         api_key=endpoint.api_key,
         base_url=base_url,
@@ -154,6 +152,7 @@ class Outcome:
     redirected: int = 0  # responses that came from another origin (a followed redirect)
     background_requests: int = 0  # --background-load: sent alongside, never recorded
     background_failed: int = 0
+    notes: Counter = field(default_factory=Counter)  # counts for _run.json's notes
     interrupted: bool = False
     elapsed_s: float = 0.0
 
@@ -541,8 +540,8 @@ class Flip:
             parsed = self.parse(body)
         except MalformedResponse as exc:
             row.update(error_type=exc.kind, error=str(exc))
-            if exc.kind == "logprobs_refused":  # the model gives none: asking again won't help
-                return EndpointError(printable(str(exc)))
+            if exc.kind in FINAL_KINDS:  # no logprobs, a refusal: asking again won't help
+                return EndpointError(printable(redact(str(exc), self.secrets)))
             return TransientError(exc.kind, str(exc))
         problem = unusable_reason(parsed, self.targets)
         if problem is not None:  # NaN, inf, positive, a string...: never counted toward n

@@ -71,15 +71,25 @@ class CappedTransport(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         request.headers["accept-encoding"] = "gzip, deflate"  # nothing we cannot decode here
         response = await self.inner.handle_async_request(request)
-        try:
-            body = await self._read(response)
-        finally:
-            await response.aclose()
         headers = [
             (k, v)
             for k, v in response.headers.raw
             if k.lower() not in (b"content-encoding", b"content-length", b"transfer-encoding")
         ]
+        if request.url.path.endswith("/content") and response.status_code == 200:
+            # a file's content (a Batch API output file can be gigabytes): streamed, decoded a
+            # bounded piece at a time, for the reader to cap line by line
+            return httpx2.Response(
+                response.status_code,
+                headers=headers,
+                stream=_DecodedStream(response, self._decoder(response)),
+                request=request,
+                extensions=response.extensions,
+            )
+        try:
+            body = await self._read(response)
+        finally:
+            await response.aclose()
         return httpx2.Response(
             response.status_code,
             headers=headers,
@@ -88,15 +98,20 @@ class CappedTransport(httpx2.AsyncBaseTransport):
             extensions=response.extensions,
         )
 
+    @staticmethod
+    def _decoder(response: httpx2.Response):
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity") and encoding not in _DECODERS:
+            raise BodyRejected(f"response body in an encoding not asked for: {encoding[:40]!r}")
+        return zlib.decompressobj(_DECODERS[encoding]) if encoding in _DECODERS else None
+
     async def _read(self, response: httpx2.Response) -> bytes:
         limit = self.max_body_bytes
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise BodyRejected(f"response body of {int(declared):,} bytes, over {limit:,} bytes")
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("", "identity") and encoding not in _DECODERS:
-            raise BodyRejected(f"response body in an encoding not asked for: {encoding[:40]!r}")
-        decoder = zlib.decompressobj(_DECODERS[encoding]) if encoding in _DECODERS else None
+        decoder = self._decoder(response)
         chunks: list[bytes] = []
         size = 0
         async for raw in response.stream:
@@ -123,3 +138,37 @@ class CappedTransport(httpx2.AsyncBaseTransport):
                 raise BodyRejected(f"response body over {limit:,} bytes once decoded")
             chunks.append(tail)
         return b"".join(chunks)
+
+
+STREAM_PIECE_BYTES = 1024 * 1024  # the most one decoded piece of a streamed body holds
+
+
+class _DecodedStream(httpx2.AsyncByteStream):
+    """A streamed body, decoded (gzip, deflate) at most STREAM_PIECE_BYTES at a time: a small
+    bomb that decodes to gigabytes never sits in memory whole."""
+
+    def __init__(self, response: httpx2.Response, decoder):
+        self.response, self.decoder = response, decoder
+
+    async def __aiter__(self):
+        decoder = self.decoder
+        async for raw in self.response.stream:
+            if decoder is None:
+                yield raw
+                continue
+            data = raw
+            while data:
+                try:
+                    piece = decoder.decompress(data, STREAM_PIECE_BYTES)
+                except zlib.error as exc:
+                    raise BodyRejected(f"response body is not valid gzip/deflate: {exc}") from None
+                data = decoder.unconsumed_tail
+                if piece:
+                    yield piece
+        if decoder is not None:
+            tail = decoder.flush()
+            if tail:
+                yield tail
+
+    async def aclose(self) -> None:
+        await self.response.aclose()

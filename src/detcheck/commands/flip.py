@@ -210,6 +210,7 @@ def execute(config, endpoint, writer, n, done, start_call, start_seq, options, p
             "redirected": o.redirected,
             "background_requests": o.background_requests,
             "background_failed": o.background_failed,
+            **o.notes,
         }
         if writer.meta.get("resumed"):  # this session's end (a session a kill ended has none)
             writer.meta["resumed"][-1]["ended_at"] = utc_now().isoformat()
