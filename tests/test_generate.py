@@ -25,6 +25,7 @@ SINGLE_PROMPT_KEYS = {
     "unique_completions", "completions", "modal_completion", "first_divergence",
     "common_prefix_tokens", "splits", "positions", "lengths", "finish_reasons", "unseen",
     "fingerprints", "errors", "errors_by_type", "prompts", "agreement", "headline", "measured",
+    "flags",
 }  # fmt: skip
 
 

@@ -111,3 +111,52 @@ def test_experiment_files_can_choose_the_api(tmp_path):
         )
         assert result.exit_code == 0, result.stderr
         assert server.paths == ["/v1/responses"] * 5
+
+
+def _two_part_answer(i: int, request: dict) -> Reply:
+    """An answer in two message items, the second in two output_text parts; calls differ only
+    in the last part (odd calls say " down")."""
+    body = responses_body(i, -0.04)
+    last = " down" if i % 2 else " up"
+
+    def part(token: str) -> dict:
+        entry = {"token": token, "logprob": -0.5, "bytes": list(token.encode())}
+        entry["top_logprobs"] = [dict(entry)]
+        return {"type": "output_text", "text": token, "annotations": [], "logprobs": [entry]}
+
+    body["output"].append(
+        {"type": "message", "id": f"msg_b{i}", "role": "assistant",
+         "content": [part(" side"), part(last)]}
+    )  # fmt: skip
+    return Reply(200, json.dumps(body).encode())
+
+
+def test_every_output_text_part_is_read_in_order(tmp_path):
+    """Before (20a5643): only the first part was read, so the two answers counted as one."""
+    with FakeOpenAI(_two_part_answer) as server:
+        result = runner.invoke(
+            app,
+            ["generate", "--api", "responses", "-n", 6, "-o", str(tmp_path), "-q", "--json"],
+            env={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url},
+        )
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["unique_completions"] == 2
+    (run_dir,) = tmp_path.iterdir()
+    texts = set(read_run(run_dir).table.column("text").to_pylist())
+    assert texts == {"Heads side up", "Heads side down"}
+
+
+def test_a_refusal_stops_the_run_at_once_with_its_text(tmp_path):
+    """Before: retried as malformed_body until attempts ran out, the refusal never shown."""
+
+    def refusal(i, request):
+        body = responses_body(i, -0.04)
+        body["output"][0]["content"] = [{"type": "refusal", "refusal": "I can't flip coins."}]
+        return Reply(200, json.dumps(body).encode())
+
+    with FakeOpenAI(refusal) as server:
+        result = flip(server, tmp_path, "--n", 20, "--concurrency", 1)
+        assert len(server.requests) == 1
+    assert result.exit_code == 3
+    assert "the model refused: I can't flip coins." in result.stderr

@@ -40,6 +40,18 @@ class Generations:
     errors_by_type: dict[str, int]
     where: list[tuple[object, np.ndarray]]  # (run, seqs of its responses), in order
     modal_top: list[list[float]] | None = None  # the modal response's top logprobs, fetched
+    # answers longer than asked (a server that ignores max_tokens) are read to max_tokens; what
+    # follows is told apart by `tails` (0: none), so they still count as different completions
+    tails: np.ndarray | None = None
+    over_length: int = 0
+    text_mismatch: int = 0  # responses whose text is not their tokens joined
+
+    @property
+    def identity(self) -> np.ndarray:
+        """What makes a completion: its tokens, and what came past max_tokens."""
+        if self.tails is None or not self.tails.any():
+            return self.codes
+        return np.column_stack([self.codes, self.tails.astype(self.codes.dtype)])
 
     @property
     def n(self) -> int:
@@ -56,10 +68,13 @@ class Generations:
 
 def read_generations(runs) -> Generations:
     """The generated tokens and logprobs of every successful response of `runs`, in the order
-    they were received, as padded arrays."""
-    token_chunks, logprob_chunks = [], []
-    texts, reasons, fps, where = [], [], [], []
+    they were received, as arrays padded to the longest answer, or to max_tokens where a
+    server sent more than asked (one 120,000-token answer does not widen them all)."""
+    token_chunks, logprob_chunks, text_chunks = [], [], []
+    reasons, fps, where = [], [], []
     errors: Counter = Counter()
+    asked = [int((r.meta.get("config") or {}).get("max_tokens") or 0) for r in runs]
+    cap = max(asked) if asked and min(asked) > 0 else None
     for run in runs:
         for batch in run.batches(GENERATION_COLUMNS, batch_size=8_192):
             ok = batch.column("ok")
@@ -76,7 +91,7 @@ def read_generations(runs) -> Generations:
                 )
             token_chunks.append(tokens)
             logprob_chunks.append(good.column("gen_logprobs"))
-            texts += good.column("text").to_pylist()
+            text_chunks.append(good.column("text"))
             reasons += good.column("finish_reason").to_pylist()
             fps += good.column("system_fingerprint").to_pylist()
             where.append((run, good.column("seq").to_numpy()))
@@ -86,12 +101,38 @@ def read_generations(runs) -> Generations:
         )
     tokens = pa.chunked_array(token_chunks).combine_chunks()
     logprobs = pa.chunked_array(logprob_chunks).combine_chunks()
+    texts = pa.chunked_array(text_chunks).combine_chunks()
+    mismatch = pc.sum(pc.fill_null(pc.not_equal(pc.binary_join(tokens, ""), texts), False))
     lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy(zero_copy_only=False)
+    tails, over_length = None, 0
+    if cap is not None and lengths.size and int(lengths.max()) > cap:
+        over = np.flatnonzero(lengths > cap)
+        over_length = int(over.size)
+        seen: dict[tuple, int] = {}
+        tails = np.zeros(lengths.size, np.int64)
+        for row in over.tolist():  # few, by their nature: told apart by what follows cap
+            tail = tuple(tokens[row].values[cap:].to_pylist())
+            tails[row] = seen.setdefault(tail, len(seen) + 1)
+        tokens = pc.list_slice(tokens, 0, cap)
+        logprobs = pc.list_slice(logprobs, 0, cap)
+        lengths = np.minimum(lengths, cap)
     width = int(lengths.max()) if lengths.size else 0
     destination = _flat_destinations(lengths, width)
     codes, vocabulary = _padded_codes(tokens, destination, width)
     floats = _padded_floats(logprobs, destination, codes.shape)
-    return Generations(codes, floats, vocabulary, texts, reasons, fps, dict(errors), where)
+    return Generations(
+        codes,
+        floats,
+        vocabulary,
+        texts.to_pylist(),
+        reasons,
+        fps,
+        dict(errors),
+        where,
+        tails=tails,
+        over_length=over_length,
+        text_mismatch=int(mismatch.as_py() or 0),
+    )
 
 
 def _flat_destinations(lengths: np.ndarray, width: int) -> np.ndarray | None:
@@ -237,6 +278,14 @@ def splits_on_modal_path(g: Generations, modal_row: int, agree: np.ndarray) -> l
     return out
 
 
+def analysis_secrets() -> list[str]:
+    """Keys this process knows of (rows were redacted as they were stored; this catches what
+    only a join of them makes)."""
+    import os
+
+    return [v for k, v in os.environ.items() if k.endswith(("API_KEY", "_TOKEN")) and v]
+
+
 def answers(texts: Sequence[str | None], pattern: str) -> list[str | None]:
     """The answer in each text: the regex's first group if it has one, else its whole match;
     None where it does not match."""
@@ -252,8 +301,12 @@ def answers(texts: Sequence[str | None], pattern: str) -> list[str | None]:
 
 
 def summarise(g: Generations, answer_regex: str | None = None) -> dict:
-    """The report of one set of identical requests (one prompt)."""
-    first, inverse, counts = unique_completions(g.codes)
+    """The report of one set of identical requests (one prompt). Every text it makes is
+    redacted again (a key split over two tokens is whole only once they are joined)."""
+    from detcheck.record import redact
+
+    secrets = analysis_secrets()
+    first, inverse, counts = unique_completions(g.identity)
     n = g.n
     if n == 0:
         return {"n": 0, "unique_completions": 0, "completions": [], "modal_completion": None}
@@ -270,19 +323,20 @@ def summarise(g: Generations, answer_regex: str | None = None) -> dict:
         if k >= 20:  # the rest are counted, not listed
             break
         parts_at = None if k == 0 else int(divergence[row])
+        if parts_at is not None and parts_at < 0:  # the same tokens up to max_tokens
+            parts_at = int(g.codes.shape[1])
+        # from two tokens before it parts from the modal one: what a reader compares
+        parting = "".join(
+            g.vocabulary[c] or "" for c in g.codes[row, max(0, (parts_at or 0) - 2) :] if c != END
+        )
         completions.append(
             {
                 "count": int(count),
                 "share": count / n,
-                "text": g.texts[row],
+                "text": redact(g.texts[row], secrets),
                 "tokens": int(lengths[row]),
                 "first_divergence": parts_at,
-                # from two tokens before it parts from the modal one: what a reader compares
-                "parting_text": None
-                if parts_at is None
-                else "".join(
-                    g.vocabulary[c] or "" for c in g.codes[row, max(0, parts_at - 2) :] if c != END
-                ),
+                "parting_text": None if parts_at is None else redact(parting, secrets),
             }
         )
     diverged = divergence[divergence >= 0]
@@ -297,7 +351,7 @@ def summarise(g: Generations, answer_regex: str | None = None) -> dict:
         "modal_completion": {
             "count": int(counts[0]),
             "share": float(counts[0] / n),
-            "text": g.texts[modal_row],
+            "text": redact(g.texts[modal_row], secrets),
             "tokens": int(lengths[modal_row]),
         },
         "first_divergence": {
@@ -320,6 +374,8 @@ def summarise(g: Generations, answer_regex: str | None = None) -> dict:
         "fingerprints": dict(Counter(f or "null" for f in g.fingerprints).most_common()),
         "errors": int(sum(g.errors_by_type.values())),
         "errors_by_type": dict(sorted(g.errors_by_type.items())),
+        # what does not add up: answers longer than max_tokens, texts that are not their tokens
+        "flags": {"over_length": g.over_length, "text_mismatch": g.text_mismatch},
     }
     if answer_regex is not None:
         found = answers(g.texts, answer_regex)
@@ -453,6 +509,18 @@ def render_text(r: dict) -> str:
     if r["errors"]:
         kinds = ", ".join(f"{k} {c:,}" for k, c in r["errors_by_type"].items())
         lines.append(f"failed attempts: {r['errors']:,} ({kinds})")
+    flags = r.get("flags") or {}
+    if flags.get("over_length"):
+        lines.append(
+            f"warning: {flags['over_length']:,} answer(s) longer than the {r.get('max_tokens')} "
+            "tokens asked for (the server ignored max_tokens): read that far, and told apart "
+            "by what follows"
+        )
+    if flags.get("text_mismatch"):
+        lines.append(
+            f"warning: {flags['text_mismatch']:,} response(s) whose text is not their tokens "
+            "joined (a token's bytes, or the server, disagree with the message)"
+        )
     return "\n".join(lines)
 
 
@@ -461,8 +529,8 @@ def _clip(text: str | None, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-# the --json keys of a generate report (tests/test_generate.py). 2: `measured`
-GENERATE_REPORT_VERSION = 2
+# the --json keys of a generate report (tests/test_generate.py). 2: `measured`. 3: `flags`
+GENERATE_REPORT_VERSION = 3
 
 
 def prompt_key(run) -> tuple[str, str]:
@@ -575,7 +643,7 @@ def render_prompt_set(r: dict) -> str:
 
 def completion_counts(g: Generations) -> dict[tuple, int]:
     """{completion as its tokens: responses that gave it}."""
-    first, _, counts = unique_completions(g.codes)
+    first, _, counts = unique_completions(g.identity)
     return {
         tuple(g.vocabulary[c] for c in g.codes[row] if c != END): int(count)
         for row, count in zip(first.tolist(), counts.tolist())

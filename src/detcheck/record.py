@@ -25,6 +25,10 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _ALLOWED = frozenset(RESPONSE_HEADER_ALLOWLIST)
 
 
+# Kinds of malformed body that asking again cannot fix: the run stops at once (exit 3)
+FINAL_KINDS = frozenset({"logprobs_refused", "refused"})
+
+
 class MalformedResponse(Exception):
     """A 200 whose body is not a usable chat completion with logprobs."""
 
@@ -83,6 +87,17 @@ def generation_of(entries: list, text, finish_reason) -> Generation:
     logprobs); only a list that fails is taken apart entry by entry."""
     entries = [e if type(e) is dict else {} for e in entries]
     tokens = [e.get("token") for e in entries]
+    # a token is its bytes: where they are not its text's (invalid UTF-8, a lone surrogate)
+    # the token is stored as what the bytes say, so completions that differ only there differ
+    for k, e in enumerate(entries):
+        token, raw = tokens[k], e.get("bytes")
+        if type(token) is not str:
+            continue
+        if raw is None:
+            if not token.isascii():
+                tokens[k] = _storable_token(token)
+        elif not token.isascii() or raw != list(token.encode()):
+            tokens[k] = _token_of_bytes(token, raw)
     logprobs = [e.get("logprob") for e in entries]
     tops = [e.get("top_logprobs") for e in entries]
     tops = [t if type(t) is list else None for t in tops]
@@ -108,6 +123,29 @@ def generation_of(entries: list, text, finish_reason) -> Generation:
     return Generation(
         str_or_none(text), str_or_none(finish_reason), tokens, logprobs, top_tokens, top_logprobs
     )
+
+
+def _storable_token(token: str) -> str:
+    """A token as UTF-8 can hold it: a lone surrogate is escaped (`\\xed\\xa0\\x80`), not
+    replaced, so two different ones stay two different tokens."""
+    try:
+        token.encode("utf-8")
+        return token
+    except UnicodeEncodeError:
+        return token.encode("utf-8", "surrogatepass").decode("utf-8", "backslashreplace")
+
+
+def _token_of_bytes(token: str, raw) -> str:
+    """The token's text, or, where its `bytes` say otherwise, the bytes decoded with the invalid
+    ones escaped (`\\xe2\\x80`)."""
+    as_bytes = bytes_or_none(raw)
+    storable = _storable_token(token)
+    if as_bytes is None:
+        return storable
+    sent = bytes(as_bytes)
+    if storable == token and token.encode("utf-8") == sent:
+        return token
+    return sent.decode("utf-8", "backslashreplace")
 
 
 def int_or_none(value) -> int | None:
@@ -204,6 +242,17 @@ def unusable_reason(parsed: Parsed, targets: Collection[str] = ()) -> str | None
     token): they are stored as null and the response still counts."""
     if not _usable_logprob(parsed.logprob):
         return f"the generated token's logprob is unusable: {parsed.logprob!r}"
+    g = parsed.generation
+    if g is not None and g.logprobs:
+        values = g.logprobs
+        # the common case checked at once: every one a float, finite, none positive
+        if not (
+            all(type(v) is float for v in values)
+            and math.isfinite(math.fsum(values))
+            and max(values) <= 0.0
+        ):
+            k = next(k for k, v in enumerate(values) if not _usable_logprob(v))
+            return f"the logprob at position {k} is unusable: {values[k]!r}"
     for entry in parsed.top_logprobs:
         if entry["token"] in targets and not _usable_logprob(entry["logprob"]):
             return f"the logprob of {entry['token']!r} is unusable: {entry['logprob']!r}"
@@ -261,20 +310,24 @@ def allowed_headers(headers: Mapping[str, str] | None) -> dict | None:
 
 
 def redact_row(row: dict, secrets: Sequence[str]) -> dict:
-    """The last step before a row reaches disk: no secret survives in any text it carries."""
+    """The last step before a row reaches disk: no secret survives in any text it carries, nor
+    in a join of the tokens it was generated as."""
+    shares = _redact_across(row, secrets) if row.get("gen_tokens") else {}
     for key, value in row.items():
         if isinstance(value, str):
-            row[key] = redact(value, secrets)
+            row[key] = redact(_without_shares(value, shares), secrets)
         elif key == "response_headers" and value:
             row[key] = {k: redact(v, secrets) for k, v in value.items()}
         elif key in ("gen_tokens", "gen_top_tokens") and value:
             row[key] = _redact_tokens(value, secrets)
         elif key == "top_logprobs" and value:
             for entry in value:
-                entry["token"] = redact(entry["token"], secrets)
+                entry["token"] = redact(shares.get(entry["token"], entry["token"]), secrets)
                 raw = entry.get("bytes")
                 if raw and any(s and len(s) >= 8 and s.encode() in bytes(raw) for s in secrets):
                     entry["bytes"] = list(REDACTED.encode())
+                elif raw and entry["token"] in shares.values():
+                    entry["bytes"] = list(entry["token"].encode())
     return row
 
 
@@ -289,6 +342,58 @@ def _redact_tokens(tokens: list, secrets: Sequence[str]) -> list:
     return [
         _redact_tokens(t, secrets) if isinstance(t, list) else redact(t, secrets) for t in tokens
     ]
+
+
+def _redact_across(row: dict, secrets: Sequence[str]) -> dict[str, str]:
+    """A secret the server split over several generated tokens: each token's share of it goes
+    (the first becomes [REDACTED]), in `gen_tokens` and at the same position among the top
+    tokens, so no join of stored tokens gives it back. Returns {share: what replaced it}, for
+    the raw body and the first token's top list."""
+    tokens = row["gen_tokens"]
+    texts = [t if type(t) is str else "" for t in tokens]
+    joined = "".join(texts)
+    spans = [
+        (m.start(), m.end())
+        for s in secrets
+        if s and len(s) >= 8 and s in joined
+        for m in re.finditer(re.escape(s), joined)
+    ]
+    if not spans:
+        return {}
+    shares: dict[str, str] = {}
+    tops = row.get("gen_top_tokens") or []
+    at = 0
+    for k, text in enumerate(texts):
+        start, end = at, at + len(text)
+        at = end
+        if not any(a < end and start < b for a, b in spans):
+            continue
+        kept = []
+        for i, ch in enumerate(text, start):
+            inside = next((a for a, b in spans if a <= i < b), None)
+            if inside is None:
+                kept.append(ch)
+            elif i == inside:  # where the secret begins; the rest of it is dropped
+                kept.append(REDACTED)
+        shares[text] = tokens[k] = "".join(kept)
+        if k < len(tops) and type(tops[k]) is list:
+            tops[k] = [shares[text] if t == text else t for t in tops[k]]
+    if row.get("token") in shares:
+        row["token"] = shares[row["token"]]
+    return shares
+
+
+def _without_shares(text: str, shares: dict[str, str]) -> str:
+    """A raw body without the secret's shares: each as a JSON string, and as its bytes."""
+    for share, replaced in shares.items():
+        if not share:
+            continue
+        literal = json.dumps(share)
+        if literal in text:
+            text = text.replace(literal, json.dumps(replaced))
+        values = r"\[\s*" + r"\s*,\s*".join(str(b) for b in share.encode()) + r"\s*\]"
+        text = re.sub(values, json.dumps(list(replaced.encode())), text)
+    return text
 
 
 _CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from detcheck.record import (
     MalformedResponse,
     Parsed,
+    clip,
     float_or_none,
     generation_of,
     int_or_none,
@@ -36,24 +37,36 @@ def request_body(config) -> dict:
 
 
 def parse(body: bytes | str, whole: bool = False) -> Parsed:
-    """The first output token of the first `output_text` part, with its top logprobs."""
+    """The output text of every message item, every `output_text` part, in order: the first
+    token (with its top logprobs) is what a flip measures, all of it what a generation does. A
+    refusal with no text stops the run with the refusal's words (asking again won't help)."""
     data = load_json(body)
     if not isinstance(data, Mapping):
         raise MalformedResponse("malformed_body", "response body is not a JSON object")
     output = data.get("output")
     if not isinstance(output, list):
         raise MalformedResponse("malformed_body", "response has no output")
-    texts = [
+    parts = [
         part
         for item in output
         if isinstance(item, Mapping) and item.get("type") == "message"
         for part in (item.get("content") if isinstance(item.get("content"), list) else [])
-        if isinstance(part, Mapping) and part.get("type") == "output_text"
+        if isinstance(part, Mapping)
     ]
+    texts = [part for part in parts if part.get("type") == "output_text"]
     if not texts:
+        refusals = [str_or_none(p.get("refusal")) for p in parts if p.get("type") == "refusal"]
+        if refusals:
+            words = " ".join(r for r in refusals if r) or "(no text)"
+            raise MalformedResponse("refused", clip(f"the model refused: {words}"))
         raise MalformedResponse("malformed_body", "response has no output_text")
-    logprobs = texts[0].get("logprobs")
-    if not isinstance(logprobs, list) or not logprobs or not isinstance(logprobs[0], Mapping):
+    # every part's logprobs, in order: answers that differ in a later part are not one answer
+    logprobs = [
+        entry
+        for part in texts
+        for entry in (part.get("logprobs") if isinstance(part.get("logprobs"), list) else [])
+    ]
+    if not logprobs or not isinstance(logprobs[0], Mapping):
         # a well-formed answer without logprobs: the model gives none, asking again won't help
         raise MalformedResponse(
             "logprobs_refused",
@@ -64,6 +77,7 @@ def parse(body: bytes | str, whole: bool = False) -> Parsed:
     top = first.get("top_logprobs")
     usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
     details = usage.get("input_tokens_details")
+    text = "".join(t for t in (str_or_none(part.get("text")) for part in texts) if t is not None)
     return Parsed(
         response_id=str_or_none(data.get("id")),
         model=str_or_none(data.get("model")),
@@ -76,9 +90,7 @@ def parse(body: bytes | str, whole: bool = False) -> Parsed:
         cached_tokens=int_or_none(details.get("cached_tokens"))
         if isinstance(details, Mapping)
         else None,
-        generation=generation_of(logprobs, texts[0].get("text"), _finish_reason(data))
-        if whole
-        else None,
+        generation=generation_of(logprobs, text, _finish_reason(data)) if whole else None,
     )
 
 

@@ -28,8 +28,12 @@ from detcheck.store.files import (
     _part_name,
     _write_atomic,
 )
-from detcheck.store.journal import _journal_groups, _orphan_journals, journal_tables
+from detcheck.store.journal import _orphan_journals, journal_groups, journal_tables
 from detcheck.store.lock import RunLock
+
+# A part is written once its journal holds this much (or rows_per_part rows): a compaction
+# reads one journal, so this bounds what a part costs however long the rows
+JOURNAL_BYTES = 256 * 1024 * 1024
 
 
 class RunWriter:
@@ -68,7 +72,7 @@ class RunWriter:
                 self._upload_missing()
             # The journal is the buffer: rows are not kept in memory, so memory stays flat
             # however many calls a run makes; a flush reads the journal back into a part.
-            self._pending = 0
+            self._pending = self._pending_bytes = 0
             self._torn = False
             self._open_journal()
         except BaseException:
@@ -162,7 +166,12 @@ class RunWriter:
                 f"{row.get('call')} is lost, everything before it is kept"
             ) from None
         self._pending += 1
-        if self._pending >= self.rows_per_part or now - self._last_flush > self.flush_every_s:
+        self._pending_bytes += len(line)
+        if (
+            self._pending >= self.rows_per_part
+            or self._pending_bytes >= JOURNAL_BYTES
+            or now - self._last_flush > self.flush_every_s
+        ):
             self.flush()
 
     def flush(self) -> None:
@@ -172,7 +181,10 @@ class RunWriter:
             return
         journal = self.run_dir / _journal_name(self._part)
         try:
-            written = _write_part(self.run_dir, self._part, _journal_groups(journal, self.meta))
+            try:
+                written = _write_part(self.run_dir, self._part, journal_groups(journal, self.meta))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # read line by line instead
+                written = _write_part(self.run_dir, self._part, journal_tables(journal, self.meta))
         except OSError as exc:  # the journal stays: a resume compacts it
             raise StorageError(
                 f"cannot write a part in {self.run_dir}: {_os_reason(exc)}"
@@ -181,7 +193,7 @@ class RunWriter:
             self._upload(self.run_dir / _part_name(self._part))
         self._journal.close()
         journal.unlink(missing_ok=True)
-        self._pending = 0
+        self._pending = self._pending_bytes = 0
         # hand back what the conversion borrowed: Arrow's allocator keeps freed memory otherwise,
         # and a long run's resident size would sit at its largest flush
         pa.default_memory_pool().release_unused()
