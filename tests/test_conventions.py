@@ -59,7 +59,7 @@ def test_shell_completion_completes_commands_and_options():
     )
     assert done.stdout.split() == ["--max-cost"]
     shown = runner.invoke(app, ["--show-completion", "bash"], prog_name="detcheck")
-    assert "_detcheck_completion" in shown.stdout
+    assert "_detcheck_completion" in shown.stdout, (shown.stderr, repr(shown.exception))
 
 
 def test_the_nightly_workflow_calls_commands_and_options_that_exist():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -56,11 +57,12 @@ def test_answers_are_remembered_so_a_later_run_need_not_load_the_encoding(monkey
     )
     enc = tokens.encoding_for_model("gpt-4o")
     assert tokens.tokenize("gpt-4o", prompt) == (
-        enc.encode(prompt),
+        len(enc.encode(prompt)),
         enc.decode(enc.encode(prompt)[:1]),
     )
-    (remembered,) = (tmp_path / "tiktoken").glob("detcheck-o200k_base-*.json")
-    assert set(json.loads(remembered.read_text())) == {"Heads", "Tails", "user", prompt}
+    (remembered,) = (tmp_path / "tiktoken").glob("detcheck-*/o200k_base-*.json")
+    keys = {tokens._key(t) for t in ("Heads", "Tails", "user", prompt)}
+    assert set(json.loads(remembered.read_text())) == keys
     # another process, as the next run: the same answers, and tiktoken never loads an encoding
     code = (
         "import tiktoken.registry as r; from detcheck import tokens as t; print(repr(("
@@ -71,14 +73,43 @@ def test_answers_are_remembered_so_a_later_run_need_not_load_the_encoding(monkey
     assert out.stdout.strip() == repr((*cold, []))
 
 
+def test_the_memory_is_private_keyed_by_hash_bounded_and_written_once(monkeypatch, tmp_path):
+    """Before (20a5643): the full prompt text as key, in a world-readable (0644) file of a
+    shared directory, unbounded, rewritten whole for every new text (20,000 labels: 5 minutes)."""
+    fresh_cache(monkeypatch, tmp_path)
+    secret_prompt = "my private prompt " * 50
+    tokens.count_prompt_tokens("gpt-4o", secret_prompt)
+    (remembered,) = (tmp_path / "tiktoken").glob("detcheck-*/o200k_base-*.json")
+    assert "private prompt" not in remembered.read_text()
+    assert remembered.stat().st_mode & 0o777 == 0o600
+    assert remembered.parent.stat().st_mode & 0o777 == 0o700
+    writes = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (writes.append(b), real_replace(a, b)))
+    labels = tuple(f"label{k}" for k in range(tokens.MAX_REMEMBERED + 500))
+    tokens.resolve_targets("gpt-4o", labels)
+    assert len([w for w in writes if "texts" in str(w)]) == 1  # once, not once per label
+    assert len(json.loads(remembered.read_text())) == tokens.MAX_REMEMBERED
+
+
+def test_a_memory_directory_others_can_write_is_not_used(monkeypatch, tmp_path):
+    fresh_cache(monkeypatch, tmp_path)
+    shared = tmp_path / "tiktoken" / f"detcheck-{os.getuid()}"
+    shared.mkdir(parents=True)
+    shared.chmod(0o777)
+    assert tokens.resolve_targets("gpt-4o", ("Heads",))[0].token == "Heads"
+    assert list(shared.iterdir()) == []
+
+
 def test_an_unreadable_memory_is_rebuilt_from_tiktoken(monkeypatch, tmp_path):
     fresh_cache(monkeypatch, tmp_path)
-    (tmp_path / "tiktoken").mkdir()
-    remembered = tmp_path / "tiktoken" / "detcheck-o200k_base-texts.json"
-    remembered.write_text('{"Heads": {"ids": [1, 2')  # cut off mid-write by something else
+    targets = tokens.resolve_targets("gpt-4o", ("Tails",))
+    (remembered,) = (tmp_path / "tiktoken").glob("detcheck-*/o200k_base-*.json")
+    remembered.write_text('{"Heads": {"count": 1, "fi')  # cut off mid-write by something else
+    tokens._remembered.cache_clear()
     targets = tokens.resolve_targets("gpt-4o", ("Heads",))
     assert targets[0].token == "Heads"
-    assert json.loads(remembered.read_text())["Heads"]["first"] == "Heads"
+    assert json.loads(remembered.read_text())[tokens._key("Heads")]["first"] == "Heads"
 
 
 def test_an_empty_cache_variable_means_no_cache_not_the_current_directory(monkeypatch, tmp_path):
@@ -86,5 +117,5 @@ def test_an_empty_cache_variable_means_no_cache_not_the_current_directory(monkey
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
     monkeypatch.chdir(tmp_path)
     tokens.seed_tiktoken_cache("o200k_base")
-    tokens._remember("o200k_base", {"Heads": {"ids": [1], "first": "Heads"}})
+    tokens._remember("o200k_base", {"Heads": {"count": 1, "first": "Heads"}})
     assert list(tmp_path.iterdir()) == []

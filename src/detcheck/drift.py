@@ -10,6 +10,7 @@ two-proportion test), a fingerprint the baseline never saw, and top-token flips.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -352,14 +353,31 @@ def render_completions_markdown(result: dict, fail_on: tuple[str, ...], names) -
 
 def findings_table(findings: list[dict], fail_on: tuple[str, ...]) -> list[str]:
     """The findings as Markdown table lines: kind, whether it fails, detail."""
-    from detcheck.record import printable
 
     lines = ["| finding | fails | detail |", "|---|---|---|"]
     for f in findings:
         fails = "yes" if f["kind"] in fail_on else "no"
-        detail = printable(f["detail"]).replace("|", "\\|")  # a fingerprint is server text
-        lines.append(f"| {f['kind']} | {fails} | {detail} |")
+        lines.append(f"| {f['kind']} | {fails} | {markdown_cell(f['detail'])} |")
     return lines
+
+
+def markdown_cell(text: str) -> str:
+    """Server text (a fingerprint, a token) in a Markdown table cell: one line, its pipes
+    escaped, so it cannot add cells or rows; `markdown_blocks` reads it back."""
+    from detcheck.record import printable
+
+    return printable(text).replace("\\", "\\\\").replace("|", "\\|")
+
+
+_CELL = re.compile(r"((?:[^|\\]|\\.)*)\|")
+
+
+def _cells(line: str) -> list[str]:
+    """A Markdown table row's cells, `\\|` inside one read as a pipe (GitHub reads it so)."""
+    body = line.strip()
+    body = body[1:] if body.startswith("|") else body
+    body = body if body.endswith("|") and not body.endswith("\\|") else body + "|"
+    return [re.sub(r"\\(.)", r"\1", cell).strip() for cell in _CELL.findall(body)]
 
 
 def markdown_blocks(markdown: str):
@@ -368,7 +386,7 @@ def markdown_blocks(markdown: str):
     table: list[list[str]] = []
     for line in [*markdown.splitlines(), ""]:
         if line.startswith("|"):
-            table.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+            table.append(_cells(line))
             continue
         if table:
             yield "table", table[0], table[2:]

@@ -14,6 +14,7 @@ from detcheck.config import FlipConfig, strip_credentials
 from detcheck.request import RetryPolicy
 from detcheck.schema import RUN_JSON_VERSION, SCHEMA_VERSION
 from detcheck.store import RunWriter, utc_now
+from detcheck.store.files import elide_long_texts
 from detcheck.tokens import Target
 
 
@@ -103,7 +104,8 @@ def run_meta(
         "started_at": utc_now().isoformat(),
         "ended_at": None,
         "config": config.to_dict(),
-        "request": config.request_body(),
+        # the body as sent; a long prompt is config.prompt's alone (not a second copy here)
+        "request": elide_long_texts(config.request_body()),
         "label": targets[0].label,
         "target": targets[0].token,
         "targets": {t.label: t.token for t in targets},

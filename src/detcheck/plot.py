@@ -38,6 +38,9 @@ def pyplot():
         import matplotlib.pyplot as plt
     except ImportError:
         raise UsageError(INSTALL_HINT) from None
+    # every text on a figure is literal: a fingerprint such as fp_$\foo{$ is server text, and
+    # matplotlib would read it as mathtext (and fail); detcheck's own labels use none
+    plt.rcParams["text.parse_math"] = False
     return plt
 
 

@@ -110,7 +110,14 @@ class Param:
         return self.flag or "--" + self.name.replace("_", "-")
 
     def validate(self, value) -> None:
-        if value is None or self.check is None:
+        if value is None:
+            return
+        # the Python API passes values as they come: "five" is a usage error, not a TypeError
+        if self.type is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UsageError(f"{self.option} must be a whole number, got {value!r:.60}")
+        if self.type is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UsageError(f"{self.option} must be a number, got {value!r:.60}")
+        if self.check is None:
             return
         if self.type is float and not math.isfinite(value):
             # nan and inf pass every comparison (nan < 0 is false): refuse them first

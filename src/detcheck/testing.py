@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+MAX_REQUEST_BYTES = 16 * 1024 * 1024  # what the replay server reads of one request
+
 
 class ReplayServer:
     """An OpenAI-compatible server on 127.0.0.1 that answers every POST (chat, completions,
@@ -49,13 +51,23 @@ class ReplayServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's name)
-                length = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(length)
+                declared = self.headers.get("content-length") or "0"
+                if not declared.isdigit() or int(declared) > MAX_REQUEST_BYTES:
+                    return self._refuse(400, f"invalid Content-Length: {declared[:40]!r}")
+                raw = self.rfile.read(int(declared))
                 try:
-                    server.requests.append(json.loads(raw or b"{}"))
+                    request = json.loads(raw or b"{}")
                 except ValueError:
-                    server.requests.append({"unparsed": raw.decode(errors="replace")})
+                    request = {"unparsed": raw.decode(errors="replace")}
+                server.requests.append(request)
+                if isinstance(request, dict) and request.get("stream"):
+                    # a recording holds whole bodies: streaming them would be an invention
+                    return self._refuse(400, "the replay server does not stream: stream=True")
                 self._send(200, server._take())
+
+            def _refuse(self, status: int, message: str) -> None:
+                error = {"error": {"message": message, "type": "invalid_request_error"}}
+                self._send(status, json.dumps(error).encode())
 
             def do_GET(self):  # noqa: N802
                 model = (server.meta.get("config") or {}).get("model", "recorded")

@@ -42,13 +42,15 @@ def _tiktoken_cache_dir() -> Path | None:
     return Path(tempfile.gettempdir()) / "data-gym-cache"
 
 
-def _write_whole(path: Path, data: bytes) -> None:
+def _write_whole(path: Path, data: bytes, mode: int = 0o644) -> None:
     """`path` written whole or not at all, even with two runs writing it at once: a temporary
-    file of this process's own, then a rename."""
+    file of this process's own (created with `mode`), then a rename."""
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -89,9 +91,32 @@ def encoding_for_model(model: str):
     return tiktoken.get_encoding(name)
 
 
+# How many texts are remembered per encoding (the oldest go first): a flip asks about a few
+MAX_REMEMBERED = 1024
+
+
 def _remembered_path(name: str) -> Path | None:
+    """The memory of one encoding's answers, in a directory of this user's alone: 0700, owned
+    by this user (a directory someone else made, or opened to others, is not used)."""
     cache_dir = _tiktoken_cache_dir()
-    return None if cache_dir is None else cache_dir / f"detcheck-{name}-texts.json"
+    if cache_dir is None:
+        return None
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    private = cache_dir / f"detcheck-{uid}"
+    try:
+        private.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = private.lstat()
+    except OSError:
+        return None
+    shared = info.st_uid != uid or info.st_mode & 0o077 or private.is_symlink()
+    if hasattr(os, "getuid") and shared:
+        return None
+    return private / f"{name}-texts-v2.json"
+
+
+def _key(text: str) -> str:
+    """A text as the memory names it: its hash (a prompt may be long, or private)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 @cache
@@ -104,37 +129,52 @@ def _remembered(name: str) -> dict:
     return known if isinstance(known, dict) else {}
 
 
+_unsaved: set[str] = set()  # encodings whose memory gained answers this process has not written
+
+
 def _remember(name: str, known: dict) -> None:
+    """Write one encoding's memory whole (0600), at most MAX_REMEMBERED answers."""
+    _unsaved.discard(name)
     path = _remembered_path(name)
     if path is None:
         return
+    while len(known) > MAX_REMEMBERED:
+        del known[next(iter(known))]
     with contextlib.suppress(OSError):  # a read-only cache: answers are just not remembered
-        _write_whole(path, json.dumps(known).encode())
+        _write_whole(path, json.dumps(known).encode(), mode=0o600)
 
 
-def tokenize(model: str, text: str) -> tuple[list[int], str] | None:
-    """tiktoken's token ids for `text` under the model's encoding, and the first token's text;
-    None when tiktoken does not know the model.
+def save_remembered() -> None:
+    """Write what this process learned, once, after it asked all it needed."""
+    for name in list(_unsaved):
+        _remember(name, _remembered(name))
 
-    Answers are remembered beside tiktoken's own cache. Loading an encoding takes ~0.3 s (its
-    200k ranks are decoded in Python), paid before a flip's first request, and a flip asks about
-    the same few texts each time (labels, role, prompt)."""
+
+def tokenize(model: str, text: str) -> tuple[int, str] | None:
+    """How many tokens `text` is under the model's encoding, and the first token's text; None
+    when tiktoken does not know the model.
+
+    Answers are remembered beside tiktoken's own cache, by the text's hash (written by
+    `save_remembered`, once). Loading an encoding takes ~0.3 s (its 200k ranks are decoded in
+    Python), paid before a flip's first request, and a flip asks about the same few texts each
+    time (labels, role, prompt)."""
     name = _encoding_name(model)
     if name is None:
         return None
     known = _remembered(name)
-    entry = known.get(text)
+    key = _key(text)
+    entry = known.get(key)
     if not (
         isinstance(entry, dict)
-        and isinstance(entry.get("ids"), list)
+        and isinstance(entry.get("count"), int)
         and isinstance(entry.get("first"), str)
     ):
         enc = encoding_for_model(model)
-        ids = enc.encode(text)
-        entry = {"ids": ids, "first": enc.decode(ids[:1])}
-        known[text] = entry
-        _remember(name, known)
-    return entry["ids"], entry["first"]
+        ids = enc.encode(text, disallowed_special=())
+        entry = {"count": len(ids), "first": enc.decode(ids[:1])}
+        known[key] = entry
+        _unsaved.add(name)
+    return entry["count"], entry["first"]
 
 
 @dataclass(frozen=True)
@@ -166,6 +206,7 @@ def resolve_targets(
         else:
             _, first = tokenize(model, label)
             targets.append(Target(label, first, f"first token of {label!r} in {name}"))
+    save_remembered()
     return targets
 
 
@@ -189,11 +230,12 @@ def match_label(label: str, seen: list[str]) -> tuple[str, str] | None:
 def count_prompt_tokens(model: str, prompt: str) -> int | None:
     """Prompt tokens of a one-message chat request, with OpenAI's per-message overhead."""
     role, content = tokenize(model, "user"), tokenize(model, prompt)
+    save_remembered()
     if role is None or content is None:
         return None
     # OpenAI cookbook's count for gpt-4o-era chat models: 3 framing tokens per message, the role,
     # the content, and 3 that prime the reply.
-    return 3 + len(role[0]) + len(content[0]) + 3
+    return 3 + role[0] + content[0] + 3
 
 
 def price_for(model: str) -> tuple[float, float, float] | None:

@@ -144,10 +144,33 @@ def with_run_columns(table: pa.Table, meta: dict) -> pa.Table:
     return table.drop_columns(keys) if keys else table
 
 
+# A text longer than this (a long prompt) is in _run.json once, and a footer names it by its
+# hash: Parquet readers refuse footers over ~100 MB, and every part would carry it again
+FOOTER_TEXT_CHARS = 4096
+
+
+def elide_long_texts(value, limit: int = FOOTER_TEXT_CHARS):
+    """`value` (JSON-like) with every string over `limit` characters replaced by its length
+    and hash: what a footer, or a second copy in _run.json, keeps of a long text."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return value
+        import hashlib
+
+        digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"[{len(value):,} characters, sha256 {digest}: the text is in _run.json]"
+    if isinstance(value, dict):
+        return {k: elide_long_texts(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [elide_long_texts(v, limit) for v in value]
+    return value
+
+
 def _schema_metadata(meta: dict) -> dict[str, bytes]:
-    """What every part carries in its Parquet footer: the run metadata and the schema version."""
+    """What every part carries in its Parquet footer: the run metadata (long texts by their
+    hash) and the schema version."""
     return {
-        RUN_META_KEY: json.dumps(meta).encode(),
+        RUN_META_KEY: json.dumps(elide_long_texts(meta)).encode(),
         SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode(),
     }
 
