@@ -1,0 +1,216 @@
+"""Time and peak memory of what a hostile endpoint (or a large input) costs detcheck, each case
+in a fresh process, optionally against an earlier revision (checked out in a temporary worktree
+and imported from there) for a before/after table.
+
+    uv run python bench/hostile.py                          # every case, this tree
+    uv run python bench/hostile.py --against 20a5643        # and the same cases there
+    uv run python bench/hostile.py --only compaction,overlong --completions 200000
+
+Cases:
+  compaction   a journal of 200 answers of 10,000 tokens (top 5) compacted into a part
+  overlong     `analyze` of 1,000 answers of 20 tokens and one of 120,000 (max_tokens ignored)
+  analyze      `analyze` of --completions stored 128-token completions (default 1,000,000)
+  bomb         `flip --via batch` whose output file is a 2 MB gzip that decodes to 2 GiB
+  labels       resolving 5,000 labels with an empty tiktoken memory
+  prompt       a run's start after one run with a --prompt-mb prompt was remembered
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PRELUDE = """
+import json, resource, sys, time
+sys.path.insert(1, {tests!r})
+t0 = time.perf_counter()
+def done(**extra):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({{"seconds": time.perf_counter() - t0, "peak_mb": peak, **extra}}))
+"""
+
+CASES = {
+    "compaction": """
+from detcheck.store import RunWriter
+meta = {{"run_id": "r", "schema_version": 4, "config": {{"kind": "generate"}}}}
+writer = RunWriter(Path({tmp!r}) / "run", meta, flush_every_s=1e9)
+tokens = [f" t{{k % 5000}}" for k in range(10_000)]
+row = {{"run_id": "r", "call": 0, "attempt": 1, "ok": True, "gen_tokens": tokens,
+       "gen_logprobs": [-0.5] * 10_000, "gen_top_tokens": [[t, " a", " b", " c", " d"]
+       for t in tokens], "gen_top_logprobs": [[-0.5, -1.0, -2.0, -3.0, -4.0]] * 10_000}}
+for call in range(200):
+    writer.append({{**row, "seq": call, "call": call}})
+t0 = time.perf_counter()
+writer.close(status="complete")
+done()
+""",
+    "overlong": """
+from detcheck.api import analyze
+report = analyze({run!r})
+done(unique=report.unique_completions)
+""",
+    "analyze": """
+from detcheck.api import analyze
+report = analyze({run!r})
+done(unique=report.unique_completions)
+""",
+    "bomb": """
+import zlib
+from typer.testing import CliRunner
+from detcheck.cli import app
+from fake_batch import FakeBatchAPI
+def bomb(content, size=2 * 1024**3):
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = b"x" * (1024 * 1024)
+    parts = [z.compress(content)] + [z.compress(chunk) for _ in range(size // len(chunk))]
+    return b"".join([*parts, z.flush()])
+with FakeBatchAPI(seconds=0.2, gzip_output=bomb) as api:
+    t0 = time.perf_counter()
+    result = CliRunner().invoke(app, ["flip", "--via", "batch", "--base-url", api.base_url,
+        "-n", "4", "-o", {tmp!r}, "-q", "--batch-poll-s", "0.1", "--max-attempts", "2"],
+        env={{"OPENAI_API_KEY": "sk-bench-0123456789"}})
+done(exit_code=result.exit_code)
+""",
+    "labels": """
+import os
+os.environ["TIKTOKEN_CACHE_DIR"] = {tmp!r}
+from detcheck.tokens import resolve_targets
+resolve_targets("gpt-4o", tuple(f"label{{k}}" for k in range(5000)))
+done()
+""",
+    "prompt": """
+import os
+os.environ["TIKTOKEN_CACHE_DIR"] = {tmp!r}
+from detcheck.tokens import resolve_targets, count_prompt_tokens
+resolve_targets("gpt-4o", ("Heads", "Tails"))
+count_prompt_tokens("gpt-4o", "Flip a coin. Return Heads or Tails only.")
+done()
+""",
+}
+
+
+def make_generate_run(path: Path, rows: int, length: int, outlier: int | None) -> Path:
+    """A generate run written as a part directly (pyarrow): `rows` answers of `length` tokens,
+    one in 1,000 parting at position 60, and optionally one answer of `outlier` tokens."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from detcheck.config import FlipConfig
+    from detcheck.measure import run_meta
+    from detcheck.request import RetryPolicy
+    from detcheck.schema import RUN_SCHEMA
+    from detcheck.store import PARQUET_OPTIONS
+    from detcheck.store.files import _schema_metadata, with_run_columns
+    from detcheck.tokens import Target
+
+    config = FlipConfig.of_kind("generate")
+    config = FlipConfig(**{**config.__dict__, "max_tokens": length})
+    meta = run_meta(config, [Target("Heads", "Heads", "given")], n=rows, endpoint="bench",
+                    concurrency=1, rpm=None, policy=RetryPolicy())  # fmt: skip
+    meta.update(status="complete", via="online")
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "_run.json").write_text(json.dumps(meta))
+    vocab = pa.array([f" w{k}" for k in range(length)] + [" other"])
+    lengths = np.full(rows, length, np.int64)
+    if outlier:
+        lengths[rows // 2] = outlier
+    index = np.concatenate([np.arange(n) % length for n in lengths])
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    index[starts[:-1][::1000] + min(60, length - 1)] = length  # the parting token
+    offsets = pa.array(starts.astype(np.int32) if starts[-1] < 2**31 else starts)
+    tokens = pa.ListArray.from_arrays(offsets, vocab.take(pa.array(index)))
+    values = pa.array(np.full(index.size, -0.01))
+    logprobs = pa.ListArray.from_arrays(offsets, values)
+    columns = {
+        "seq": pa.array(np.arange(rows)), "call": pa.array(np.arange(rows)),
+        "attempt": pa.array(np.ones(rows, np.int32)), "ok": pa.array(np.ones(rows, bool)),
+        "gen_tokens": tokens, "gen_logprobs": logprobs,
+        "text": pa.array(["answer"] * rows), "finish_reason": pa.array(["length"] * rows),
+    }  # fmt: skip
+    arrays = []
+    for f in RUN_SCHEMA:
+        if f.name in columns:
+            arrays.append(columns[f.name].cast(f.type))
+        else:
+            arrays.append(pa.nulls(rows, f.type))
+    table = pa.Table.from_arrays(arrays, schema=RUN_SCHEMA)
+    table = with_run_columns(table, meta).replace_schema_metadata(_schema_metadata(meta))
+    pq.write_table(table, path / "part-00000.parquet", row_group_size=10_000, **PARQUET_OPTIONS)
+    return path
+
+
+def worktree(rev: str, where: Path) -> Path:
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev],
+                   check=True, capture_output=True)  # fmt: skip
+    return where / "src"
+
+
+def run_case(name: str, fmt: dict, src: Path | None) -> dict:
+    code = PRELUDE.format(tests=str(ROOT / "tests")) + "from pathlib import Path\n"
+    code += textwrap.dedent(CASES[name]).format(**fmt)
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = f"{src}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1][:120]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(CASES))
+    parser.add_argument("--against", help="a revision to measure too (before)")
+    parser.add_argument("--completions", type=int, default=1_000_000)
+    parser.add_argument("--prompt-mb", type=float, default=20)
+    args = parser.parse_args()
+    from tabulate import tabulate
+
+    names = [n.strip() for n in args.only.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        before = worktree(args.against, tmp / "before") if args.against else None
+        data = {}
+        if "overlong" in names:
+            data["overlong"] = make_generate_run(tmp / "overlong", 1_001, 20, 120_000)
+        if "analyze" in names:
+            data["analyze"] = make_generate_run(tmp / "analyze", args.completions, 128, None)
+        for name in names:
+            for label, src in [("now", None), *([("before", before)] if before else [])]:
+                case_tmp = tmp / f"{name}-{label}"
+                case_tmp.mkdir()
+                if name == "prompt":  # remember one long prompt first, as an earlier run did
+                    prompt = case_tmp / "prompt.txt"
+                    prompt.write_text("Think, then flip a coin. " * int(args.prompt_mb * 4e4))
+                    code = (
+                        f"import os; os.environ['TIKTOKEN_CACHE_DIR'] = {str(case_tmp)!r}\n"
+                        "from pathlib import Path\n"
+                        "from detcheck.tokens import count_prompt_tokens\n"
+                        f"count_prompt_tokens('gpt-4o', Path({str(prompt)!r}).read_text())"
+                    )
+                    env = dict(os.environ)
+                    if src is not None:
+                        env["PYTHONPATH"] = str(src)
+                    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+                fmt = {"tmp": str(case_tmp), "run": str(data.get(name, ""))}
+                result = run_case(name, fmt, src)
+                rows.append({"case": name, "code": label, **result})
+                print(json.dumps(rows[-1]), file=sys.stderr)
+        if before is not None:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(tmp / "before")], check=False)  # fmt: skip
+    print(tabulate(rows, headers="keys", floatfmt=".2f"))
+
+
+if __name__ == "__main__":
+    main()
