@@ -58,7 +58,9 @@ class FakeBatchAPI:
         error_message: str = "line failed",
         error_code: str = "server_error",
         phase_delay_s: float = 0.0,
+        break_downloads: int = 0,
     ):
+        self.break_downloads = break_downloads  # output downloads cut off half-way
         self.error_code = error_code
         # every upload, create and download takes this long (a soak kills inside them)
         self.phase_delay_s = phase_delay_s
@@ -256,6 +258,10 @@ class FakeBatchAPI:
                         self.send_header("content-encoding", "gzip")
                     self.send_header("content-length", str(len(content)))
                     self.end_headers()
+                    if fake.break_downloads > 0 and parts[2].startswith("file-out"):
+                        fake.break_downloads -= 1
+                        content = content[: len(content) // 2]
+                        self.close_connection = True
                     with contextlib.suppress(OSError):
                         self.wfile.write(content)
                     return None

@@ -139,6 +139,15 @@ def test_an_output_file_that_404s_sends_its_lines_again(tmp_path):
     assert successes(table) == list(range(5))
 
 
+def test_a_download_cut_off_half_way_is_read_again_not_sent_again(tmp_path):
+    with FakeBatchAPI(seconds=0.2, break_downloads=2) as api:
+        result = flip(api, tmp_path, "-n", 6, "--backoff-s", 0.1)
+        assert result.exit_code == 0, result.stderr
+        assert api.created == 1 and api.break_downloads == 0  # no line sent (or paid) again
+    table = rows(result)
+    assert successes(table) == list(range(6)) and all(r["ok"] for r in table)
+
+
 def test_request_counts_without_completed_do_not_break_the_poll(tmp_path):
     """Before: TypeError formatting the poll line."""
     with FakeBatchAPI(seconds=0.3, counts_without_completed=True) as api:

@@ -162,7 +162,8 @@ class BatchAPI:
             return status in RETRYABLE_STATUS, self.clean(f"HTTP {status}: {message}")
         if isinstance(exc, (TimeoutError, asyncio.TimeoutError, openai.APITimeoutError)):
             return True, f"no answer within --timeout {self.timeout_s:g} s"
-        if isinstance(exc, (openai.APIConnectionError, BodyRejected, OSError)):
+        # a streamed download's errors come from the HTTP client itself (httpx2's)
+        if isinstance(exc, (openai.APIConnectionError, BodyRejected, OSError, _transport_errors())):
             return True, self.clean(f"{type(exc).__name__}: {exc}")
         raise exc
 
@@ -487,16 +488,22 @@ class BatchFlip:
         ):
             if not file_id:
                 continue
-            try:
-                # twice what was sent, and a few: enough for an honest file, and a bound
-                async for raw in self.api.lines(file_id, 2 * len(sent) + 16):
-                    foreign += self._store_line(raw, sent, answered, batch_id, times)
-            except Exception as exc:
-                transient, reason = self.api.explain(exc)
-                unreadable = (
-                    f"the {what} file {self.api.clean(file_id)} could not be read: {reason}"
-                )
-                self.on_notice(f"batch {batch_id}: {unreadable}")
+            # a download that breaks off is tried again (what was stored is not stored twice):
+            # giving up on it would send again, and pay again, lines the provider ran
+            for attempt in range(1, self.policy.max_attempts + 1):
+                try:
+                    # twice what was sent, and a few: enough for an honest file, and a bound
+                    async for raw in self.api.lines(file_id, 2 * len(sent) + 16):
+                        foreign += self._store_line(raw, sent, answered, batch_id, times)
+                    break
+                except Exception as exc:
+                    transient, reason = self.api.explain(exc)
+                    if transient and attempt < self.policy.max_attempts:
+                        await asyncio.sleep(self.api._backoff_s(attempt))
+                        continue
+                    name = self.api.clean(file_id)
+                    unreadable = f"the {what} file {name} could not be read: {reason}"
+                    self.on_notice(f"batch {batch_id}: {unreadable}")
         status = batch.status if batch is not None else "never_created"
         for cid in sorted(set(sent) - answered - self.seen, key=lambda c: sent[c]):
             if ended is not None:
@@ -669,6 +676,12 @@ class BatchFlip:
                 "--resume collects it without sending anything again"
             )
         self.writer.write_meta()
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    import httpx2
+
+    return (httpx2.TransportError, httpx2.StreamError)
 
 
 def _given_up(batch, status: str) -> tuple[str, str] | None:
