@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from detcheck.batch import MAX_BYTES, MAX_LINES, _chunks
@@ -205,18 +206,21 @@ def test_generate_goes_through_the_batch_api_too(tmp_path):
     assert data["kind"] == "generate" and data["n"] == 6
 
 
-def test_ctrl_c_leaves_the_batch_running_by_default_and_resume_collects_it(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_leaves_the_batch_running_by_default_and_resume_collects_it(tmp_path, sig):
+    """SIGTERM as SIGINT (before issue 25 it killed the process at once, _run.json "running")."""
     with FakeBatchAPI(seconds=2.0) as api:
         proc = start_flip(api, tmp_path, 15)
         while not api.batches:
             time.sleep(0.05)
         time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=30)
         assert proc.returncode == 130, stderr
         assert api.cancelled == 0 and "keeps running at the provider" in stderr
         assert "continue with: detcheck flip --resume" in stderr
         (run_dir,) = [p.parent for p in tmp_path.glob("*/_run.json")]
+        assert read_run(run_dir).meta["status"] == "interrupted"
         resumed = runner.invoke(app, ["flip", "--resume", str(run_dir), "-q", "--json"], env=ENV)
         assert resumed.exit_code == 0, resumed.stderr
         assert api.created == 1  # collected, not sent again

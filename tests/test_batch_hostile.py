@@ -239,24 +239,6 @@ def test_an_error_line_carrying_the_key_or_a_newline_is_redacted_and_escaped(tmp
     assert not any(line.startswith("detcheck: forged") for line in result.stderr.splitlines())
 
 
-def test_sigterm_while_polling_is_handled_as_ctrl_c(tmp_path):
-    """Before: killed at once, _run.json left "running" and no hint."""
-    with FakeBatchAPI(seconds=2.0) as api:
-        proc = start_flip(api, tmp_path, 10)
-        while not api.batches:
-            time.sleep(0.05)
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
-        assert proc.returncode == 130, stderr
-        assert "continue with: detcheck flip --resume" in stderr
-        (run_dir,) = [p.parent for p in tmp_path.glob("*/_run.json")]
-        assert read_run(run_dir).meta["status"] == "interrupted"
-        resumed = runner.invoke(app, ["flip", "--resume", str(run_dir), "-q", "--json"], env=ENV)
-        assert resumed.exit_code == 0, resumed.stderr
-        assert api.created == 1
-
-
 @pytest.mark.parametrize("via", ["batch", "online"])
 def test_a_base_url_with_credentials_and_a_query_sends_the_key_as_bearer(tmp_path, via):
     """Before: the batch path posted to a mangled path, and both sent Authorization: Basic."""
