@@ -7,7 +7,7 @@ and imported from there) for a before/after table.
     uv run python bench/hostile.py --only compaction,overlong --completions 200000
 
 Cases:
-  compaction   a journal of 200 answers of 10,000 tokens (top 5) compacted into a part
+  compaction   a journal of 200 answers of 10,000 tokens (top 20) compacted into a part
   overlong     `analyze` of 1,000 answers of 20 tokens and one of 120,000 (max_tokens ignored)
   analyze      `analyze` of --completions stored 128-token completions (default 1,000,000)
   bomb         `flip --via batch` whose output file is a 2 MB gzip that decodes to 2 GiB
@@ -29,11 +29,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 PRELUDE = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(1, {tests!r})
 t0 = time.perf_counter()
 def done(**extra):
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: the latter keeps the forking parent's size across exec
+    status = open("/proc/self/status").read().split("VmHWM:")[1]
+    peak = int(status.split()[0]) / 1024
     print(json.dumps({{"seconds": time.perf_counter() - t0, "peak_mb": peak, **extra}}))
 """
 
@@ -43,12 +45,12 @@ from detcheck.store import RunWriter
 meta = {{"run_id": "r", "schema_version": 4, "config": {{"kind": "generate"}}}}
 writer = RunWriter(Path({tmp!r}) / "run", meta, flush_every_s=1e9)
 tokens = [f" t{{k % 5000}}" for k in range(10_000)]
+others = [f" alt{{j}}" for j in range(19)]
 row = {{"run_id": "r", "call": 0, "attempt": 1, "ok": True, "gen_tokens": tokens,
-       "gen_logprobs": [-0.5] * 10_000, "gen_top_tokens": [[t, " a", " b", " c", " d"]
-       for t in tokens], "gen_top_logprobs": [[-0.5, -1.0, -2.0, -3.0, -4.0]] * 10_000}}
+       "gen_logprobs": [-0.5] * 10_000, "gen_top_tokens": [[t, *others] for t in tokens],
+       "gen_top_logprobs": [[-0.5 - j for j in range(20)]] * 10_000}}
 for call in range(200):
     writer.append({{**row, "seq": call, "call": call}})
-t0 = time.perf_counter()
 writer.close(status="complete")
 done()
 """,
