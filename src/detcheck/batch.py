@@ -30,12 +30,18 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
+import httpx2
+import openai
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_exponential_jitter
+
 from detcheck.errors import EndpointError
 from detcheck.record import (
     FINAL_KINDS,
     MalformedResponse,
     body_text,
     clip,
+    error_message_from_body,
     int_or_none,
     printable,
     redact,
@@ -43,7 +49,7 @@ from detcheck.record import (
     success_fields,
     unusable_reason,
 )
-from detcheck.request import RETRYABLE_STATUS, Outcome, make_client, within
+from detcheck.request import RETRYABLE_STATUS, Outcome, RetryPolicy, make_client, within
 from detcheck.store import to_micros, utc_now
 from detcheck.transport import MAX_BODY_BYTES, BodyRejected
 
@@ -69,6 +75,11 @@ class CallFailed(EndpointError):
     def __init__(self, message: str, transient: bool):
         super().__init__(message)
         self.transient = transient
+
+
+# what a streamed download raises comes from the HTTP client itself, not the SDK
+_DROPPED = (openai.APIConnectionError, BodyRejected, OSError, httpx2.TransportError,
+            httpx2.StreamError)  # fmt: skip
 
 
 class _Limit:  # what the caller reads of an online run's concurrency (never lowered here)
@@ -111,8 +122,6 @@ class BatchAPI:
     EndpointError (exit 3)."""
 
     def __init__(self, endpoint, policy=None):
-        from detcheck.request import RetryPolicy
-
         self.endpoint = endpoint
         self.policy = policy or RetryPolicy()
         self.timeout_s = endpoint.timeout_s
@@ -130,29 +139,35 @@ class BatchAPI:
         """Server text as it may be stored or shown: no secret, no control characters."""
         return printable(clip(redact(str(text), self.secrets))) or ""
 
-    def _backoff_s(self, attempt: int) -> float:
-        return min(self.policy.max_backoff_s, self.policy.initial_backoff_s * 2 ** (attempt - 1))
+    async def retried(self, once: Callable, attempts: int | None = None):
+        """`once()` again while it fails with a transient CallFailed, with the online path's
+        backoff (tenacity's exponential with jitter), at most `attempts` times in all."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(lambda exc: isinstance(exc, CallFailed) and exc.transient),
+            stop=stop_after_attempt(attempts or self.policy.max_attempts),
+            wait=wait_exponential_jitter(
+                multiplier=self.policy.initial_backoff_s, max=self.policy.max_backoff_s
+            ),
+            reraise=True,
+        )
+        return await retrying(once)
 
-    async def call(self, what: str, make: Callable, retry: bool = True):
-        """`make()` (an SDK coroutine), bounded and retried on what retrying can fix."""
-        attempts = self.policy.max_attempts if retry else 1
-        for attempt in range(1, attempts + 1):
+    async def call(self, what: str, make: Callable, retry: bool = True, bounded: bool = True):
+        """`make()` (an SDK coroutine), bounded by --timeout as a whole (unless `bounded` is
+        False: a download bounds itself) and retried on what retrying can fix."""
+
+        async def once():
             try:
-                return await within(self.timeout_s, make())
+                return await (within(self.timeout_s, make()) if bounded else make())
             except Exception as exc:
                 transient, reason = self.explain(exc)
-                if not transient or attempt == attempts:
-                    raise CallFailed(f"{what}: {reason}", transient) from None
-            await asyncio.sleep(self._backoff_s(attempt))
-        raise AssertionError("unreachable")
+                raise CallFailed(f"{what}: {reason}", transient) from None
+
+        return await self.retried(once, None if retry else 1)
 
     def explain(self, exc: BaseException) -> tuple[bool, str]:
         """(whether trying again may help, the reason as it may be shown)."""
-        import openai
-
         if isinstance(exc, openai.APIStatusError):
-            from detcheck.record import error_message_from_body
-
             try:
                 body = exc.response.content
             except Exception:  # a streamed error body that was never read
@@ -162,8 +177,7 @@ class BatchAPI:
             return status in RETRYABLE_STATUS, self.clean(f"HTTP {status}: {message}")
         if isinstance(exc, (TimeoutError, asyncio.TimeoutError, openai.APITimeoutError)):
             return True, f"no answer within --timeout {self.timeout_s:g} s"
-        # a streamed download's errors come from the HTTP client itself (httpx2's)
-        if isinstance(exc, (openai.APIConnectionError, BodyRejected, OSError, _transport_errors())):
+        if isinstance(exc, _DROPPED):
             return True, self.clean(f"{type(exc).__name__}: {exc}")
         raise exc
 
@@ -374,8 +388,6 @@ class BatchFlip:
         for call, attempt in lines:  # handed to the provider: a resume never sends them as new
             self.attempts[call] = max(self.attempts[call], attempt)
         batch = await self._create(record)
-        if batch is None:
-            return record
         record.update(id=batch.id, created_at=batch.created_at, status=batch.status)
         self.writer.write_meta()
         self.on_notice(f"batch {batch.id}: {len(lines):,} requests submitted ({WINDOW} window)")
@@ -384,27 +396,28 @@ class BatchFlip:
     async def _create(self, record: dict):
         """Create the batch, once. A create that got no answer may have created it: detcheck
         looks it up by its input file before it creates again (never the SDK's blind retry)."""
-        for attempt in range(1, self.policy.max_attempts + 1):
-            try:
-                return await self.api.call(
-                    "creating the batch",
-                    lambda: self.api.client.batches.create(
-                        input_file_id=record["input_file_id"],
-                        endpoint=self.url,
-                        completion_window=WINDOW,
-                        metadata={"detcheck_run": str(self.writer.meta["run_id"])[:512]},
-                    ),
-                    retry=False,
-                )
-            except CallFailed as exc:
-                if attempt == self.policy.max_attempts or not exc.transient:
-                    raise
-                self.on_notice(f"{exc}; looking for the batch before creating it again")
-            await asyncio.sleep(self.api._backoff_s(attempt))
-            found = await self._find_batch(record)
-            if found is not None:
-                return found
-        return None
+        tried = False
+
+        async def once():
+            nonlocal tried
+            if tried:
+                self.on_notice("the batch create got no answer; looking for it before trying again")
+                found = await self._find_batch(record)
+                if found is not None:
+                    return found
+            tried = True
+            return await self.api.call(
+                "creating the batch",
+                lambda: self.api.client.batches.create(
+                    input_file_id=record["input_file_id"],
+                    endpoint=self.url,
+                    completion_window=WINDOW,
+                    metadata={"detcheck_run": str(self.writer.meta["run_id"])[:512]},
+                ),
+                retry=False,
+            )
+
+        return await self.api.retried(once)
 
     async def _find_batch(self, record: dict):
         """The batch made from this input file, if there is one (newest first, back to the
@@ -488,22 +501,21 @@ class BatchFlip:
         ):
             if not file_id:
                 continue
+
             # a download that breaks off is tried again (what was stored is not stored twice):
             # giving up on it would send again, and pay again, lines the provider ran
-            for attempt in range(1, self.policy.max_attempts + 1):
-                try:
-                    # twice what was sent, and a few: enough for an honest file, and a bound
-                    async for raw in self.api.lines(file_id, 2 * len(sent) + 16):
-                        foreign += self._store_line(raw, sent, answered, batch_id, times)
-                    break
-                except Exception as exc:
-                    transient, reason = self.api.explain(exc)
-                    if transient and attempt < self.policy.max_attempts:
-                        await asyncio.sleep(self.api._backoff_s(attempt))
-                        continue
-                    name = self.api.clean(file_id)
-                    unreadable = f"the {what} file {name} could not be read: {reason}"
-                    self.on_notice(f"batch {batch_id}: {unreadable}")
+            async def read(file_id=file_id) -> None:
+                nonlocal foreign  # counted as stored: a retry skips what was stored
+                # twice what was sent, and a few: enough for an honest file, and a bound
+                async for raw in self.api.lines(file_id, 2 * len(sent) + 16):
+                    foreign += self._store_line(raw, sent, answered, batch_id, times)
+
+            try:
+                name = self.api.clean(file_id)
+                await self.api.call(f"reading the {what} file {name}", read, bounded=False)
+            except CallFailed as exc:
+                unreadable = str(exc)
+                self.on_notice(f"batch {batch_id}: {unreadable}")
         status = batch.status if batch is not None else "never_created"
         for cid in sorted(set(sent) - answered - self.seen, key=lambda c: sent[c]):
             if ended is not None:
@@ -676,12 +688,6 @@ class BatchFlip:
                 "--resume collects it without sending anything again"
             )
         self.writer.write_meta()
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    import httpx2
-
-    return (httpx2.TransportError, httpx2.StreamError)
 
 
 def _given_up(batch, status: str) -> tuple[str, str] | None:
