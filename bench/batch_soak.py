@@ -68,7 +68,15 @@ def soak_one(out: Path, n: int, kills: int, rng: random.Random) -> dict:
         run_dir, phases, resumes = None, Counter(), 0
         for _ in range(kills):
             since = len(api.requests)
-            time.sleep(rng.uniform(1.0, 6.0))  # start-up takes ~1-4 s here: some land in it
+            if rng.random() < 0.2:  # anywhere, start-up (importing, reading the run) included
+                time.sleep(rng.uniform(0.2, 4.0))
+            else:  # once this process talks to the API, at a random moment after
+                deadline = time.monotonic() + 120
+                while len(api.requests) <= since and proc.poll() is None:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.01)
+                time.sleep(rng.uniform(0.0, 2.5))
             if proc.poll() is not None:
                 break
             phases[phase(api, since)] += 1
