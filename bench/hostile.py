@@ -107,12 +107,12 @@ def make_generate_run(path: Path, rows: int, length: int, outlier: int | None) -
     import pyarrow.parquet as pq
 
     from detcheck.config import FlipConfig
-    from detcheck.measure import run_meta
-    from detcheck.request import RetryPolicy
-    from detcheck.schema import RUN_SCHEMA
+    from detcheck.send.online import RetryPolicy
+    from detcheck.send.tokens import Target
     from detcheck.store import PARQUET_OPTIONS
     from detcheck.store.files import _schema_metadata, with_run_columns
-    from detcheck.tokens import Target
+    from detcheck.store.runs import run_meta
+    from detcheck.store.schema import RUN_SCHEMA
 
     config = FlipConfig.of_kind("generate")
     config = FlipConfig(**{**config.__dict__, "max_tokens": length})
@@ -197,7 +197,7 @@ def main() -> None:
                     code = (
                         f"import os; os.environ['TIKTOKEN_CACHE_DIR'] = {str(case_tmp)!r}\n"
                         "from pathlib import Path\n"
-                        "from detcheck.tokens import count_prompt_tokens\n"
+                        "from detcheck.send.tokens import count_prompt_tokens\n"
                         f"count_prompt_tokens('gpt-4o', Path({str(prompt)!r}).read_text())"
                     )
                     env = dict(os.environ)

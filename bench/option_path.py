@@ -96,9 +96,7 @@ def main() -> None:
         meta["status"] = "interrupted"
         meta_path.write_text(json.dumps(meta))
         again = FlipOptions(resume=run_dir, progress=False)
-        rows.append(
-            {"case": "flip --resume", **traced(lambda: flip_command(again, quiet))}
-        )
+        rows.append({"case": "flip --resume", **traced(lambda: flip_command(again, quiet))})
     finally:
         shutil.rmtree(out, ignore_errors=True)
     print(tabulate(rows, headers="keys"))

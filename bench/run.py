@@ -190,7 +190,7 @@ def request_worker(mode: str, url: str, n: int, concurrency: int) -> dict:
     import openai  # noqa: F401
 
     import detcheck.commands  # noqa: F401
-    import detcheck.request  # noqa: F401
+    import detcheck.send.online  # noqa: F401
 
     cpu0, t0 = time.process_time(), time.perf_counter()
     if mode == "bare-sdk":
@@ -622,9 +622,9 @@ def make_generation_dataset(tmp: Path, n: int, tokens: int, part_rows: int = 1_0
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from detcheck.schema import RUN_SCHEMA
     from detcheck.store import PARQUET_OPTIONS
     from detcheck.store.files import _schema_metadata
+    from detcheck.store.schema import RUN_SCHEMA
 
     run_dir = tmp / "generate-run"
     run_dir.mkdir()

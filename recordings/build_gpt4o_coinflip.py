@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from detcheck.config import FlipConfig
-from detcheck.measure import run_meta
-from detcheck.record import parse_chat_body, success_fields
-from detcheck.request import RetryPolicy
+from detcheck.send.online import RetryPolicy
+from detcheck.send.record import parse_chat_body, success_fields
+from detcheck.send.tokens import resolve_targets
 from detcheck.store import RunWriter
-from detcheck.tokens import resolve_targets
+from detcheck.store.runs import run_meta
 
 HERE = Path(__file__).parent
 SOURCE = HERE / "source"

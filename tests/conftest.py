@@ -84,7 +84,7 @@ def target_logprobs(tops, target, label_mass=None):
     """The target's logprob per response of a top_logprobs list array, as analysis extracts it."""
     import pyarrow as pa
 
-    from detcheck.features import Codebook, flatten, label_prefix_codes, target_values
+    from detcheck.analysis.features import Codebook, flatten, label_prefix_codes, target_values
 
     if isinstance(tops, pa.ChunkedArray):
         tops = tops.combine_chunks()

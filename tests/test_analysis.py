@@ -10,15 +10,15 @@ import pyarrow as pa
 import pytest
 
 from conftest import SOURCE, target_logprobs
-from detcheck.analysis import (
+from detcheck.analysis.features import Codebook, extract, flatten, vector_hashes
+from detcheck.analysis.values import (
     cluster_ids,
     clusters_of,
     count_clusters,
     distinct_coded,
     distinct_values,
 )
-from detcheck.features import Codebook, extract, flatten, vector_hashes
-from detcheck.schema import TOP_LOGPROB
+from detcheck.store.schema import TOP_LOGPROB
 
 
 def dv(logprobs, fps):

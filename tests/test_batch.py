@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from detcheck.batch import MAX_BYTES, MAX_LINES, _chunks
 from detcheck.cli import app
+from detcheck.send.batch import MAX_BYTES, MAX_LINES, _chunks
 from detcheck.store import read_run
 from fake_batch import FakeBatchAPI
 

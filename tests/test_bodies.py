@@ -9,7 +9,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detcheck.record import MalformedResponse, redact_row, success_fields
+from detcheck.send.record import MalformedResponse, redact_row, success_fields
 from detcheck.shapes.chat import parse as parse_chat_body
 from detcheck.store import rows_to_table
 
@@ -179,7 +179,7 @@ def test_huge_body():
 def test_only_allow_listed_response_headers_are_kept_whatever_their_case():
     import httpx2
 
-    from detcheck.record import allowed_headers
+    from detcheck.send.record import allowed_headers
 
     headers = httpx2.Headers(
         {

@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from detcheck.cli import app
-from detcheck.schema import RUN_SCHEMA
 from detcheck.store import read_run, read_runs
+from detcheck.store.schema import RUN_SCHEMA
 from fake_openai import FakeOpenAI
 
 runner = CliRunner()

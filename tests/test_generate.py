@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from detcheck.analysis.generations import GENERATE_REPORT_VERSION
 from detcheck.cli import app
-from detcheck.generation import GENERATE_REPORT_VERSION
 from detcheck.store import read_run
 from fake_openai import FakeOpenAI, Reply, Story, story_reply
 

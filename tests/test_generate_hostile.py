@@ -10,8 +10,8 @@ import math
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
+from detcheck.analysis.generations import read_generations
 from detcheck.cli import app
-from detcheck.generation import read_generations
 from detcheck.store import RunWriter, read_run
 from fake_openai import FakeOpenAI, Reply
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from detcheck.heap import keep_freed_memory
+from detcheck.analysis.heap import keep_freed_memory
 
 
 def test_numpy_hugepage_advice_is_off_during_analysis_and_restored_after():

@@ -18,8 +18,8 @@ import detcheck
 from conftest import reference_calls, write_run
 from detcheck.cli import app
 from detcheck.errors import UsageError
-from detcheck.schema import RUN_META_KEY
 from detcheck.store import read_run
+from detcheck.store.schema import RUN_META_KEY
 from detcheck.testing import ReplayServer
 from fake_openai import COIN_LOGPROBS, FakeOpenAI, Reply, chat_body
 

@@ -8,9 +8,9 @@ import typing
 
 from typer.testing import CliRunner
 
+from detcheck.analysis.report import REPORT_VERSION, Report
 from detcheck.cli import app
-from detcheck.report import REPORT_VERSION, Report
-from detcheck.schema import RUN_JSON_VERSION
+from detcheck.store.schema import RUN_JSON_VERSION
 from fake_openai import FakeOpenAI
 
 runner = CliRunner()

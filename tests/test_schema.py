@@ -1,6 +1,6 @@
 """Pin the stored schema: changing a column without bumping SCHEMA_VERSION fails here."""
 
-from detcheck.schema import RUN_SCHEMA, SCHEMA_VERSION
+from detcheck.store.schema import RUN_SCHEMA, SCHEMA_VERSION
 
 PINNED_V1 = [
     ("run_id", "dictionary<values=string, indices=int32, ordered=0>"),

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from detcheck import spec
 from detcheck.cli import app
 from detcheck.commands import FlipOptions
-from detcheck.experiment import FIELDS
+from detcheck.commands.experiment_file import FIELDS
 from detcheck.store import read_run
 from fake_openai import FakeOpenAI
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import SOURCE
-from detcheck import stats
+from detcheck.analysis import stats
 
 
 def published_counts():

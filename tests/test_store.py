@@ -316,8 +316,8 @@ def test_a_row_that_does_not_fit_the_schema_is_kept_as_a_failed_attempt(tmp_path
 
 
 def _part_with_metadata(path, meta: bytes, version: bytes):
-    from detcheck.schema import RUN_META_KEY, SCHEMA_VERSION_KEY
     from detcheck.store import rows_to_table
+    from detcheck.store.schema import RUN_META_KEY, SCHEMA_VERSION_KEY
 
     table = rows_to_table([row(0)], dict(META))
     table = table.replace_schema_metadata({RUN_META_KEY: meta, SCHEMA_VERSION_KEY: version})
@@ -359,7 +359,7 @@ def test_a_part_with_garbage_footer_metadata_is_named_and_skipped(tmp_path, meta
     ids=["array", "config", "targets", "n", "label"],
 )
 def test_a_hand_edited_run_json_is_skipped_inside_a_directory(tmp_path, edit):
-    from detcheck.report import build_report
+    from detcheck.analysis.report import build_report
 
     for name in ("good", "edited"):
         writer = RunWriter(tmp_path / name, dict(META, run_id=name))

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from detcheck import tokens
+from detcheck.send import tokens
 
 
 def fresh_cache(monkeypatch, tmp_path):
@@ -65,7 +65,7 @@ def test_answers_are_remembered_so_a_later_run_need_not_load_the_encoding(monkey
     assert set(json.loads(remembered.read_text())) == keys
     # another process, as the next run: the same answers, and tiktoken never loads an encoding
     code = (
-        "import tiktoken.registry as r; from detcheck import tokens as t; print(repr(("
+        "import tiktoken.registry as r; from detcheck.send import tokens as t; print(repr(("
         "t.resolve_targets('gpt-4o', ('Heads', 'Tails')), "
         f"t.count_prompt_tokens('gpt-4o', {prompt!r}), sorted(r.ENCODINGS))))"
     )

@@ -66,7 +66,7 @@ class Report(Mapping):
 
     def text(self) -> str:
         """The report as the terminal shows it."""
-        from detcheck.report import render_text
+        from detcheck.analysis.report import render_text
 
         return render_text(self._data)
 
@@ -93,7 +93,7 @@ class Report(Mapping):
         return pd.DataFrame(rows)
 
     def _repr_html_(self) -> str:  # a notebook shows the page detcheck report writes
-        from detcheck.html import report_body
+        from detcheck.render.html import report_body
 
         return report_body(self._data)
 
@@ -211,7 +211,7 @@ def analyze(
 ) -> Report:
     """`detcheck analyze`: the report of stored runs (a run, a directory of runs, a URI, or a
     list of them)."""
-    from detcheck.report import report_of
+    from detcheck.analysis.report import report_of
     from detcheck.store import read_runs
 
     runs = read_runs(_paths(paths))

@@ -152,13 +152,13 @@ def _is_argument(parameter: inspect.Parameter) -> bool:
 def echo(text: str) -> None:
     """Everything printed goes through here or `err`: control characters that slipped into
     server text (ESC, BEL, CR ...) are shown escaped, so nothing can drive the terminal."""
-    from detcheck.record import printable
+    from detcheck.send.record import printable
 
     typer.echo(printable(text, keep_lines=True))
 
 
 def err(message: str) -> None:
-    from detcheck.record import printable
+    from detcheck.send.record import printable
 
     typer.echo(printable(message, keep_lines=True), err=True)
 
@@ -201,7 +201,7 @@ def fail(message: str, exit_code: int, as_json: bool = False):
     pipe into jq never meets an empty stdout."""
     err(f"detcheck: {message}")
     if as_json:
-        from detcheck.record import printable
+        from detcheck.send.record import printable
 
         reason = message.removeprefix("error: ")
         typer.echo(json.dumps({"error": printable(reason), "exit_code": exit_code}))
@@ -217,8 +217,8 @@ def asker(yes: bool):
 
 
 def show_plan(plan: dict, as_json: bool) -> None:
+    from detcheck.analysis.report import wrap
     from detcheck.commands.costs import fmt_usd
-    from detcheck.report import wrap
 
     cost = plan["estimated_cost_usd"]
     prompt = plan["prompt_tokens_per_request"]
@@ -244,7 +244,7 @@ def show_plan(plan: dict, as_json: bool) -> None:
 
 
 def emit(report: dict, as_json: bool, extra: dict | None = None) -> None:
-    from detcheck.report import render_text
+    from detcheck.analysis.report import render_text
 
     print_out(render_text(report), {**report, **(extra or {})}, as_json)
 
@@ -347,7 +347,7 @@ def analyze(
     """Report the distinct values, clusters and statistics of stored runs.
 
     For generate runs: the distinct completions and where they part."""
-    from detcheck.report import report_of
+    from detcheck.analysis.report import report_of
     from detcheck.store import read_runs
 
     runs = read_runs(paths, warn=warn)
@@ -387,8 +387,8 @@ def plot(
     debug: Debug = False,
 ) -> None:
     """Draw the distinct values (by fingerprint, clusters shaded) and the accumulation curve."""
-    from detcheck.plot import plot_report
-    from detcheck.report import report_of
+    from detcheck.analysis.report import report_of
+    from detcheck.render.plot import plot_report
     from detcheck.store import read_runs
 
     runs = read_runs(paths, warn=warn)
@@ -419,8 +419,8 @@ def report_command(
     """Write one self-contained HTML page to share what stored runs show.
 
     What was measured, the headline, the figure, the values, the analysis in words, the JSON."""
+    from detcheck.analysis.report import report_of
     from detcheck.commands.report import write_report_page
-    from detcheck.report import report_of
     from detcheck.store import read_runs
 
     runs = read_runs(paths, warn=warn)
@@ -547,8 +547,8 @@ def history(
     debug: Debug = False,
 ) -> None:
     """One line per run: date, endpoint, model, fingerprints, n, distinct, clusters, modal."""
-    from detcheck.history import history as history_lines
-    from detcheck.history import render
+    from detcheck.render.history import history as history_lines
+    from detcheck.render.history import render
     from detcheck.store import read_runs
 
     thresholds = given["thresholds"] or spec.default("thresholds")
@@ -581,7 +581,7 @@ def probe(
     from detcheck.commands import FlipOptions, probe_command
 
     result = probe_command(FlipOptions(**given), log=err)
-    from detcheck.probe import render
+    from detcheck.send.probe import render
 
     print_out(render(result), result, as_json)
 

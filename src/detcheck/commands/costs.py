@@ -19,7 +19,7 @@ def tier_factor(via: str) -> float:
 
 
 def cost_line(config: FlipConfig, n: int, replay: bool, via: str = "online") -> str:
-    from detcheck.tokens import count_prompt_tokens, estimate_cost_usd
+    from detcheck.send.tokens import count_prompt_tokens, estimate_cost_usd
 
     if replay:
         return f"replaying {n:,} calls: no endpoint is called, nothing is spent"
@@ -42,7 +42,7 @@ CONFIRM_ABOVE_USD = 5.0
 
 def plan(config: FlipConfig, n: int, endpoint: str, replay: bool, via: str = "online") -> dict:
     """What a run will send and, at list prices, cost at most (the --dry-run answer)."""
-    from detcheck.tokens import count_prompt_tokens, estimate_cost_usd
+    from detcheck.send.tokens import count_prompt_tokens, estimate_cost_usd
 
     prompt_tokens = None if replay else count_prompt_tokens(config.model, config.prompt)
     cost = (
@@ -99,7 +99,7 @@ def fmt_usd(amount: float) -> str:
 
 
 def usage_line(config: FlipConfig, outcome, replay: bool, via: str = "online") -> str:
-    from detcheck.tokens import usage_cost_usd
+    from detcheck.send.tokens import usage_cost_usd
 
     line = (
         f"{outcome.successes:,} responses in {outcome.elapsed_s:,.1f} s "

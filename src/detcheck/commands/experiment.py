@@ -15,8 +15,8 @@ Log = Callable[[str], None]
 
 def run_experiment(path: Path, out: str | Path, log: Log, progress: bool = False) -> list[dict]:
     """Every measurement of an experiment file; one summary dict each (`error` on failure)."""
-    from detcheck.experiment import load
-    from detcheck.report import summary
+    from detcheck.analysis.report import summary
+    from detcheck.commands.experiment_file import load
 
     summaries = []
     for m in load(path):
@@ -47,7 +47,7 @@ def summary_line(s: dict) -> str:
         return f"{s['name']}: FAILED: {s['error']}"
     fps = ", ".join(f"{k} {v:,}" for k, v in sorted(s["fingerprints"].items()))
     modal = f"modal {s['modal_pct']:.10f}% in {s['modal_share']:.1%}" if s["modal_pct"] else ""
-    from detcheck.report import count
+    from detcheck.analysis.report import count
 
     return (
         f"{s['name']}: {count(s['n'], 'response')}, {s['distinct']:,} distinct, "

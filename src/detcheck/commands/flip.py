@@ -35,7 +35,7 @@ def is_local(base_url: str) -> bool:
 
 
 def live_endpoint(base_url: str, timeout_s: float, key_env: str = "OPENAI_API_KEY"):
-    from detcheck.request import Endpoint
+    from detcheck.send.online import Endpoint
 
     key = os.environ.get(key_env)
     if not key:
@@ -57,9 +57,9 @@ def live_endpoint(base_url: str, timeout_s: float, key_env: str = "OPENAI_API_KE
 
 
 def replay_endpoint(path: Path, served: int = 0):
-    from detcheck.measure import replay_source
-    from detcheck.request import Endpoint
-    from detcheck.transport import ReplayTransport
+    from detcheck.send.online import Endpoint
+    from detcheck.send.transport import ReplayTransport
+    from detcheck.store.runs import replay_source
 
     bodies, recorded_meta = replay_source(path)
     transport = ReplayTransport(bodies, start=served)
@@ -68,8 +68,8 @@ def replay_endpoint(path: Path, served: int = 0):
 
 def flip_command(options, log: Log):
     """Run a measurement (or continue one); return (report, run path, outcome)."""
-    from detcheck.measure import layout_clash, open_run, partitioned, run_meta
-    from detcheck.tokens import UNRESOLVED
+    from detcheck.send.tokens import UNRESOLVED
+    from detcheck.store.runs import layout_clash, open_run, partitioned, run_meta
 
     spec.validate({name: getattr(options, name) for name in spec.PARAMS})
     if options.resume is not None:
@@ -142,7 +142,7 @@ def flip_command(options, log: Log):
 
 
 def retry_policy(options: FlipOptions):
-    from detcheck.request import RetryPolicy
+    from detcheck.send.online import RetryPolicy
 
     return RetryPolicy(
         max_attempts=options.max_attempts,
@@ -153,14 +153,14 @@ def retry_policy(options: FlipOptions):
 
 def execute(config, endpoint, writer, n, done, start_call, start_seq, options, policy, log):
     """Send until the run holds n successes; close the run whatever happens."""
-    from detcheck.progress import ProgressBar
-    from detcheck.report import report_of
-    from detcheck.request import Flip, run_flip
-    from detcheck.stats import import_scipy_in_background
+    from detcheck.analysis.report import report_of
+    from detcheck.analysis.stats import import_scipy_in_background
+    from detcheck.render.progress import ProgressBar
+    from detcheck.send.online import Flip, run_flip
     from detcheck.store import read_run, utc_now
 
     if writer.meta.get("via") == "batch":
-        from detcheck.batch import BatchFlip
+        from detcheck.send.batch import BatchFlip
 
         flip = BatchFlip(
             config,
@@ -291,8 +291,8 @@ def _match_targets_to_tokens(writer, log: Log) -> None:
     actually returned (the most common top tokens), say which and why, and store the choice."""
     from collections import Counter
 
+    from detcheck.send.tokens import UNRESOLVED, match_label
     from detcheck.store import read_run
-    from detcheck.tokens import UNRESOLVED, match_label
 
     meta = writer.meta
     unresolved = [label for label, how in meta["target_how"].items() if UNRESOLVED in how]

@@ -46,10 +46,10 @@ def load_prompts(path: Path) -> list[tuple[str, str]]:
 
 def generate_command(options, prompts: Path | None, log: Log):
     """(report, run paths, interrupted?) of one prompt's run, or of one run per prompt."""
+    from detcheck.analysis.report import report_of
     from detcheck.commands.costs import check_spend
-    from detcheck.measure import new_run_id
-    from detcheck.report import report_of
     from detcheck.store import read_runs
+    from detcheck.store.runs import new_run_id
 
     options = replace(options, kind="generate")
     if prompts is None:

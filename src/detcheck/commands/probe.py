@@ -13,13 +13,13 @@ Log = Callable[[str], None]
 
 def probe_command(options, log: Log | None = None) -> dict:
     """What an endpoint honours, asked with the measurement `options` describe."""
-    from detcheck.probe import probe
+    from detcheck.send.probe import probe
 
     spec.validate({name: getattr(options, name) for name in spec.PARAMS})
     config, _ = resolve_config(options)
     endpoint = live_endpoint(options.value("base_url"), options.value("timeout_s"))
     if options.value("via") == "batch":
-        from detcheck.batch import probe_batch
+        from detcheck.send.batch import probe_batch
 
         return probe_batch(config, endpoint, options.value("batch_poll_s"), log)
     return probe(config, endpoint)

@@ -8,8 +8,8 @@ from pathlib import Path
 def figure_svg(report: dict, title: str | None) -> str | None:
     """The report's figure as inline SVG, or None without matplotlib (the page says so)."""
     from detcheck.errors import UsageError
-    from detcheck.html import svg_of
-    from detcheck.plot import draw, pyplot
+    from detcheck.render.html import svg_of
+    from detcheck.render.plot import draw, pyplot
 
     try:
         plt = pyplot()
@@ -23,7 +23,7 @@ def figure_svg(report: dict, title: str | None) -> str | None:
 
 
 def write_report_page(runs, report: dict, out: Path, title: str | None = None) -> Path:
-    from detcheck.html import report_page
+    from detcheck.render.html import report_page
     from detcheck.store.files import _write_atomic
 
     if out.suffix.lower() not in (".html", ".htm"):
@@ -37,7 +37,7 @@ def write_report_page(runs, report: dict, out: Path, title: str | None = None) -
 
 
 def write_compare_page(markdown: str, data: dict, out: Path, names: tuple[str, str]) -> Path:
-    from detcheck.html import markdown_page
+    from detcheck.render.html import markdown_page
     from detcheck.store.files import _write_atomic
 
     title = f"detcheck compare: {names[1]} against {names[0]}"

@@ -107,8 +107,8 @@ def resume_run(options, log: Log):
 def _finish_complete(run_dir, meta, lock, mirror, done, start_seq, options, log):
     """A run that holds its n responses. If the process died before closing it (journals not
     yet compacted, run.json still "running", parts not uploaded), closing is all that is left."""
-    from detcheck.report import report_of
-    from detcheck.request import Outcome
+    from detcheck.analysis.report import report_of
+    from detcheck.send.online import Outcome
     from detcheck.store import RunWriter, read_run, utc_now
 
     n = meta["n_requested"]
@@ -145,9 +145,9 @@ def _download_for_resume(uri: str, log: Log) -> Path:
     included), else its parts and run.json downloaded into a new private staging directory."""
     import json as json_
 
-    from detcheck.measure import staging_dir
     from detcheck.store import META_NAMES, display_uri, meta_file, open_uri
     from detcheck.store.reader import remote_meta_name
+    from detcheck.store.runs import staging_dir
 
     fs, path = open_uri(uri)
     path = path.rstrip("/")

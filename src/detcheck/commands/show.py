@@ -13,7 +13,7 @@ Log = Callable[[str], None]
 
 def _shown_token(token: str | None) -> str:
     """A token as `show` prints it: quoted, so leading spaces and control characters show."""
-    from detcheck.record import printable
+    from detcheck.send.record import printable
 
     return "null" if token is None else printable(json.dumps(token, ensure_ascii=False))
 
@@ -23,7 +23,7 @@ def show_command(path: Path, row: int) -> str:
 
     from tabulate import tabulate
 
-    from detcheck.record import printable
+    from detcheck.send.record import printable
     from detcheck.store import find_runs, read_run
 
     found = find_runs(Path(path))
@@ -65,7 +65,7 @@ def _show_generation(path: Path, row: int) -> str:
     """Each generated position of one response: its token and logprob, and the top tokens."""
     from tabulate import tabulate
 
-    from detcheck.record import printable
+    from detcheck.send.record import printable
     from detcheck.store import read_run
 
     columns = ["ok", "seq", "system_fingerprint", "finish_reason", "text"]

@@ -32,8 +32,8 @@ def sweep_command(
     with its level; and a test of whether the distribution of values depends on the level."""
     from dataclasses import replace as with_
 
-    from detcheck.measure import new_run_id
     from detcheck.store import read_run
+    from detcheck.store.runs import new_run_id
 
     loads = list(loads) if loads else [options.background_load or 0]
     sweep_id = new_run_id("sweep")
@@ -99,7 +99,7 @@ def _across_levels(values_by_level: list[dict[float, int]]) -> dict | None:
     of value and level (sparse values pooled), as the report's "explains?" lines test."""
     import numpy as np
 
-    from detcheck import stats
+    from detcheck.analysis import stats
 
     if len(values_by_level) < 2:
         return None

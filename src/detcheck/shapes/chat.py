@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from detcheck.record import (
+from detcheck.send.record import (
     MalformedResponse,
     Parsed,
     first_choice,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from detcheck.record import (
+from detcheck.send.record import (
     Generation,
     MalformedResponse,
     Parsed,

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from detcheck.errors import StorageError
-from detcheck.schema import RUN_META_KEY, RUN_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY
+from detcheck.store.schema import RUN_META_KEY, RUN_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY
 
 # Named with a leading "_" so dataset readers (pyarrow, pandas, duckdb, Spark) skip it; runs
 # written before 0.2 have `run.json`, which every reader still takes.

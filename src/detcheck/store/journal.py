@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from detcheck.schema import RUN_SCHEMA
 from detcheck.store.files import (
     ROW_GROUP_ROWS,
     _first_line,
@@ -18,6 +17,7 @@ from detcheck.store.files import (
     rows_to_table,
     with_run_columns,
 )
+from detcheck.store.schema import RUN_SCHEMA
 
 
 def _json_type(t: pa.DataType) -> pa.DataType:

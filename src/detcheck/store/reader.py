@@ -14,7 +14,6 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from detcheck.errors import DataError
-from detcheck.schema import RUN_META_KEY, RUN_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY
 from detcheck.store.files import (
     _NOTHING,
     META_NAMES,
@@ -28,6 +27,7 @@ from detcheck.store.files import (
 )
 from detcheck.store.journal import _orphan_journals, _read_journal, _storable_table
 from detcheck.store.location import is_uri, open_uri
+from detcheck.store.schema import RUN_META_KEY, RUN_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY
 
 # What the readers rely on in run metadata: key -> the types it may have (None: may be null).
 _META_TYPES: dict[str, tuple] = {

@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
-from detcheck.schema import RESPONSE_HEADER_ALLOWLIST
+from detcheck.store.schema import RESPONSE_HEADER_ALLOWLIST
 
 REDACTED = "[REDACTED]"
 MAX_ERROR_BODY_CHARS = 16_384

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detcheck.analysis import NULL_FINGERPRINT
+from detcheck.analysis.values import NULL_FINGERPRINT
 
 TOKEN_PATH = "top_logprobs.list.element.token"
 LOGPROB_PATH = "top_logprobs.list.element.logprob"

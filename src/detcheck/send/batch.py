@@ -36,7 +36,8 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
 from detcheck.errors import EndpointError
-from detcheck.record import (
+from detcheck.send.online import RETRYABLE_STATUS, Outcome, RetryPolicy, make_client, within
+from detcheck.send.record import (
     FINAL_KINDS,
     MalformedResponse,
     body_text,
@@ -49,9 +50,8 @@ from detcheck.record import (
     success_fields,
     unusable_reason,
 )
-from detcheck.request import RETRYABLE_STATUS, Outcome, RetryPolicy, make_client, within
+from detcheck.send.transport import MAX_BODY_BYTES, BodyRejected
 from detcheck.store import to_micros, utc_now
-from detcheck.transport import MAX_BODY_BYTES, BodyRejected
 
 # The Batch API's limits per input file
 MAX_LINES = 50_000

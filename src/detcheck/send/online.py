@@ -28,7 +28,7 @@ from tenacity.wait import wait_exponential_jitter
 from detcheck import spec
 from detcheck.config import FlipConfig, split_query, strip_credentials, without_userinfo
 from detcheck.errors import DetcheckError, EndpointError, Interrupted
-from detcheck.record import (
+from detcheck.send.record import (
     FINAL_KINDS,
     MAX_ERROR_BODY_CHARS,
     MalformedResponse,
@@ -43,8 +43,8 @@ from detcheck.record import (
     success_fields,
     unusable_reason,
 )
+from detcheck.send.transport import BodyRejected, CappedTransport
 from detcheck.store import RunWriter, to_micros, uri_secrets, utc_now
-from detcheck.transport import BodyRejected, CappedTransport
 
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 # Refused connections and unknown host names, as aiohttp and httpx word them

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from detcheck.report import build_report, summary
+from detcheck.analysis.report import build_report, summary
 from detcheck.spec import DEFAULT_THRESHOLD
 from detcheck.store import Run
 
@@ -37,7 +37,7 @@ def _where(run: Run) -> dict:
 
 def _generate_line(run: Run) -> dict:
     """A generate run's line: its completions where a flip run has its distinct values."""
-    from detcheck.generation import build_generation_report
+    from detcheck.analysis.generations import build_generation_report
 
     r = build_generation_report([run])
     modal = r.get("modal_completion") or {}
@@ -61,7 +61,7 @@ def history(runs: list[Run], thresholds: Sequence[float] = (DEFAULT_THRESHOLD,))
 def render(lines: list[dict]) -> str:
     from tabulate import tabulate
 
-    from detcheck.record import printable
+    from detcheck.send.record import printable
 
     flips = [x for x in lines if x.get("kind") != "generate"]
     thresholds = list(flips[0]["by_threshold"]) if flips else []

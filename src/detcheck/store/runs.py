@@ -11,11 +11,11 @@ from pathlib import Path
 
 from detcheck import __version__
 from detcheck.config import FlipConfig, strip_credentials
-from detcheck.request import RetryPolicy
-from detcheck.schema import RUN_JSON_VERSION, SCHEMA_VERSION
+from detcheck.send.online import RetryPolicy
+from detcheck.send.tokens import Target
 from detcheck.store import RunWriter, utc_now
 from detcheck.store.files import elide_long_texts
-from detcheck.tokens import Target
+from detcheck.store.schema import RUN_JSON_VERSION, SCHEMA_VERSION
 
 
 def versions() -> dict:

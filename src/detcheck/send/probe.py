@@ -19,7 +19,8 @@ import openai
 
 from detcheck.config import FlipConfig
 from detcheck.errors import EndpointError
-from detcheck.record import (
+from detcheck.send.online import Endpoint, make_client, within
+from detcheck.send.record import (
     MalformedResponse,
     clip,
     error_message_from_body,
@@ -27,7 +28,6 @@ from detcheck.record import (
     printable,
     redact,
 )
-from detcheck.request import Endpoint, make_client, within
 
 TEMPERATURES = (0.0, 1.0, 2.0)
 

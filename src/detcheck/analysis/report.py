@@ -13,17 +13,12 @@ from typing import TypedDict
 
 import numpy as np
 
-from detcheck import stats
-from detcheck.analysis import (
-    cluster_ids,
-    clusters_of,
-    count_clusters,
-    distinct_coded,
-)
+from detcheck.analysis import stats
+from detcheck.analysis.features import FEATURE_COLUMNS, READ_AS_DICTIONARY, extract
+from detcheck.analysis.heap import keep_freed_memory
+from detcheck.analysis.values import cluster_ids, clusters_of, count_clusters, distinct_coded
 from detcheck.errors import DataError, UsageError
-from detcheck.features import FEATURE_COLUMNS, READ_AS_DICTIONARY, extract
-from detcheck.heap import keep_freed_memory
-from detcheck.record import clip
+from detcheck.send.record import clip
 from detcheck.spec import DEFAULT_THRESHOLD, PARAMS
 from detcheck.store import Run, read_parallel, read_plan
 
@@ -144,14 +139,14 @@ def report_of(
     runs: Sequence[Run], thresholds=(DEFAULT_THRESHOLD,), allow_mixed: bool = False, **options
 ) -> dict:
     """The report the runs call for: a flip report (the first token), or a generate report
-    (whole answers: detcheck.generation). `answer_regex` is for generate runs only. Runs of
-    different setups are refused unless `allow_mixed`."""
+    (whole answers: detcheck.analysis.generations). `answer_regex` is for generate runs only.
+    Runs of different setups are refused unless `allow_mixed`."""
     kinds = {(r.meta.get("config") or {}).get("kind", "flip") for r in runs}
     answer_regex = options.pop("answer_regex", None)
     if len(kinds) == 1 and not allow_mixed:
         require_one_setup(runs, "--allow-mixed")
     if kinds == {"generate"}:
-        from detcheck.generation import build_generation_report
+        from detcheck.analysis.generations import build_generation_report
 
         return build_generation_report(runs, answer_regex)
     if len(kinds) > 1:
@@ -405,11 +400,11 @@ def render_text(report: dict) -> str:
     from tabulate import SEPARATING_LINE, tabulate
 
     if report.get("kind") == "generate":
-        from detcheck.generation import render_text as render_generation
+        from detcheck.analysis.generations import render_text as render_generation
 
         return render_generation(report)
 
-    from detcheck.record import printable
+    from detcheck.send.record import printable
 
     lines = [report["headline"]]
     line = measured_line(report)

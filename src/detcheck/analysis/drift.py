@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detcheck.analysis import cluster_ids, logprob_to_pct
+from detcheck.analysis.values import cluster_ids, logprob_to_pct
 from detcheck.spec import DEFAULT_THRESHOLD
 
 FINDINGS = ("clusters", "shares", "modal", "fingerprints", "flips", "values")
@@ -364,7 +364,7 @@ def findings_table(findings: list[dict], fail_on: tuple[str, ...]) -> list[str]:
 def markdown_cell(text: str) -> str:
     """Server text (a fingerprint, a token) in a Markdown table cell: one line, its pipes
     escaped, so it cannot add cells or rows; `markdown_blocks` reads it back."""
-    from detcheck.record import printable
+    from detcheck.send.record import printable
 
     return printable(text).replace("\\", "\\\\").replace("|", "\\|")
 
@@ -399,7 +399,7 @@ def plain_text(markdown: str, width: int = 80) -> str:
     as aligned columns (the widest column folded to fit `width`), prose folded at words."""
     from tabulate import tabulate
 
-    from detcheck.report import wrap
+    from detcheck.analysis.report import wrap
 
     out: list[str] = []
     for kind, *block in markdown_blocks(markdown):

@@ -125,7 +125,7 @@ def _dense_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         remap = np.zeros(counts.size, dtype=np.int64)
         remap[used] = np.arange(used.size)
         return remap[values], counts[used]
-    from detcheck.analysis import unique_inverse
+    from detcheck.analysis.values import unique_inverse
 
     _, codes, counts = unique_inverse(values)
     return codes, counts
@@ -210,7 +210,7 @@ def time_buckets(started_at_us: np.ndarray, buckets: int = 10) -> np.ndarray:
 
 def top_token_flips(top_tokens: np.ndarray) -> dict:
     """How often the generated (top-1) token differed from the most common one."""
-    from detcheck.analysis import unique_inverse
+    from detcheck.analysis.values import unique_inverse
 
     codes, _, counts = unique_inverse(np.asarray(top_tokens))
     if counts.size == 0:

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detcheck import stats
+from detcheck.analysis import stats
 from detcheck.errors import DataError, UsageError
 
 GENERATION_COLUMNS = ["ok", "seq", "system_fingerprint", "finish_reason", "text"]
@@ -303,7 +303,7 @@ def answers(texts: Sequence[str | None], pattern: str) -> list[str | None]:
 def summarise(g: Generations, answer_regex: str | None = None) -> dict:
     """The report of one set of identical requests (one prompt). Every text it makes is
     redacted again (a key split over two tokens is whole only once they are joined)."""
-    from detcheck.record import redact
+    from detcheck.send.record import redact
 
     secrets = analysis_secrets()
     first, inverse, counts = unique_completions(g.identity)
@@ -447,7 +447,7 @@ def path_picture(r: dict, width: int = 64) -> str:
 def render_text(r: dict) -> str:
     from tabulate import tabulate
 
-    from detcheck.record import printable
+    from detcheck.send.record import printable
 
     if r.get("prompts"):
         return render_prompt_set(r)
@@ -543,7 +543,7 @@ def prompt_key(run) -> tuple[str, str]:
 def build_generation_report(runs, answer_regex: str | None = None) -> dict:
     """The report of generate runs: one prompt's runs added up, or, for runs of several
     prompts (--prompts), each prompt's summary and the agreement over prompts (TARr@N, TARa@N)."""
-    from detcheck.report import measured
+    from detcheck.analysis.report import measured
 
     groups: dict[tuple[str, str], list] = {}
     for run in runs:
@@ -609,7 +609,7 @@ def build_generation_report(runs, answer_regex: str | None = None) -> dict:
 def render_prompt_set(r: dict) -> str:
     from tabulate import tabulate
 
-    from detcheck.record import printable
+    from detcheck.send.record import printable
 
     rows = [
         [
