@@ -10,7 +10,7 @@ import math
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
-from detcheck.analysis.generations import read_generations
+from detcheck.analysis.generation_arrays import read_generations
 from detcheck.cli import app
 from detcheck.store import RunWriter, read_run
 from fake_openai import FakeOpenAI, Reply

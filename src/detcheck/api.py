@@ -66,7 +66,7 @@ class Report(Mapping):
 
     def text(self) -> str:
         """The report as the terminal shows it."""
-        from detcheck.analysis.report import render_text
+        from detcheck.render.text import render_text
 
         return render_text(self._data)
 

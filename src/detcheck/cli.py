@@ -152,13 +152,13 @@ def _is_argument(parameter: inspect.Parameter) -> bool:
 def echo(text: str) -> None:
     """Everything printed goes through here or `err`: control characters that slipped into
     server text (ESC, BEL, CR ...) are shown escaped, so nothing can drive the terminal."""
-    from detcheck.send.record import printable
+    from detcheck.text import printable
 
     typer.echo(printable(text, keep_lines=True))
 
 
 def err(message: str) -> None:
-    from detcheck.send.record import printable
+    from detcheck.text import printable
 
     typer.echo(printable(message, keep_lines=True), err=True)
 
@@ -201,7 +201,7 @@ def fail(message: str, exit_code: int, as_json: bool = False):
     pipe into jq never meets an empty stdout."""
     err(f"detcheck: {message}")
     if as_json:
-        from detcheck.send.record import printable
+        from detcheck.text import printable
 
         reason = message.removeprefix("error: ")
         typer.echo(json.dumps({"error": printable(reason), "exit_code": exit_code}))
@@ -217,8 +217,8 @@ def asker(yes: bool):
 
 
 def show_plan(plan: dict, as_json: bool) -> None:
-    from detcheck.analysis.report import wrap
     from detcheck.commands.costs import fmt_usd
+    from detcheck.render.text import wrap
 
     cost = plan["estimated_cost_usd"]
     prompt = plan["prompt_tokens_per_request"]
@@ -244,7 +244,7 @@ def show_plan(plan: dict, as_json: bool) -> None:
 
 
 def emit(report: dict, as_json: bool, extra: dict | None = None) -> None:
-    from detcheck.analysis.report import render_text
+    from detcheck.render.text import render_text
 
     print_out(render_text(report), {**report, **(extra or {})}, as_json)
 

@@ -1,176 +1,28 @@
 """Whole generations: how many different answers N identical requests gave, where they part,
 and why (the near-tie at the split, the drift before it).
 
-`read_generations` turns stored runs into arrays (tokens as integer codes, padded per response);
-everything after it is pure numpy on those arrays. A completion is its token sequence: two
-responses are the same completion when every generated token is the same.
+detcheck.analysis.generation_arrays turns stored runs into arrays (tokens as integer codes, padded
+per response); everything here is pure numpy on those arrays. A completion is its token
+sequence: two responses are the same completion when every generated token is the same.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from detcheck.analysis import stats
-from detcheck.errors import DataError, UsageError
+from detcheck.analysis.generation_arrays import (
+    END,
+    Generations,
+    read_generations,
+)
+from detcheck.errors import UsageError
 
-GENERATION_COLUMNS = ["ok", "seq", "system_fingerprint", "finish_reason", "text"]
-GENERATION_COLUMNS += ["gen_tokens", "gen_logprobs", "http_status", "error_type"]
-END = -1  # the code of "no token here": the completion ended before this position
 MAX_SPLITS = 50  # splits listed along the modal path (the report stays readable)
-
-
-@dataclass
-class Generations:
-    """The successful responses of some runs, position by position."""
-
-    codes: np.ndarray  # (responses, positions) int32 token codes, END past each one's end
-    logprobs: np.ndarray  # (responses, positions) float64, NaN past the end (or unusable)
-    vocabulary: list[str | None]  # code -> token
-    texts: list[str | None]
-    finish_reasons: list[str | None]
-    fingerprints: list[str | None]
-    errors_by_type: dict[str, int]
-    where: list[tuple[object, np.ndarray]]  # (run, seqs of its responses), in order
-    modal_top: list[list[float]] | None = None  # the modal response's top logprobs, fetched
-    # answers longer than asked (a server that ignores max_tokens) are read to max_tokens; what
-    # follows is told apart by `tails` (0: none), so they still count as different completions
-    tails: np.ndarray | None = None
-    over_length: int = 0
-    text_mismatch: int = 0  # responses whose text is not their tokens joined
-
-    @property
-    def identity(self) -> np.ndarray:
-        """What makes a completion: its tokens, and what came past max_tokens."""
-        if self.tails is None or not self.tails.any():
-            return self.codes
-        return np.column_stack([self.codes, self.tails.astype(self.codes.dtype)])
-
-    @property
-    def n(self) -> int:
-        return int(self.codes.shape[0])
-
-    def locate(self, response: int) -> tuple[object, int]:
-        """The run and seq of the response-th response (to fetch one row's detail)."""
-        for run, seqs in self.where:
-            if response < len(seqs):
-                return run, int(seqs[response])
-            response -= len(seqs)
-        raise IndexError(response)
-
-
-def read_generations(runs) -> Generations:
-    """The generated tokens and logprobs of every successful response of `runs`, in the order
-    they were received, as arrays padded to the longest answer, or to max_tokens where a
-    server sent more than asked (one 120,000-token answer does not widen them all)."""
-    token_chunks, logprob_chunks, text_chunks = [], [], []
-    reasons, fps, where = [], [], []
-    errors: Counter = Counter()
-    asked = [int((r.meta.get("config") or {}).get("max_tokens") or 0) for r in runs]
-    cap = max(asked) if asked and min(asked) > 0 else None
-    for run in runs:
-        for batch in run.batches(GENERATION_COLUMNS, batch_size=8_192):
-            ok = batch.column("ok")
-            failed = batch.filter(pc.invert(ok))
-            errors.update(e or "unknown" for e in failed.column("error_type").to_pylist())
-            good = batch.filter(ok)
-            if good.num_rows == 0:
-                continue
-            tokens = good.column("gen_tokens")
-            if tokens.null_count == len(tokens):
-                raise DataError(
-                    f"{run.path}: holds no whole generations (a `flip` run: analyse it as one, "
-                    "or measure whole answers with `detcheck generate`)"
-                )
-            token_chunks.append(tokens)
-            logprob_chunks.append(good.column("gen_logprobs"))
-            text_chunks.append(good.column("text"))
-            reasons += good.column("finish_reason").to_pylist()
-            fps += good.column("system_fingerprint").to_pylist()
-            where.append((run, good.column("seq").to_numpy()))
-    if not token_chunks:
-        return Generations(
-            np.zeros((0, 0), np.int32), np.zeros((0, 0)), [], [], [], [], dict(errors), []
-        )
-    tokens = pa.chunked_array(token_chunks).combine_chunks()
-    logprobs = pa.chunked_array(logprob_chunks).combine_chunks()
-    texts = pa.chunked_array(text_chunks).combine_chunks()
-    mismatch = pc.sum(pc.fill_null(pc.not_equal(pc.binary_join(tokens, ""), texts), False))
-    lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy(zero_copy_only=False)
-    tails, over_length = None, 0
-    if cap is not None and lengths.size and int(lengths.max()) > cap:
-        over = np.flatnonzero(lengths > cap)
-        over_length = int(over.size)
-        seen: dict[tuple, int] = {}
-        tails = np.zeros(lengths.size, np.int64)
-        for row in over.tolist():  # few, by their nature: told apart by what follows cap
-            tail = tuple(tokens[row].values[cap:].to_pylist())
-            tails[row] = seen.setdefault(tail, len(seen) + 1)
-        tokens = pc.list_slice(tokens, 0, cap)
-        logprobs = pc.list_slice(logprobs, 0, cap)
-        lengths = np.minimum(lengths, cap)
-    width = int(lengths.max()) if lengths.size else 0
-    destination = _flat_destinations(lengths, width)
-    codes, vocabulary = _padded_codes(tokens, destination, width)
-    floats = _padded_floats(logprobs, destination, codes.shape)
-    return Generations(
-        codes,
-        floats,
-        vocabulary,
-        texts.to_pylist(),
-        reasons,
-        fps,
-        dict(errors),
-        where,
-        tails=tails,
-        over_length=over_length,
-        text_mismatch=int(mismatch.as_py() or 0),
-    )
-
-
-def _flat_destinations(lengths: np.ndarray, width: int) -> np.ndarray | None:
-    """Where each flattened list item goes in a (rows, width) array, row-major; None when every
-    list is `width` long (a plain reshape)."""
-    if lengths.size == 0 or (lengths == width).all():
-        return None
-    starts = np.cumsum(lengths) - lengths  # each row's first item in the flat list
-    shift = np.arange(lengths.size, dtype=np.int64) * width - starts
-    return np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(shift, lengths)
-
-
-def _padded(values: np.ndarray, destination, shape, fill) -> np.ndarray:
-    if destination is None:
-        return values.reshape(shape)
-    out = np.full(shape, fill, dtype=values.dtype)
-    out.ravel()[destination] = values
-    return out
-
-
-def _padded_codes(tokens: pa.ListArray, destination, width: int) -> tuple[np.ndarray, list]:
-    """Token lists as a (responses, longest) array of codes (dictionary-encoded by Arrow, in
-    C), END where a response has no token."""
-    encoded = pc.dictionary_encode(pc.list_flatten(tokens))
-    vocabulary = encoded.dictionary.to_pylist() + [None]
-    indices = encoded.indices
-    if indices.null_count:  # a null token is a token of its own
-        indices = pc.fill_null(indices, len(vocabulary) - 1)
-    flat = indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-    return _padded(flat, destination, (len(tokens), width), END), vocabulary
-
-
-def _padded_floats(lists: pa.ListArray, destination, shape: tuple[int, int]) -> np.ndarray:
-    flat = pc.list_flatten(lists).to_numpy(zero_copy_only=False)  # nulls become NaN
-    flat = flat.astype(np.float64, copy=False)
-    if flat.size != (shape[0] * shape[1] if destination is None else destination.size):
-        raise DataError("the stored logprobs do not match the stored tokens, position by position")
-    return _padded(flat, destination, shape, np.nan)
 
 
 def unique_completions(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -303,7 +155,7 @@ def answers(texts: Sequence[str | None], pattern: str) -> list[str | None]:
 def summarise(g: Generations, answer_regex: str | None = None) -> dict:
     """The report of one set of identical requests (one prompt). Every text it makes is
     redacted again (a key split over two tokens is whole only once they are joined)."""
-    from detcheck.send.record import redact
+    from detcheck.text import redact
 
     secrets = analysis_secrets()
     first, inverse, counts = unique_completions(g.identity)
@@ -423,112 +275,6 @@ def headline(r: dict) -> str:
     return "; ".join(parts) + "."
 
 
-def path_picture(r: dict, width: int = 64) -> str:
-    """Where paths part, in one line per 64 positions: the share of responses still on the
-    modal path at each position (█ all ... ▁ few), | at a split."""
-    levels = " ▁▂▃▄▅▆▇█"
-    positions = r["positions"]
-    if not positions:
-        return ""
-    n = r["n"]
-    split_at = {s["position"] for s in r["splits"]}
-    cells = []
-    for p in positions:
-        if p["position"] in split_at:
-            cells.append("|")
-        else:
-            cells.append(levels[max(1, math.ceil(p["responses"] / n * 8))])
-    lines = []
-    for start in range(0, len(cells), width):
-        lines.append(f"{start:>5}  " + "".join(cells[start : start + width]))
-    return "\n".join(lines)
-
-
-def render_text(r: dict) -> str:
-    from tabulate import tabulate
-
-    from detcheck.send.record import printable
-
-    if r.get("prompts"):
-        return render_prompt_set(r)
-    lines = [r.get("headline") or headline(r), ""]
-    if not r["n"]:
-        return "\n".join(lines)
-    rows = [
-        [
-            f"{c['count']:,}",
-            f"{c['share']:.1%}",
-            c["tokens"],
-            "" if c["first_divergence"] is None else c["first_divergence"],
-            printable(_clip(c["text"] if c["parting_text"] is None else "…" + c["parting_text"])),
-        ]
-        for c in r["completions"][:10]
-    ]
-    lines.append(
-        tabulate(
-            rows,
-            headers=["Count", "Share", "Tokens", "Parts at", "Completion"],
-            disable_numparse=True,
-        )
-    )
-    if r["unique_completions"] > len(rows):
-        lines.append(f"... and {r['unique_completions'] - len(rows):,} more")
-    lines += ["", "on the modal path, by position:", path_picture(r), ""]
-    for s in r["splits"][:10]:
-        tokens = ", ".join(
-            f"{'(end)' if t['ended'] else printable(repr(t['token']))} {t['count']:,}"
-            for t in s["tokens"][:5]
-        )
-        gap = s["top_gap_logprob"]
-        gap_text = f"top-2 gap {gap:.4g} nats" if gap is not None else "no top logprobs"
-        lines.append(f"split at {s['position']:>4}: {tokens} ({gap_text})")
-    fd = r["first_divergence"]
-    u = r["unseen"]
-    lo, hi = u["chao1_ci95"]
-    lines += [
-        "",
-        f"responses {r['n']:,} | completions {r['unique_completions']:,} (Chao1 "
-        f"{u['chao1']:,.1f}, 95% CI {lo:,.1f} to {hi:,.1f}) | common prefix "
-        f"{r['common_prefix_tokens']:,} tokens | first divergence median "
-        + (f"{fd['median']:g}" if fd["median"] is not None else "none"),
-        f"lengths {r['lengths']['min']}-{r['lengths']['max']} tokens; finish reasons: "
-        + ", ".join(f"{printable(k)} {v:,}" for k, v in r["finish_reasons"].items()),
-        "calls per fingerprint: "
-        + ", ".join(f"{printable(k)} {v:,}" for k, v in sorted(r["fingerprints"].items())),
-    ]
-    if r.get("answers"):
-        a = r["answers"]
-        lines.append(
-            f"answers: {a['distinct']} distinct; modal {printable(repr(a['modal']))} in "
-            f"{a['modal_share']:.1%}; {a['unmatched']:,} unmatched"
-        )
-    if r.get("agreement"):
-        ag = r["agreement"]
-        answer = f"{ag['answer']:.1%}" if ag["answer"] is not None else "n/a"
-        lines.append(f"prompts {ag['prompts']}: TARr@N {ag['raw']:.1%}, TARa@N {answer}")
-    if r["errors"]:
-        kinds = ", ".join(f"{k} {c:,}" for k, c in r["errors_by_type"].items())
-        lines.append(f"failed attempts: {r['errors']:,} ({kinds})")
-    flags = r.get("flags") or {}
-    if flags.get("over_length"):
-        lines.append(
-            f"warning: {flags['over_length']:,} answer(s) longer than the {r.get('max_tokens')} "
-            "tokens asked for (the server ignored max_tokens): read that far, and told apart "
-            "by what follows"
-        )
-    if flags.get("text_mismatch"):
-        lines.append(
-            f"warning: {flags['text_mismatch']:,} response(s) whose text is not their tokens "
-            "joined (a token's bytes, or the server, disagree with the message)"
-        )
-    return "\n".join(lines)
-
-
-def _clip(text: str | None, limit: int = 60) -> str:
-    text = (text or "").replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 # the --json keys of a generate report (tests/test_generate.py). 2: `measured`. 3: `flags`
 GENERATE_REPORT_VERSION = 3
 
@@ -543,7 +289,7 @@ def prompt_key(run) -> tuple[str, str]:
 def build_generation_report(runs, answer_regex: str | None = None) -> dict:
     """The report of generate runs: one prompt's runs added up, or, for runs of several
     prompts (--prompts), each prompt's summary and the agreement over prompts (TARr@N, TARa@N)."""
-    from detcheck.analysis.report import measured
+    from detcheck.analysis.runs import measured
 
     groups: dict[tuple[str, str], list] = {}
     for run in runs:
@@ -604,41 +350,6 @@ def build_generation_report(runs, answer_regex: str | None = None) -> dict:
         f"completion every time (TARr@N){answer}."
     )
     return report
-
-
-def render_prompt_set(r: dict) -> str:
-    from tabulate import tabulate
-
-    from detcheck.send.record import printable
-
-    rows = [
-        [
-            printable(p["id"]),
-            f"{p['n']:,}",
-            p["unique_completions"],
-            f"{p['modal_share']:.1%}" if p["modal_share"] is not None else "",
-            "" if p["common_prefix_tokens"] is None else p["common_prefix_tokens"],
-            "" if p["first_split_gap_logprob"] is None else f"{p['first_split_gap_logprob']:.4g}",
-            "" if not p["answers"] else p["answers"]["distinct"],
-        ]
-        for p in r["prompts"]
-    ]
-    table = tabulate(
-        rows,
-        headers=[
-            "prompt",
-            "n",
-            "completions",
-            "modal share",
-            "common prefix",
-            "split gap",
-            "answers",
-        ],
-        disable_numparse=True,
-    )
-    ag = r["agreement"]
-    answer = f"{ag['answer']:.1%}" if ag["answer"] is not None else "n/a (give --answer-regex)"
-    return "\n".join([r["headline"], "", table, "", f"TARr@N {ag['raw']:.1%}; TARa@N {answer}"])
 
 
 def completion_counts(g: Generations) -> dict[tuple, int]:

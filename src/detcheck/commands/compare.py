@@ -26,8 +26,10 @@ def compare_command(
     html=None,
 ):
     """(markdown text, JSON dict, drifted?) for two sets of runs."""
-    from detcheck.analysis.drift import FINDINGS, Distribution, compare, render_markdown
-    from detcheck.analysis.report import build_report, require_one_setup, run_target
+    from detcheck.analysis.drift import FINDINGS, Distribution, compare
+    from detcheck.analysis.report import build_report
+    from detcheck.analysis.runs import require_one_setup, run_target
+    from detcheck.render.markdown import render_markdown
     from detcheck.store import display_uri, read_runs
 
     kinds = tuple(k.strip() for k in fail_on.split(",") if k.strip())
@@ -57,8 +59,10 @@ def compare_command(
 
 
 def _compare_generations(base_runs, cand_runs, alpha, kinds, names):
-    from detcheck.analysis.drift import compare_completions, render_completions_markdown
-    from detcheck.analysis.generations import completion_counts, read_generations
+    from detcheck.analysis.drift import compare_completions
+    from detcheck.analysis.generation_arrays import read_generations
+    from detcheck.analysis.generations import completion_counts
+    from detcheck.render.markdown import render_completions_markdown
 
     base, cand = read_generations(base_runs), read_generations(cand_runs)
     result = compare_completions(
@@ -72,7 +76,8 @@ def _compare_generations(base_runs, cand_runs, alpha, kinds, names):
 
 
 def _finish(result, text, kinds, markdown, target, step_summary=True, html=None, names=("", "")):
-    from detcheck.analysis.drift import drift, plain_text
+    from detcheck.analysis.drift import drift
+    from detcheck.render.markdown import plain_text
 
     failing = drift(result, kinds)
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY") if step_summary else None

@@ -47,7 +47,7 @@ def summary_line(s: dict) -> str:
         return f"{s['name']}: FAILED: {s['error']}"
     fps = ", ".join(f"{k} {v:,}" for k, v in sorted(s["fingerprints"].items()))
     modal = f"modal {s['modal_pct']:.10f}% in {s['modal_share']:.1%}" if s["modal_pct"] else ""
-    from detcheck.analysis.report import count
+    from detcheck.text import count
 
     return (
         f"{s['name']}: {count(s['n'], 'response')}, {s['distinct']:,} distinct, "

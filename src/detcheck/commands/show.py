@@ -13,7 +13,7 @@ Log = Callable[[str], None]
 
 def _shown_token(token: str | None) -> str:
     """A token as `show` prints it: quoted, so leading spaces and control characters show."""
-    from detcheck.send.record import printable
+    from detcheck.text import printable
 
     return "null" if token is None else printable(json.dumps(token, ensure_ascii=False))
 
@@ -23,8 +23,8 @@ def show_command(path: Path, row: int) -> str:
 
     from tabulate import tabulate
 
-    from detcheck.send.record import printable
     from detcheck.store import find_runs, read_run
+    from detcheck.text import printable
 
     found = find_runs(Path(path))
     if len(found) != 1:
@@ -65,8 +65,8 @@ def _show_generation(path: Path, row: int) -> str:
     """Each generated position of one response: its token and logprob, and the top tokens."""
     from tabulate import tabulate
 
-    from detcheck.send.record import printable
     from detcheck.store import read_run
+    from detcheck.text import printable
 
     columns = ["ok", "seq", "system_fingerprint", "finish_reason", "text"]
     run = read_run(path, columns=[*columns, "gen_tokens", "gen_logprobs", "gen_top_tokens"])

@@ -61,7 +61,7 @@ def history(runs: list[Run], thresholds: Sequence[float] = (DEFAULT_THRESHOLD,))
 def render(lines: list[dict]) -> str:
     from tabulate import tabulate
 
-    from detcheck.send.record import printable
+    from detcheck.text import printable
 
     flips = [x for x in lines if x.get("kind") != "generate"]
     thresholds = list(flips[0]["by_threshold"]) if flips else []

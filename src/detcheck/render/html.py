@@ -85,7 +85,7 @@ def report_body(
             "(<code>pip install 'detcheck[plot]'</code>).</p>"
         )
     if report.get("kind") == "generate":
-        from detcheck.analysis.generations import render_text
+        from detcheck.render.generations import render_text
 
         parts.append(f"<h2>Completions</h2><pre>{escape(render_text(report))}</pre>")
     else:
@@ -160,7 +160,7 @@ def _values_table(report: dict) -> str:
 
 def _analysis(report: dict) -> str:
     """The text report's detail lines, label and words, as a list."""
-    from detcheck.analysis.report import _details
+    from detcheck.render.text import _details
 
     items = []
     for line in _details(report):
@@ -187,7 +187,7 @@ def svg_of(fig) -> str:
 def markdown_page(markdown: str, data: dict, title: str) -> str:
     """compare's Markdown report as a page: headings, paragraphs and pipe tables (the only
     Markdown it writes), with the JSON."""
-    from detcheck.analysis.drift import markdown_blocks
+    from detcheck.render.markdown import markdown_blocks
 
     parts: list[str] = []
     for kind, *block in markdown_blocks(markdown):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from detcheck.analysis.report import count
 from detcheck.errors import UsageError
+from detcheck.text import count
 
 INSTALL_HINT = (
     "plotting needs matplotlib: pip install 'detcheck[plot]' (in a checkout: uv sync --extra plot)"
@@ -71,7 +71,7 @@ def draw(report: dict, title: str | None = None):
 
 def figure_title(report: dict) -> str:
     """What was measured, for a reader of the figure alone: model, endpoint, date, run, n."""
-    from detcheck.analysis.report import measured_line
+    from detcheck.render.text import measured_line
 
     line = measured_line(report)
     return line if line else f"n = {report['n']:,}"

@@ -41,17 +41,15 @@ from detcheck.send.record import (
     FINAL_KINDS,
     MalformedResponse,
     body_text,
-    clip,
     error_message_from_body,
     int_or_none,
-    printable,
-    redact,
     redact_row,
     success_fields,
     unusable_reason,
 )
 from detcheck.send.transport import MAX_BODY_BYTES, BodyRejected
 from detcheck.store import to_micros, utc_now
+from detcheck.text import clip, printable, redact
 
 # The Batch API's limits per input file
 MAX_LINES = 50_000

@@ -34,17 +34,15 @@ from detcheck.send.record import (
     MalformedResponse,
     allowed_headers,
     body_text,
-    clip,
     error_code_from_body,
     error_message_from_body,
-    printable,
-    redact,
     redact_row,
     success_fields,
     unusable_reason,
 )
 from detcheck.send.transport import BodyRejected, CappedTransport
 from detcheck.store import RunWriter, to_micros, uri_secrets, utc_now
+from detcheck.text import clip, printable, redact
 
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 # Refused connections and unknown host names, as aiohttp and httpx word them

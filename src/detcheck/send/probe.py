@@ -20,14 +20,8 @@ import openai
 from detcheck.config import FlipConfig
 from detcheck.errors import EndpointError
 from detcheck.send.online import Endpoint, make_client, within
-from detcheck.send.record import (
-    MalformedResponse,
-    clip,
-    error_message_from_body,
-    load_json,
-    printable,
-    redact,
-)
+from detcheck.send.record import MalformedResponse, error_message_from_body, load_json
+from detcheck.text import clip, printable, redact
 
 TEMPERATURES = (0.0, 1.0, 2.0)
 

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from detcheck.send.record import (
     MalformedResponse,
     Parsed,
-    clip,
     float_or_none,
     generation_of,
     int_or_none,
@@ -18,6 +17,7 @@ from detcheck.send.record import (
     str_or_none,
     top_entry,
 )
+from detcheck.text import clip
 
 NAME = "responses"
 PATH = "/responses"

@@ -1,0 +1,209 @@
+"""The flip report as text: the headline, the table of distinct values by cluster, and the detail
+lines (modal value, accumulation, what explains the variation, spread), folded to 80 columns.
+It only formats what `detcheck.analysis.report` decided, so `--json` and the text agree."""
+
+from __future__ import annotations
+
+from detcheck.analysis import stats
+from detcheck.text import count
+
+
+def measured_line(r: dict) -> str | None:
+    """'gpt-4o at https://api.openai.com/v1 on 2026-11-30, run <id>, n = 200'."""
+    m = r.get("measured")
+    if not m:
+        return None
+    first, last = (m["first_started_at"] or "")[:10], (m["last_started_at"] or "")[:10]
+    when = f" on {first}" if first == last else f" from {first} to {last}"
+    runs = m["run_ids"]
+    which = f"run {runs[0]}" if len(runs) == 1 else f"{len(runs):,} runs"
+    tier = " via the Batch API" if m.get("via") == ["batch"] else ""
+    return (
+        f"{', '.join(m['models']) or 'unknown model'} at {', '.join(m['endpoints']) or '?'}{tier}"
+        f"{when if first else ''}, {which}, n = {r['n']:,}"
+    )
+
+
+def _interval(unseen: dict) -> str:
+    lo, hi = unseen.get("chao1_ci95") or (None, None)
+    return f" (95% {lo:,.1f} to {hi:,.1f})" if lo is not None and hi != lo else ""
+
+
+def fmt_pct(value: float) -> str:
+    return f"{value:.10f}"
+
+
+def render_text(report: dict) -> str:
+    from tabulate import SEPARATING_LINE, tabulate
+
+    if report.get("kind") == "generate":
+        from detcheck.render.generations import render_text as render_generation
+
+        return render_generation(report)
+
+    from detcheck.text import printable
+
+    lines = [report["headline"]]
+    line = measured_line(report)
+    if line:
+        lines.append(f"measured      {printable(line)}")
+    lines.append("")
+    rows: list = []
+    in_logprobs = report["space"] == "logprob"  # rare tokens: percentages all print alike
+    for i, cluster in enumerate(report["clusters"]):
+        if i:
+            rows.append(SEPARATING_LINE)
+        for value in cluster["values"]:
+            fps = " ".join(
+                f"{printable(fp)}:{c:,}" for fp, c in sorted(value["fingerprints"].items())
+            )
+            shown = f"{value['logprob']:.15f}" if in_logprobs else fmt_pct(value["prob_pct"])
+            rows.append([shown, f"{value['count']:,}", fps])
+    if rows:
+        lines.append(
+            tabulate(
+                rows,
+                headers=[
+                    "Logprob (nats)" if in_logprobs else "Probability (%)",
+                    "Count",
+                    "Fingerprints",
+                ],
+                tablefmt="simple",
+                disable_numparse=True,
+                colalign=("right", "right", "left"),
+            )
+        )
+        lines.append("")
+    unit = report["threshold_unit"]
+    by = ", ".join(f"{c} at {t} {unit}" for t, c in report["by_threshold"].items())
+    fps = ", ".join(f"{printable(fp)} {c:,}" for fp, c in sorted(report["fingerprints"].items()))
+    lines += [
+        f"responses {report['n']:,} | distinct values {report['distinct']:,} | clusters: {by}",
+        f"calls per fingerprint: {fps or 'none'}",
+    ]
+    if report["missing_target"]:
+        lines.append(
+            f"{report['missing_target']:,} response(s) had no {report['target']!r} in their "
+            "top list (not counted above)"
+        )
+    if report["errors"]:
+        kinds = ", ".join(f"{k} {c:,}" for k, c in report["errors_by_type"].items())
+        lines.append(f"failed attempts: {report['errors']:,} ({kinds})")
+    if report["n"]:
+        lines += ["", *_details(report)]
+    return "\n".join(wrap(line) for line in lines)
+
+
+LABEL_WIDTH = 14  # "explains?     ": the labels of the detail lines
+
+
+def wrap(line: str, width: int = 80) -> str:
+    """A line of text folded at word boundaries to fit a terminal of `width` columns: a labelled
+    detail line under its label, other prose flush left. Tables are left as they are."""
+    if len(line) <= width or "\n" in line:
+        return line
+    import re
+    import textwrap
+
+    labelled = re.match(r"^[a-z][a-z0-9?-]*(?: [a-z0-9?-]+)? +(?=\S)", line)
+    if labelled and len(labelled.group()) == LABEL_WIDTH:
+        indent = " " * LABEL_WIDTH
+    elif "  " in line.strip():  # aligned columns: a table row
+        return line
+    else:
+        indent = ""
+    return textwrap.fill(
+        line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+    )
+
+
+def _details(r: dict) -> list[str]:
+    out = []
+    m = r["modal"]
+    if m:
+        lo, hi = m["share_ci95"]
+        out.append(
+            f"modal value   {fmt_pct(m['prob_pct'])}% in {count(m['count'], 'call')} = "
+            f"{m['share']:.1%} "
+            f"(95% CI {lo:.1%} to {hi:.1%})"
+        )
+    u = r["unseen"]
+    curve = r["accumulation"]
+    picks = [p for p in curve if p["calls"] in _decades(curve)]
+    out.append(
+        f"unseen        f1 = {u['singletons']} seen once, f2 = {u['doubletons']} seen twice; "
+        f"Chao1 = {u['chao1']:,.1f} distinct values exist{_interval(u)}; "
+        f"P(next call is new) = {u['p_new']:.4f}"
+    )
+    if picks:
+        out.append(
+            "accumulation  "
+            + ", ".join(f"{count(p['calls'], 'call')} -> {p['distinct']:.1f}" for p in picks)
+        )
+    for name, key in (
+        ("the fingerprint", "fingerprint_association"),
+        ("the time of the call", "time_association"),
+        ("the concurrency", "concurrency_association"),
+    ):
+        result = r[key]
+        if key == "concurrency_association" and r.get("replayed"):
+            out.append(
+                "explains?     the concurrency: not tested (a replay: its in-flight counts are "
+                "the replaying client's, not the endpoint's)"
+            )
+            continue
+        mi = f" [MI {result['mutual_information_bits']:.3f} bits]" if result else ""
+        out.append("explains?     " + stats.association_verdict(name, result) + mi)
+    first = r.get("first_call")
+    if first and not first["modal"]:
+        others = first["calls_with_its_value"] - 1
+        out.append(
+            f"first call    {fmt_pct(first['prob_pct'])}%, "
+            + (
+                "a value no later call returned (a server's first call can differ: it "
+                "evaluates the whole prompt, later calls reuse its cache)"
+                if others == 0
+                else f"returned by {others:,} later call(s) too"
+            )
+        )
+    t = r["top_token"]
+    risk = t["risk"]
+    line = (
+        f"top token     {t['modal_token']!r} in {1 - t['share']:.2%} of calls, {t['flips']:,} flips"
+    )
+    if risk["min_gap_logprob"] is not None:
+        line += (
+            f"; closest top-2 gap {risk['min_gap_logprob']:.4f} nats vs top-1 range "
+            f"{risk['top1_range_logprob']:.4f}"
+        )
+    out.append(line)
+    d = r["decomposition"]
+    if d["absolute_vectors"]:
+        grid = d["logit_grid_step"]
+        out.append(
+            f"top-{d['full_top_k']} lists  {d['absolute_vectors']:,} distinct vectors, "
+            f"{d['relative_signatures']:,} distinct relative-logit signatures; vs the modal list: "
+            f"{d['responses_normaliser_only']:,} responses only the normaliser moved, "
+            f"{d['responses_logits_moved']:,} the logits moved"
+            + (f"; logit gaps on a {grid:g} grid" if grid else "; no logit grid")
+        )
+    s = r["spread"]
+    if s:
+        steps = s.get("range_float32_steps")
+        out.append(
+            f"spread        {fmt_pct(s['min_pct'])}% to {fmt_pct(s['max_pct'])}% "
+            f"(range {s['range_pct']:.6f} pp, sd {s['std_pct']:.6f} pp; logprob sd "
+            f"{s['std_logprob']:.3g}" + (f", {steps:,.0f} float32 steps" if steps else "") + ")"
+        )
+    if s and s.get("min_gap_float32_steps"):
+        out.append(
+            f"closest two   values differ by {s['min_gap_float32_steps']:,.0f} float32 steps "
+            "at the modal value"
+        )
+    return out
+
+
+def _decades(curve: list[dict]) -> set[int]:
+    calls = [p["calls"] for p in curve]
+    wanted = {10**k for k in range(0, 9)} | {calls[-1]} if calls else set()
+    return {min(calls, key=lambda c: abs(c - w)) for w in wanted if w <= calls[-1]}
