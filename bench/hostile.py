@@ -107,8 +107,7 @@ def make_generate_run(path: Path, rows: int, length: int, outlier: int | None) -
     import pyarrow.parquet as pq
 
     from detcheck.config import FlipConfig
-    from detcheck.send.online import RetryPolicy
-    from detcheck.send.tokens import Target
+    from detcheck.plan import RetryPolicy, Target
     from detcheck.store import PARQUET_OPTIONS
     from detcheck.store.files import _schema_metadata, with_run_columns
     from detcheck.store.runs import run_meta

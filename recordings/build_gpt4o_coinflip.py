@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from detcheck.config import FlipConfig
-from detcheck.send.online import RetryPolicy
+from detcheck.plan import RetryPolicy
 from detcheck.send.record import parse_chat_body, success_fields
 from detcheck.send.tokens import resolve_targets
 from detcheck.store import RunWriter

@@ -102,3 +102,13 @@ def without_userinfo(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def uri_secrets(uri: str) -> list[str]:
+    """What a URI holds that must never be shown: user, password, every query value."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    parts = urlsplit(str(uri))
+    found = [unquote(x) for x in (parts.username, parts.password) if x]
+    found += [v for _, v in parse_qsl(parts.query) if v]
+    return found

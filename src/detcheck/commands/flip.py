@@ -35,7 +35,7 @@ def is_local(base_url: str) -> bool:
 
 
 def live_endpoint(base_url: str, timeout_s: float, key_env: str = "OPENAI_API_KEY"):
-    from detcheck.send.online import Endpoint
+    from detcheck.plan import Endpoint
 
     key = os.environ.get(key_env)
     if not key:
@@ -57,7 +57,7 @@ def live_endpoint(base_url: str, timeout_s: float, key_env: str = "OPENAI_API_KE
 
 
 def replay_endpoint(path: Path, served: int = 0):
-    from detcheck.send.online import Endpoint
+    from detcheck.plan import Endpoint
     from detcheck.send.transport import ReplayTransport
     from detcheck.store.runs import replay_source
 
@@ -142,7 +142,7 @@ def flip_command(options, log: Log):
 
 
 def retry_policy(options: FlipOptions):
-    from detcheck.send.online import RetryPolicy
+    from detcheck.plan import RetryPolicy
 
     return RetryPolicy(
         max_attempts=options.max_attempts,

@@ -49,7 +49,8 @@ def given_parameters(options) -> dict:
 
 def resolve_config(options, recorded: dict | None = None):
     """Options given on the command line, else the recorded run's, else the spec's."""
-    from detcheck.send.tokens import Target, resolve_targets
+    from detcheck.plan import Target
+    from detcheck.send.tokens import resolve_targets
 
     base = (
         FlipConfig.from_dict(recorded) if recorded else FlipConfig.of_kind(options.kind or "flip")

@@ -36,7 +36,8 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
 from detcheck.errors import EndpointError
-from detcheck.send.online import RETRYABLE_STATUS, Outcome, RetryPolicy, make_client, within
+from detcheck.plan import RetryPolicy
+from detcheck.send.online import RETRYABLE_STATUS, Outcome, make_client, within
 from detcheck.send.record import (
     FINAL_KINDS,
     MalformedResponse,

@@ -12,7 +12,6 @@ import contextlib
 import functools
 import gc
 import math
-import os
 import re
 import signal
 import time
@@ -25,9 +24,14 @@ import openai
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from detcheck import spec
-from detcheck.config import FlipConfig, split_query, strip_credentials, without_userinfo
+from detcheck.config import (
+    FlipConfig,
+    split_query,
+    strip_credentials,
+    without_userinfo,
+)
 from detcheck.errors import DetcheckError, EndpointError, Interrupted
+from detcheck.plan import Endpoint, RetryPolicy
 from detcheck.send.record import (
     FINAL_KINDS,
     MAX_ERROR_BODY_CHARS,
@@ -41,7 +45,7 @@ from detcheck.send.record import (
     unusable_reason,
 )
 from detcheck.send.transport import BodyRejected, CappedTransport
-from detcheck.store import RunWriter, to_micros, uri_secrets, utc_now
+from detcheck.store import RunWriter, to_micros, utc_now
 from detcheck.text import clip, printable, redact
 
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
@@ -52,35 +56,6 @@ _REFUSED = re.compile(
     re.IGNORECASE,
 )
 UNREACHABLE_AFTER = 3  # refusals before any response that stop a run (a restart is brief)
-
-
-@dataclass
-class Endpoint:
-    base_url: str
-    api_key: str
-    # A transport to hand the real client (replay, fault injection); None means the network.
-    transport: httpx2.AsyncBaseTransport | None = None
-    timeout_s: float = spec.default("timeout_s")  # a whole request, connect to last byte
-
-    @property
-    def shown(self) -> str:
-        """The URL as it may be printed: no user:password, no query string."""
-        return strip_credentials(self.base_url)
-
-    @property
-    def client_kind(self) -> str:
-        """What carries the requests: "transport" (a replay's or a test's), "aiohttp" (the
-        default), or "httpx" (DETCHECK_HTTP_CLIENT=httpx)."""
-        if self.transport is not None:
-            return "transport"
-        if os.environ.get("DETCHECK_HTTP_CLIENT", "aiohttp") == "aiohttp":
-            return "aiohttp"
-        return "httpx"
-
-    @property
-    def secrets(self) -> list[str]:
-        """What must never reach disk or the terminal: the key, and what the URL carries."""
-        return [self.api_key, *uri_secrets(self.base_url)]
 
 
 def make_client(endpoint: Endpoint, max_retries: int = 0) -> openai.AsyncOpenAI:
@@ -127,14 +102,6 @@ else:  # Python 3.10
 
     async def within(seconds: float, awaitable):
         return await asyncio.wait_for(awaitable, seconds)
-
-
-@dataclass
-class RetryPolicy:
-    max_attempts: int = spec.default("max_attempts")  # per call, the first try included
-    initial_backoff_s: float = spec.default("backoff_s")
-    max_backoff_s: float = spec.default("max_backoff_s")
-    max_retry_after_s: float = 120.0  # a longer Retry-After is capped, not obeyed
 
 
 @dataclass

@@ -19,7 +19,8 @@ import openai
 
 from detcheck.config import FlipConfig
 from detcheck.errors import EndpointError
-from detcheck.send.online import Endpoint, make_client, within
+from detcheck.plan import Endpoint
+from detcheck.send.online import make_client, within
 from detcheck.send.record import MalformedResponse, error_message_from_body, load_json
 from detcheck.text import clip, printable, redact
 

@@ -13,9 +13,10 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from detcheck.plan import Target
 
 _RANK_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
 _SHIPPED = ("o200k_base", "cl100k_base")
@@ -175,13 +176,6 @@ def tokenize(model: str, text: str) -> tuple[int, str] | None:
         known[key] = entry
         _unsaved.add(name)
     return entry["count"], entry["first"]
-
-
-@dataclass(frozen=True)
-class Target:
-    label: str
-    token: str
-    how: str  # why this token was chosen, for the user
 
 
 def resolve_targets(

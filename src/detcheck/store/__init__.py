@@ -20,6 +20,7 @@ locally first (journals and all) and each finished part and run.json is uploaded
 readers take the same URIs.
 """
 
+from detcheck.config import uri_secrets
 from detcheck.store.files import (
     META_NAMES,
     PARQUET_OPTIONS,
@@ -32,7 +33,7 @@ from detcheck.store.files import (
     utc_now,
 )
 from detcheck.store.journal import journal_tables
-from detcheck.store.location import display_uri, is_uri, open_uri, safe_uri, uri_secrets
+from detcheck.store.location import display_uri, is_uri, open_uri, safe_uri
 from detcheck.store.lock import LOCK_NAME, RunLock
 from detcheck.store.reader import (
     Run,

@@ -52,13 +52,3 @@ def safe_uri(uri: str) -> str:
         if not any(word in k.lower() for word in _SECRET_QUERY_WORDS)
     ]
     return display_uri(uri) + (f"?{urlencode(kept)}" if kept else "")
-
-
-def uri_secrets(uri: str) -> list[str]:
-    """What a URI holds that must never be shown: user, password, every query value."""
-    from urllib.parse import parse_qsl, unquote, urlsplit
-
-    parts = urlsplit(str(uri))
-    found = [unquote(x) for x in (parts.username, parts.password) if x]
-    found += [v for _, v in parse_qsl(parts.query) if v]
-    return found

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from detcheck import __version__
 from detcheck.config import FlipConfig, strip_credentials
-from detcheck.send.online import RetryPolicy
-from detcheck.send.tokens import Target
+from detcheck.plan import RetryPolicy, Target
 from detcheck.store import RunWriter, utc_now
 from detcheck.store.files import elide_long_texts
 from detcheck.store.schema import RUN_JSON_VERSION, SCHEMA_VERSION
