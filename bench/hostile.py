@@ -107,7 +107,7 @@ def make_generate_run(path: Path, rows: int, length: int, outlier: int | None) -
     import pyarrow.parquet as pq
 
     from detcheck.config import FlipConfig
-    from detcheck.plan import RetryPolicy, Target
+    from detcheck.plan import Control, Plan, RetryPolicy, Target
     from detcheck.store import PARQUET_OPTIONS
     from detcheck.store.files import _schema_metadata, with_run_columns
     from detcheck.store.runs import run_meta
@@ -115,8 +115,9 @@ def make_generate_run(path: Path, rows: int, length: int, outlier: int | None) -
 
     config = FlipConfig.of_kind("generate")
     config = FlipConfig(**{**config.__dict__, "max_tokens": length})
-    meta = run_meta(config, [Target("Heads", "Heads", "given")], n=rows, endpoint="bench",
-                    concurrency=1, rpm=None, policy=RetryPolicy())  # fmt: skip
+    targets = [Target("Heads", "Heads", "given")]
+    plan = Plan(config, targets, None, rows, Control(concurrency=1), RetryPolicy(), {}, {})
+    meta = run_meta(plan, "bench")
     meta.update(status="complete", via="online")
     path.mkdir(parents=True, exist_ok=True)
     (path / "_run.json").write_text(json.dumps(meta))

@@ -5,8 +5,11 @@
 Printed per case:
 - options reach: the detcheck modules one of whose functions is handed the options as given
   (the FlipOptions object) - where the command line's values are still being interpreted;
-- calls out: the distinct functions of other detcheck modules that commands/flip.py calls
-  directly (each one a return to flip.py), and how many modules they are in.
+- plan reaches: the modules handed the resolved Plan (detcheck.plan) instead;
+- calls out: the distinct functions of other detcheck modules that the flip command's own
+  modules (commands/flip.py, and commands/resume.py or commands/planning.py, whichever the
+  tree has) call directly (each one a return to the command), and how many modules they are in;
+- widest call out: the most parameters (self aside) of one of those functions, and which.
 The log callback and the errors module are not counted (they carry messages, not options).
 """
 
@@ -23,7 +26,7 @@ from tabulate import tabulate
 ROOT = Path(__file__).resolve().parents[1]
 RECORDING = ROOT / "recordings" / "gpt-4o-2024-08-06-coinflip-10000"
 SRC = str(ROOT / "src" / "detcheck")
-START = "detcheck.commands.flip"
+START = {"detcheck.commands.flip", "detcheck.commands.resume", "detcheck.commands.planning"}
 IGNORED = {"detcheck.errors", "detcheck.cli", "bench.option_path"}
 
 
@@ -40,7 +43,8 @@ def module_of(code) -> str | None:
 
 def traced(run) -> dict:
     reached: set[str] = set()
-    calls_out: set[tuple[str, str]] = set()
+    planned: set[str] = set()
+    calls_out: set[tuple[str, str, int]] = set()
 
     def profile(frame, event, _arg):
         if event != "call":
@@ -51,10 +55,14 @@ def traced(run) -> dict:
         for value in frame.f_locals.values():
             if type(value).__name__ == "FlipOptions":
                 reached.add(callee)
-                break
+            elif type(value).__module__ == "detcheck.plan" and type(value).__name__ == "Plan":
+                planned.add(callee)
         caller = frame.f_back
-        if caller is not None and module_of(caller.f_code) == START and callee != START:
-            calls_out.add((callee, frame.f_code.co_name))
+        if caller is not None and module_of(caller.f_code) in START and callee not in START:
+            code = frame.f_code
+            name = code.co_qualname if hasattr(code, "co_qualname") else code.co_name
+            width = code.co_argcount + code.co_kwonlyargcount - ("self" in code.co_varnames[:1])
+            calls_out.add((callee, name, width))
 
     sys.setprofile(profile)
     try:
@@ -63,9 +71,11 @@ def traced(run) -> dict:
         sys.setprofile(None)
     return {
         "options reach (modules)": len(reached),
-        "calls out of flip.py (returns)": len(calls_out),
-        "modules called from flip.py": len({m for m, _ in calls_out}),
-        "reached": ", ".join(sorted(m.removeprefix("detcheck.") for m in reached)),
+        "plan reaches (modules)": len(planned),
+        "calls out of the command (returns)": len(calls_out),
+        "modules called": len({m for m, _, _ in calls_out}),
+        "widest call out": "{2} ({1})".format(*max(calls_out, key=lambda c: c[2])),
+        "options reached": ", ".join(sorted(m.removeprefix("detcheck.") for m in reached)),
     }
 
 

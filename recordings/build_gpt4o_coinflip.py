@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from detcheck.config import FlipConfig
-from detcheck.plan import RetryPolicy
+from detcheck.plan import Control, Plan, RetryPolicy
 from detcheck.send.record import parse_chat_body, success_fields
 from detcheck.send.tokens import resolve_targets
 from detcheck.store import RunWriter
@@ -156,15 +156,8 @@ def main() -> None:
     config = FlipConfig()
     targets = resolve_targets(config.model, config.labels)
     config = FlipConfig(targets={t.label: t.token for t in targets})
-    meta = run_meta(
-        config,
-        targets,
-        n=len(calls),
-        endpoint="https://api.openai.com/v1",
-        concurrency=None,
-        rpm=None,
-        policy=RetryPolicy(),
-    )
+    plan = Plan(config, targets, None, len(calls), Control(concurrency=None), RetryPolicy(), {}, {})
+    meta = run_meta(plan, "https://api.openai.com/v1")
     meta.update(
         run_id=NAME,
         started_at=None,

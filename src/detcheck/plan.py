@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from detcheck import spec
-from detcheck.config import strip_credentials, uri_secrets
+from detcheck.config import FlipConfig, strip_credentials, uri_secrets
 
 if TYPE_CHECKING:
     import httpx2
@@ -57,3 +57,55 @@ class Target:
     label: str
     token: str
     how: str  # why this token was chosen, for the user
+
+
+@dataclass(frozen=True)
+class Control:
+    """How a run goes, not what it measures: a resume may change these (detcheck.spec)."""
+
+    concurrency: int = spec.default("concurrency")
+    rpm: float | None = None  # a cap on requests per minute; None: none
+    background_load: int = 0  # unrelated requests kept in flight alongside (online only)
+    hold_concurrency: bool = False  # 429s retried without cutting the concurrency
+    poll_s: float = spec.default("batch_poll_s")  # the Batch API: between status checks
+    cancel_on_interrupt: bool = False  # the Batch API: Ctrl-C cancels the batch too
+    progress: bool = True  # a progress bar on the terminal
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a run picks up: what it already holds (nothing, for a new run)."""
+
+    done: int = 0  # successes stored
+    call: int = 0  # the next call's index
+    seq: int = 0  # the next attempt's number
+
+
+@dataclass
+class Plan:
+    """One run, resolved once from the options (and, for a resume, from the stored run): what
+    is sent, to where, how, until when, and where it is written. Sending, the Batch API path and
+    the report take this, not the options."""
+
+    config: FlipConfig
+    targets: list[Target]
+    endpoint: Endpoint | None  # None: nothing will be sent (a dry run, a finished run)
+    n: int  # successes the run holds when complete
+    control: Control
+    policy: RetryPolicy
+    spend: dict  # what it will send and cost at most (the --dry-run answer)
+    meta: dict  # run.json as it starts (a resume: the stored one, this session added)
+    out: str = ""  # where a new run's directory goes (a resume writes into its own)
+    via: str = "online"  # the serving tier: online, or the Batch API
+    start: Start = Start()
+    thresholds: tuple = ()  # the report's clustering gaps
+    answer_regex: str | None = None  # generate: the answer in each completion (TARa@N)
+    stored: object = None  # a resume: the stored run (its directory, lock and upload mirror)
+
+    @property
+    def remaining(self) -> int:
+        return self.n - self.start.done
+
+    @property
+    def replay(self) -> bool:
+        return bool(self.meta.get("replay_of"))

@@ -26,7 +26,7 @@ class ReplayServer:
     holds the JSON bodies it was sent. Use it as a context manager, or call `close()`."""
 
     def __init__(self, recording: str | Path):
-        from detcheck.store.runs import replay_source
+        from detcheck.send.transport import replay_source
 
         bodies, self.meta = replay_source(Path(recording))
         self._bodies = bodies

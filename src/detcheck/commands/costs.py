@@ -40,7 +40,7 @@ def cost_line(config: FlipConfig, n: int, replay: bool, via: str = "online") -> 
 CONFIRM_ABOVE_USD = 5.0
 
 
-def plan(config: FlipConfig, n: int, endpoint: str, replay: bool, via: str = "online") -> dict:
+def spend_of(config: FlipConfig, n: int, endpoint: str, replay: bool, via: str = "online") -> dict:
     """What a run will send and, at list prices, cost at most (the --dry-run answer)."""
     from detcheck.send.tokens import count_prompt_tokens, estimate_cost_usd
 

@@ -36,7 +36,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
 from detcheck.errors import EndpointError
-from detcheck.plan import RetryPolicy
+from detcheck.plan import Plan, RetryPolicy
 from detcheck.send.online import RETRYABLE_STATUS, Outcome, make_client, within
 from detcheck.send.record import (
     FINAL_KINDS,
@@ -228,30 +228,19 @@ class BatchAPI:
 class BatchFlip:
     """A measurement through the Batch API; `run()` returns the Outcome, like an online Flip."""
 
-    def __init__(
-        self,
-        config,
-        endpoint,
-        writer,
-        n: int,
-        policy,
-        concurrency: int,
-        start_seq: int = 0,
-        poll_s: float = 15.0,
-        cancel_on_interrupt: bool = False,
-        on_notice: Callable[[str], None] | None = None,
-    ):
-        self.config, self.endpoint, self.writer, self.policy = config, endpoint, writer, policy
+    def __init__(self, plan: Plan, writer, on_notice: Callable[[str], None] | None = None):
+        config, endpoint = plan.config, plan.endpoint
+        self.config, self.endpoint, self.writer, self.policy = config, endpoint, writer, plan.policy
         self.target_total = int(writer.meta["n_requested"])
-        self.poll_s = poll_s
-        self.cancel_on_interrupt = cancel_on_interrupt
+        self.poll_s = plan.control.poll_s
+        self.cancel_on_interrupt = plan.control.cancel_on_interrupt
         self.secrets = endpoint.secrets
         notice = on_notice or (lambda message: None)
         # ids, statuses and messages in a notice are the server's: redacted, on one line
         self.on_notice = lambda message: notice(printable(redact(message, self.secrets)))
         self.on_progress: Callable[[Outcome], None] = lambda outcome: None
         self.outcome = Outcome()
-        self.limit = _Limit(concurrency)
+        self.limit = _Limit(plan.control.concurrency)
         whole = config.kind == "generate"
         self.parse = (
             functools.partial(config.shape.parse, whole=True) if whole else config.shape.parse
@@ -259,7 +248,7 @@ class BatchFlip:
         self.targets = frozenset(config.targets.values())
         # the Batch API names the endpoint with its version: /v1/chat/completions
         self.url = "/v1" + config.path
-        self._seq = start_seq
+        self._seq = plan.start.seq
         self._started = time.monotonic()
         self._signalled = False
         self._load_state()

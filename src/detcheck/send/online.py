@@ -25,13 +25,12 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
 from detcheck.config import (
-    FlipConfig,
     split_query,
     strip_credentials,
     without_userinfo,
 )
 from detcheck.errors import DetcheckError, EndpointError, Interrupted
-from detcheck.plan import Endpoint, RetryPolicy
+from detcheck.plan import Endpoint, Plan
 from detcheck.send.record import (
     FINAL_KINDS,
     MAX_ERROR_BODY_CHARS,
@@ -216,31 +215,21 @@ class Flip:
 
     def __init__(
         self,
-        config: FlipConfig,
-        endpoint: Endpoint,
+        plan: Plan,
         writer: RunWriter,
-        *,
-        n: int,
-        concurrency: int,
-        rpm: float | None,
-        policy: RetryPolicy | None = None,
-        on_progress: Callable[[Outcome], None] | None = None,
         on_notice: Callable[[str], None] | None = None,
-        start_call: int = 0,
-        start_seq: int = 0,
-        background_load: int = 0,
-        hold_concurrency: bool = False,
     ):
+        config, endpoint, control = plan.config, plan.endpoint, plan.control
         self.config = config
-        self.background_load = background_load
+        self.background_load = control.background_load
         self._background_in_flight = 0
         self.endpoint = endpoint
         self.writer = writer
-        self.n = n
-        self.concurrency = concurrency
-        self.rpm = rpm
-        self.policy = policy or RetryPolicy()
-        self.on_progress = on_progress or (lambda outcome: None)
+        self.n = n = plan.remaining
+        self.concurrency = control.concurrency
+        self.rpm = control.rpm
+        self.policy = plan.policy
+        self.on_progress: Callable[[Outcome], None] = lambda outcome: None
         self.on_notice = on_notice or (lambda message: None)
         self.body = config.request_body()
         whole = config.kind == "generate"  # every position, not only the first
@@ -251,10 +240,10 @@ class Flip:
         self.secrets = endpoint.secrets
         self.outcome = Outcome()
         self._refusals = 0  # connections refused before any response (see _unreachable)
-        self._next_call = start_call
-        self._end_call = start_call + n
-        self._seq = start_seq
-        self.limit = AdaptiveLimit(concurrency, adaptive=not hold_concurrency)
+        self._next_call = plan.start.call
+        self._end_call = plan.start.call + n
+        self._seq = plan.start.seq
+        self.limit = AdaptiveLimit(control.concurrency, adaptive=not control.hold_concurrency)
         self._stop = asyncio.Event()
         self._fatal: DetcheckError | None = None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import httpx2
 
@@ -172,3 +173,33 @@ class _DecodedStream(httpx2.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self.response.aclose()
+
+
+def replay_source(path: Path):
+    """The successful response bodies of a stored run (an Arrow string array), in the order
+    they were received, and the run's metadata."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from detcheck.errors import DataError
+    from detcheck.store import read_run
+
+    run = read_run(Path(path), columns=["ok", "seq", "raw_body"])
+    meta, table = run.meta, run.table
+    del run
+    # One copy of the bodies, not one per step (filter, sort, drop nulls): a 10,000-response
+    # recording is ~36 MB of text, and every intermediate copy stayed in the process's RSS.
+    usable = pc.and_(table["ok"], pc.is_valid(table["raw_body"])).to_numpy()
+    seq = table["seq"].to_numpy()
+    keep = np.flatnonzero(usable)
+    keep = keep[np.argsort(seq[keep], kind="stable")]
+    if len(keep) == table.num_rows and (np.diff(keep) == 1).all():
+        bodies = table["raw_body"].combine_chunks()  # the usual recording: in order, all usable
+    else:
+        bodies = table["raw_body"].take(pa.array(keep)).combine_chunks()
+    del table
+    pa.default_memory_pool().release_unused()
+    if not len(bodies):
+        raise DataError(f"{path}: no successful responses with a stored body to replay")
+    return bodies, meta

@@ -10,8 +10,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from detcheck import __version__
-from detcheck.config import FlipConfig, strip_credentials
-from detcheck.plan import RetryPolicy, Target
+from detcheck.config import strip_credentials
+from detcheck.plan import Plan
 from detcheck.store import RunWriter, utc_now
 from detcheck.store.files import elide_long_texts
 from detcheck.store.schema import RUN_JSON_VERSION, SCHEMA_VERSION
@@ -81,18 +81,15 @@ def new_run_id(model: str) -> str:
 
 
 def run_meta(
-    config: FlipConfig,
-    targets: list[Target],
-    *,
-    n: int,
+    plan: Plan,
     endpoint: str,
-    concurrency: int,
-    rpm: float | None,
-    policy: RetryPolicy,
+    *,
     replay_of: str | None = None,
     tags: dict | None = None,
     timeout_s: float | None = None,
 ) -> dict:
+    """run.json as a new run starts: what the plan measures, how, and with what versions."""
+    config, targets, n = plan.config, plan.targets, plan.n
     return {
         "tags": tags or {},
         "schema_version": SCHEMA_VERSION,
@@ -112,9 +109,9 @@ def run_meta(
         "endpoint": strip_credentials(endpoint) if "://" in endpoint else endpoint,
         "api": config.api,
         "replay_of": replay_of,
-        "concurrency": concurrency,
-        "rpm": rpm,
-        "retry_policy": asdict(policy),
+        "concurrency": plan.control.concurrency,
+        "rpm": plan.control.rpm,
+        "retry_policy": asdict(plan.policy),
         "timeout_s": timeout_s,
         "versions": versions(),
     }
@@ -160,33 +157,3 @@ def staging_dir(run_id: str) -> Path:
     run_dir = root / run_id
     run_dir.mkdir(mode=0o700, exist_ok=True)
     return run_dir
-
-
-def replay_source(path: Path):
-    """The successful response bodies of a stored run (an Arrow string array), in the order
-    they were received, and the run's metadata."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from detcheck.errors import DataError
-    from detcheck.store import read_run
-
-    run = read_run(Path(path), columns=["ok", "seq", "raw_body"])
-    meta, table = run.meta, run.table
-    del run
-    # One copy of the bodies, not one per step (filter, sort, drop nulls): a 10,000-response
-    # recording is ~36 MB of text, and every intermediate copy stayed in the process's RSS.
-    usable = pc.and_(table["ok"], pc.is_valid(table["raw_body"])).to_numpy()
-    seq = table["seq"].to_numpy()
-    keep = np.flatnonzero(usable)
-    keep = keep[np.argsort(seq[keep], kind="stable")]
-    if len(keep) == table.num_rows and (np.diff(keep) == 1).all():
-        bodies = table["raw_body"].combine_chunks()  # the usual recording: in order, all usable
-    else:
-        bodies = table["raw_body"].take(pa.array(keep)).combine_chunks()
-    del table
-    pa.default_memory_pool().release_unused()
-    if not len(bodies):
-        raise DataError(f"{path}: no successful responses with a stored body to replay")
-    return bodies, meta
