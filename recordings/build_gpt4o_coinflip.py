@@ -18,8 +18,9 @@ import numpy as np
 
 from detcheck.config import FlipConfig
 from detcheck.plan import Control, Plan, RetryPolicy
-from detcheck.send.record import parse_chat_body, success_fields
+from detcheck.send.record import success_fields
 from detcheck.send.tokens import resolve_targets
+from detcheck.shapes import shape
 from detcheck.store import RunWriter
 from detcheck.store.runs import run_meta
 
@@ -182,7 +183,7 @@ def main() -> None:
                 "started_at": created_us,
                 "finished_at": created_us,
                 "raw_body": text,
-                **success_fields(parse_chat_body(text)),
+                **success_fields(shape("chat").parse(text)),
             }
         )
     writer.close(status="complete", ended_at=None, successes=len(calls), attempts=len(calls))

@@ -9,7 +9,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detcheck.send.record import MalformedResponse, redact_row, success_fields
+from detcheck.send.record import redact_row, success_fields
+from detcheck.shapes._parse import MalformedResponse
 from detcheck.shapes.chat import parse as parse_chat_body
 from detcheck.store import rows_to_table
 

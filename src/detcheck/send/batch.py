@@ -39,16 +39,14 @@ from detcheck.errors import EndpointError
 from detcheck.plan import Plan, RetryPolicy
 from detcheck.send.online import RETRYABLE_STATUS, Outcome, make_client, within
 from detcheck.send.record import (
-    FINAL_KINDS,
-    MalformedResponse,
     body_text,
     error_message_from_body,
-    int_or_none,
     redact_row,
     success_fields,
     unusable_reason,
 )
 from detcheck.send.transport import MAX_BODY_BYTES, BodyRejected
+from detcheck.shapes._parse import FINAL_KINDS, MalformedResponse, int_or_none
 from detcheck.store import to_micros, utc_now
 from detcheck.text import clip, printable, redact
 

@@ -32,9 +32,7 @@ from detcheck.config import (
 from detcheck.errors import DetcheckError, EndpointError, Interrupted
 from detcheck.plan import Endpoint, Plan
 from detcheck.send.record import (
-    FINAL_KINDS,
     MAX_ERROR_BODY_CHARS,
-    MalformedResponse,
     allowed_headers,
     body_text,
     error_code_from_body,
@@ -44,6 +42,7 @@ from detcheck.send.record import (
     unusable_reason,
 )
 from detcheck.send.transport import BodyRejected, CappedTransport
+from detcheck.shapes._parse import FINAL_KINDS, MalformedResponse
 from detcheck.store import RunWriter, to_micros, utc_now
 from detcheck.text import clip, printable, redact
 

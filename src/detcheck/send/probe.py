@@ -21,7 +21,8 @@ from detcheck.config import FlipConfig
 from detcheck.errors import EndpointError
 from detcheck.plan import Endpoint
 from detcheck.send.online import make_client, within
-from detcheck.send.record import MalformedResponse, error_message_from_body, load_json
+from detcheck.send.record import error_message_from_body
+from detcheck.shapes._parse import MalformedResponse, load_json
 from detcheck.text import clip, printable, redact
 
 TEMPERATURES = (0.0, 1.0, 2.0)

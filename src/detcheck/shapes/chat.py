@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from detcheck.send.record import (
+from detcheck.shapes._parse import (
     MalformedResponse,
     Parsed,
     first_choice,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from detcheck.send.record import (
+from detcheck.shapes._parse import (
     Generation,
     MalformedResponse,
     Parsed,
