@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from detcheck.cli import app
-from detcheck.send.batch import MAX_BYTES, MAX_LINES, _chunks
+from detcheck.send.batch_api import MAX_BYTES, MAX_LINES, into_files
 from detcheck.store import read_run
 from fake_batch import FakeBatchAPI
 
@@ -153,10 +153,10 @@ def test_a_recorded_batch_run_replays_offline(tmp_path):
 
 
 def test_requests_are_split_into_files_within_the_batch_limits():
-    assert [len(c) for c in _chunks(list(range(120_000)), 100)] == [MAX_LINES, MAX_LINES, 20_000]
+    assert [len(c) for c in into_files(list(range(120_000)), 100)] == [MAX_LINES, MAX_LINES, 20_000]
     per_file = MAX_BYTES // 10_000  # a generate request with a long prompt: bytes decide
-    chunks = _chunks(list(range(50_000)), 10_000)
-    assert all(len(c) <= per_file for c in chunks) and sum(map(len, chunks)) == 50_000
+    files = into_files(list(range(50_000)), 10_000)
+    assert all(len(c) <= per_file for c in files) and sum(map(len, files)) == 50_000
 
 
 def test_batch_and_replay_or_background_load_are_refused(tmp_path, recording):

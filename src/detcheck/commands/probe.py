@@ -19,7 +19,7 @@ def probe_command(options, log: Log | None = None) -> dict:
     config, _ = resolve_config(options)
     endpoint = live_endpoint(options.value("base_url"), options.value("timeout_s"))
     if options.value("via") == "batch":
-        from detcheck.send.batch import probe_batch
+        from detcheck.send.probe import probe_batch
 
         return probe_batch(config, endpoint, options.value("batch_poll_s"), log)
     return probe(config, endpoint)

@@ -24,203 +24,47 @@ import asyncio
 import contextlib
 import functools
 import json
-import re
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-
-import httpx2
-import openai
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_exponential_jitter
+from collections.abc import Callable
 
 from detcheck.errors import EndpointError
-from detcheck.plan import Plan, RetryPolicy
-from detcheck.send.online import RETRYABLE_STATUS, Outcome, make_client, within
+from detcheck.plan import Plan
+from detcheck.send.batch_api import (
+    DONE,
+    MAX_LINES,
+    WINDOW,
+    BatchAPI,
+    CallFailed,
+    counts_text,
+    custom_id,
+    duration_text,
+    error_kind,
+    failure_of,
+    given_up,
+    ids_of,
+    into_files,
+    raw_text,
+    read_output_line,
+    sent_ranges,
+    to_micros_s,
+)
+from detcheck.send.online import Outcome
 from detcheck.send.record import (
     body_text,
-    error_message_from_body,
     redact_row,
     success_fields,
     unusable_reason,
 )
-from detcheck.send.transport import MAX_BODY_BYTES, BodyRejected
-from detcheck.shapes._parse import FINAL_KINDS, MalformedResponse, int_or_none
+from detcheck.shapes._parse import FINAL_KINDS, MalformedResponse
 from detcheck.store import to_micros, utc_now
 from detcheck.text import clip, printable, redact
-
-# The Batch API's limits per input file
-MAX_LINES = 50_000
-MAX_BYTES = 200 * 1024 * 1024
-WINDOW = "24h"
-WINDOW_S = 24 * 3600
-DONE = {"completed", "failed", "expired", "cancelled"}
-KNOWN = DONE | {"validating", "in_progress", "finalizing", "cancelling"}
-# A batch still running this long after its window closed is ended: providers say a batch
-# expires at its window; one that does not is not waited for for ever.
-GRACE_S = 3600
-# One output line: a response body (capped online at MAX_BODY_BYTES) and the line around it
-MAX_LINE_BYTES = MAX_BODY_BYTES + 64 * 1024
-RAW_CLIP_CHARS = 4_000  # what a row keeps of a line it could not read
-
-
-class CallFailed(EndpointError):
-    """A Batch API call that failed; `transient`: trying again may help (no answer, a dropped
-    connection, a 5xx or a 429), so a create that failed so may have gone through."""
-
-    def __init__(self, message: str, transient: bool):
-        super().__init__(message)
-        self.transient = transient
-
-
-# what a streamed download raises comes from the HTTP client itself, not the SDK
-_DROPPED = (openai.APIConnectionError, BodyRejected, OSError, httpx2.TransportError,
-            httpx2.StreamError)  # fmt: skip
 
 
 class _Limit:  # what the caller reads of an online run's concurrency (never lowered here)
     def __init__(self, concurrency: int):
         self.lowest = concurrency
-
-
-def custom_id(call: int, attempt: int) -> str:
-    return f"call-{call}-attempt-{attempt}"
-
-
-def sent_ranges(lines: list[tuple[int, int]]) -> list[list[int]]:
-    """(call, attempt) pairs as [first call, last call, attempt] runs: what _run.json keeps of a
-    batch's input, so a resume knows its custom_ids without downloading the file."""
-    runs: list[list[int]] = []
-    for call, attempt in lines:
-        if runs and runs[-1][2] == attempt and runs[-1][1] == call - 1:
-            runs[-1][1] = call
-        else:
-            runs.append([call, call, attempt])
-    return runs
-
-
-def ids_of(ranges: list[list[int]]) -> dict[str, tuple[int, int]]:
-    return {
-        custom_id(c, attempt): (c, attempt)
-        for first, last, attempt in ranges
-        for c in range(first, last + 1)
-    }
-
-
-def _kind(text: object) -> str:
-    """An error code from the server as an error_type: a word, never a forged line."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text))[:60] or "error"
-
-
-class BatchAPI:
-    """The Batch API's calls, each bounded by the timeout as a whole (a server that drips
-    bytes cannot hold one), retried by detcheck where that is safe, redacted, and failing as
-    EndpointError (exit 3)."""
-
-    def __init__(self, endpoint, policy=None):
-        self.endpoint = endpoint
-        self.policy = policy or RetryPolicy()
-        self.timeout_s = endpoint.timeout_s
-        self.secrets = endpoint.secrets
-
-    async def __aenter__(self) -> BatchAPI:
-        self.client = make_client(self.endpoint)  # max_retries=0: only detcheck retries
-        await self.client.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.client.__aexit__(*exc)
-
-    def clean(self, text: object) -> str:
-        """Server text as it may be stored or shown: no secret, no control characters."""
-        return printable(clip(redact(str(text), self.secrets))) or ""
-
-    async def retried(self, once: Callable, attempts: int | None = None):
-        """`once()` again while it fails with a transient CallFailed, with the online path's
-        backoff (tenacity's exponential with jitter), at most `attempts` times in all."""
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda exc: isinstance(exc, CallFailed) and exc.transient),
-            stop=stop_after_attempt(attempts or self.policy.max_attempts),
-            wait=wait_exponential_jitter(
-                multiplier=self.policy.initial_backoff_s, max=self.policy.max_backoff_s
-            ),
-            reraise=True,
-        )
-        return await retrying(once)
-
-    async def call(self, what: str, make: Callable, retry: bool = True, bounded: bool = True):
-        """`make()` (an SDK coroutine), bounded by --timeout as a whole (unless `bounded` is
-        False: a download bounds itself) and retried on what retrying can fix."""
-
-        async def once():
-            try:
-                return await (within(self.timeout_s, make()) if bounded else make())
-            except Exception as exc:
-                transient, reason = self.explain(exc)
-                raise CallFailed(f"{what}: {reason}", transient) from None
-
-        return await self.retried(once, None if retry else 1)
-
-    def explain(self, exc: BaseException) -> tuple[bool, str]:
-        """(whether trying again may help, the reason as it may be shown)."""
-        if isinstance(exc, openai.APIStatusError):
-            try:
-                body = exc.response.content
-            except Exception:  # a streamed error body that was never read
-                body = None
-            message = error_message_from_body(body) or exc.message
-            status = exc.status_code
-            return status in RETRYABLE_STATUS, self.clean(f"HTTP {status}: {message}")
-        if isinstance(exc, (TimeoutError, asyncio.TimeoutError, openai.APITimeoutError)):
-            return True, f"no answer within --timeout {self.timeout_s:g} s"
-        if isinstance(exc, _DROPPED):
-            return True, self.clean(f"{type(exc).__name__}: {exc}")
-        raise exc
-
-    async def lines(self, file_id: str, max_lines: int) -> AsyncIterator[bytes | int]:
-        """A file's lines, streamed: each line's bytes, or the length of a line over
-        MAX_LINE_BYTES (its bytes are not kept). Each MAX_BODY_BYTES may take --timeout: a
-        large file may take long, a dripping one cannot hold the run."""
-        loop = asyncio.get_running_loop()
-        started, received = loop.time(), 0
-
-        def left_s() -> float:
-            allowed = self.timeout_s * (1 + received // MAX_BODY_BYTES)
-            return max(0.0, started + allowed - loop.time())
-
-        manager = self.client.files.with_streaming_response.content(file_id)
-        response = await asyncio.wait_for(manager.__aenter__(), self.timeout_s)
-        try:
-            chunks = response.iter_bytes().__aiter__()
-            buffer, over, count = bytearray(), 0, 0
-            while count < max_lines:
-                try:
-                    chunk = await asyncio.wait_for(chunks.__anext__(), left_s())
-                except StopAsyncIteration:
-                    break
-                received += len(chunk)
-                start = 0
-                while count < max_lines:
-                    end = chunk.find(b"\n", start)
-                    piece = chunk[start:] if end < 0 else chunk[start:end]
-                    if over:
-                        over += len(piece)
-                    elif len(buffer) + len(piece) > MAX_LINE_BYTES:
-                        over = len(buffer) + len(piece)
-                        buffer = bytearray(buffer[:RAW_CLIP_CHARS])
-                    else:
-                        buffer += piece
-                    if end < 0:
-                        break
-                    count += 1
-                    yield over or bytes(buffer)
-                    buffer, over, start = bytearray(), 0, end + 1
-            if (buffer or over) and count < max_lines:
-                yield over or bytes(buffer)
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(manager.__aexit__(None, None, None), self.timeout_s)
 
 
 class BatchFlip:
@@ -320,7 +164,7 @@ class BatchFlip:
         while len(self.succeeded) < self.target_total:
             lines = self._next_lines()
             # every file of this round submitted before waiting: the batches run side by side
-            records = [await self._submit(chunk) for chunk in _chunks(lines, self._line_bytes())]
+            records = [await self._submit(chunk) for chunk in into_files(lines, self._line_bytes())]
             for record in records:
                 await self._settle(record)
 
@@ -452,17 +296,17 @@ class BatchFlip:
                 "polling the batch", lambda: self.api.client.batches.retrieve(record["id"])
             )
             status = self.api.clean(batch.status)
-            state = f"batch {batch.id}: {status}" + _counts(batch.request_counts)
+            state = f"batch {batch.id}: {status}" + counts_text(batch.request_counts)
             now = time.monotonic()
             if state != shown or now - last_shown_at > 60:
-                self.on_notice(f"{state} ({_duration(now - self._started)})")
+                self.on_notice(f"{state} ({duration_text(now - self._started)})")
                 shown, last_shown_at = state, now
             if status != record.get("status"):
                 record["status"] = status
                 self.writer.write_meta()
             if status in DONE:
                 return batch, None
-            ended = _given_up(batch, status)
+            ended = given_up(batch, status)
             if ended is not None:
                 return batch, ended
             await asyncio.sleep(self.poll_s)
@@ -509,7 +353,7 @@ class BatchFlip:
             elif unreadable is not None:
                 kind, message = "batch_output_unreadable", unreadable
             elif status != "completed":
-                kind = f"batch_{_kind(status)}"
+                kind = f"batch_{error_kind(status)}"
                 message = f"the batch ended {self.api.clean(status)} before this request ran"
             else:
                 kind, message = "batch_missing_line", "the completed batch returned no line for it"
@@ -538,52 +382,31 @@ class BatchFlip:
 
     def _store_line(self, raw, sent: dict, answered: set, batch_id, times) -> int:
         """One line of an output or error file as a row; 1 if its custom_id was never sent."""
-        if isinstance(raw, int):
-            self._bad_line(
-                f"a line of {raw:,} bytes, over {MAX_LINE_BYTES:,}", b"", batch_id, times
-            )
+        line = read_output_line(raw)
+        if isinstance(line, str):  # why it names no call
+            self._bad_line(line, b"" if isinstance(raw, int) else raw, batch_id, times)
             return 0
-        try:
-            line = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            self._bad_line(f"not JSON: {exc}", raw, batch_id, times)
-            return 0
-        cid = line.get("custom_id") if isinstance(line, dict) else None
-        if not isinstance(cid, str):
-            self._bad_line("not an object with a custom_id", raw, batch_id, times)
-            return 0
+        cid = line.custom_id
         if cid in self.seen or cid in answered:  # collected before a kill, or twice: once
             return 0
         if cid not in sent:
             row = self._row(-1, 0, self.api.clean(cid), batch_id, times)
-            row.update(error_type="batch_foreign_line", raw_body=_raw(raw))
+            row.update(error_type="batch_foreign_line", raw_body=raw_text(raw))
             row["error"] = "a line whose custom_id this batch never sent"
             self._append(row)
             self.outcome.errors["batch_foreign_line"] += 1
             return 1
         answered.add(cid)
         call, attempt = sent[cid]
-        response = line.get("response") if isinstance(line.get("response"), dict) else {}
-        error = line.get("error") if isinstance(line.get("error"), dict) else {}
-        status = int_or_none(response.get("status_code"))
-        body = response.get("body")
-        if isinstance(body, str):  # some servers send the body as a JSON string
-            with contextlib.suppress(ValueError, RecursionError):
-                body = json.loads(body)
         row = self._row(call, attempt, cid, batch_id, times)
-        request_id = response.get("request_id")
-        row.update(http_status=status, request_id=request_id if type(request_id) is str else None)
+        row.update(http_status=line.status, request_id=line.request_id)
+        body = line.body
         if body is not None:
             row["raw_body"] = body_text(json.dumps(body).encode())
-        if status != 200 or not isinstance(body, dict):
-            inner = body.get("error") if isinstance(body, dict) else None
-            message = inner.get("message") if isinstance(inner, dict) else None
-            message = message or error.get("message") or f"HTTP {status}"
-            kind = f"http_{status}" if status else f"batch_{_kind(error.get('code') or 'error')}"
-            if status == 200:
-                kind, message = "malformed_body", "the line's response has no JSON object body"
+        if line.status != 200 or not isinstance(body, dict):
+            kind, message = failure_of(line)
             if row.get("raw_body") is None:
-                row["raw_body"] = _raw(raw)
+                row["raw_body"] = raw_text(raw)
             row.update(error_type=kind, error=self.api.clean(message))
             self._failed(row, kind, row["error"])
             return 0
@@ -613,7 +436,7 @@ class BatchFlip:
     def _bad_line(self, why: str, raw: bytes, batch_id, times) -> None:
         """A line that answers no call that can be named: kept (clipped), never counted."""
         row = self._row(-1, 0, None, batch_id, times)
-        row.update(error_type="batch_bad_line", error=clip(why), raw_body=_raw(raw))
+        row.update(error_type="batch_bad_line", error=clip(why), raw_body=raw_text(raw))
         self._append(row)
         self.outcome.errors["batch_bad_line"] += 1
 
@@ -674,111 +497,3 @@ class BatchFlip:
                 "--resume collects it without sending anything again"
             )
         self.writer.write_meta()
-
-
-def _given_up(batch, status: str) -> tuple[str, str] | None:
-    if status not in KNOWN:
-        return (
-            "batch_unknown_status",
-            f"the batch reports status {status!r}, which no Batch API has",
-        )
-    created = batch.created_at or time.time()
-    expires = batch.expires_at or created + WINDOW_S
-    late_s = time.time() - expires
-    if late_s > GRACE_S:
-        return (
-            "batch_overdue",
-            f"the batch is still {status} {_duration(late_s)} past its completion window",
-        )
-    return None
-
-
-def _counts(counts) -> str:
-    """`, 3/10 done, 0 failed` from request_counts, whatever of it the server sent."""
-    done, total, failed = (
-        int_or_none(getattr(counts, name, None)) for name in ("completed", "total", "failed")
-    )
-    if total is None:
-        return ""
-    return f", {done if done is not None else '?'}/{total:,} done, {failed or 0:,} failed"
-
-
-def _raw(raw: bytes | str) -> str:
-    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-    return clip(text, RAW_CLIP_CHARS)
-
-
-def _chunks(lines: list, line_bytes: int) -> list[list]:
-    per_file = max(1, min(MAX_LINES, MAX_BYTES // max(1, line_bytes)))
-    return [lines[i : i + per_file] for i in range(0, len(lines), per_file)]
-
-
-def to_micros_s(seconds: int | float) -> int:
-    return int(seconds * 1_000_000)
-
-
-def _duration(seconds: float) -> str:
-    minutes, s = divmod(int(seconds), 60)
-    hours, m = divmod(minutes, 60)
-    return f"{hours}h {m:02d}m" if hours else f"{m}m {s:02d}s"
-
-
-def probe_batch(config, endpoint, poll_s: float = 15.0, log=None) -> dict:
-    """Submit a one-request batch and say what its output line carries: logprobs, how many
-    top logprobs of the 20 asked for, a fingerprint. (No provider documents whether batch
-    output keeps logprobs: this finds out.) Bounded as a run is: past its window and the
-    grace, or in an unknown status, the probe stops and says why."""
-    from dataclasses import replace
-
-    config = replace(config, top_logprobs=20)
-    return asyncio.run(_probe(config, endpoint, poll_s, log or (lambda message: None)))
-
-
-async def _probe(config, endpoint, poll_s: float, log) -> dict:
-    url = "/v1" + config.path
-    line = {"custom_id": "probe", "method": "POST", "url": url, "body": config.request_body()}
-    async with BatchAPI(endpoint) as api:
-        data = (json.dumps(line) + "\n").encode()
-        uploaded = await api.call(
-            "uploading the probe",
-            lambda: api.client.files.create(file=("detcheck-probe.jsonl", data), purpose="batch"),
-        )
-        batch = await api.call(
-            "creating the probe batch",
-            lambda: api.client.batches.create(
-                input_file_id=uploaded.id, endpoint=url, completion_window=WINDOW
-            ),
-            retry=False,
-        )
-        log(f"batch {batch.id} submitted: one request; waiting (it can take up to {WINDOW})")
-        while api.clean(batch.status) not in DONE:
-            ended = _given_up(batch, api.clean(batch.status))
-            if ended is not None:
-                raise EndpointError(f"probe batch {batch.id}: {ended[1]}")
-            await asyncio.sleep(poll_s)
-            batch = await api.call(
-                "polling the probe batch",
-                functools.partial(api.client.batches.retrieve, batch.id),
-            )
-        out: dict = {"endpoint": endpoint.shown, "model": config.model, "api": config.api}
-        out.update(via="batch", batch_id=api.clean(batch.id), batch_status=api.clean(batch.status))
-        answer: dict = {}
-        if batch.output_file_id:
-            async for raw in api.lines(batch.output_file_id, 1):
-                with contextlib.suppress(ValueError, RecursionError, TypeError):
-                    loaded = json.loads(raw)
-                    answer = loaded if isinstance(loaded, dict) else {}
-    response = answer.get("response") if isinstance(answer.get("response"), dict) else {}
-    body = response.get("body")
-    out["status"] = int_or_none(response.get("status_code"))
-    try:
-        parsed = config.shape.parse(json.dumps(body).encode()) if body else None
-    except MalformedResponse as exc:
-        parsed, out["error"] = None, api.clean(exc)
-    out["logprobs"] = parsed is not None
-    out["top_logprobs_requested"] = 20
-    out["top_logprobs_returned"] = len(parsed.top_logprobs) if parsed else 0
-    fingerprint = body.get("system_fingerprint") if isinstance(body, dict) else None
-    out["system_fingerprint"] = bool(fingerprint)
-    out["fingerprint_value"] = api.clean(fingerprint) if isinstance(fingerprint, str) else None
-    return out

@@ -12,6 +12,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import json
 from dataclasses import replace
 
 import httpx2
@@ -20,9 +23,10 @@ import openai
 from detcheck.config import FlipConfig
 from detcheck.errors import EndpointError
 from detcheck.plan import Endpoint
+from detcheck.send.batch_api import DONE, WINDOW, BatchAPI, given_up
 from detcheck.send.online import make_client, within
 from detcheck.send.record import error_message_from_body
-from detcheck.shapes._parse import MalformedResponse, load_json
+from detcheck.shapes._parse import MalformedResponse, int_or_none, load_json
 from detcheck.text import clip, printable, redact
 
 TEMPERATURES = (0.0, 1.0, 2.0)
@@ -173,3 +177,64 @@ def render(result: dict) -> str:
         ["legacy /v1/completions", "answers with logprobs" if result["completions_api"] else "no"],
     ]
     return tabulate(rows, tablefmt="plain")
+
+
+def probe_batch(config, endpoint, poll_s: float = 15.0, log=None) -> dict:
+    """Submit a one-request batch and say what its output line carries: logprobs, how many
+    top logprobs of the 20 asked for, a fingerprint. (No provider documents whether batch
+    output keeps logprobs: this finds out.) Bounded as a run is: past its window and the
+    grace, or in an unknown status, the probe stops and says why."""
+    from dataclasses import replace
+
+    config = replace(config, top_logprobs=20)
+    return asyncio.run(_probe(config, endpoint, poll_s, log or (lambda message: None)))
+
+
+async def _probe(config, endpoint, poll_s: float, log) -> dict:
+    url = "/v1" + config.path
+    line = {"custom_id": "probe", "method": "POST", "url": url, "body": config.request_body()}
+    async with BatchAPI(endpoint) as api:
+        data = (json.dumps(line) + "\n").encode()
+        uploaded = await api.call(
+            "uploading the probe",
+            lambda: api.client.files.create(file=("detcheck-probe.jsonl", data), purpose="batch"),
+        )
+        batch = await api.call(
+            "creating the probe batch",
+            lambda: api.client.batches.create(
+                input_file_id=uploaded.id, endpoint=url, completion_window=WINDOW
+            ),
+            retry=False,
+        )
+        log(f"batch {batch.id} submitted: one request; waiting (it can take up to {WINDOW})")
+        while api.clean(batch.status) not in DONE:
+            ended = given_up(batch, api.clean(batch.status))
+            if ended is not None:
+                raise EndpointError(f"probe batch {batch.id}: {ended[1]}")
+            await asyncio.sleep(poll_s)
+            batch = await api.call(
+                "polling the probe batch",
+                functools.partial(api.client.batches.retrieve, batch.id),
+            )
+        out: dict = {"endpoint": endpoint.shown, "model": config.model, "api": config.api}
+        out.update(via="batch", batch_id=api.clean(batch.id), batch_status=api.clean(batch.status))
+        answer: dict = {}
+        if batch.output_file_id:
+            async for raw in api.lines(batch.output_file_id, 1):
+                with contextlib.suppress(ValueError, RecursionError, TypeError):
+                    loaded = json.loads(raw)
+                    answer = loaded if isinstance(loaded, dict) else {}
+    response = answer.get("response") if isinstance(answer.get("response"), dict) else {}
+    body = response.get("body")
+    out["status"] = int_or_none(response.get("status_code"))
+    try:
+        parsed = config.shape.parse(json.dumps(body).encode()) if body else None
+    except MalformedResponse as exc:
+        parsed, out["error"] = None, api.clean(exc)
+    out["logprobs"] = parsed is not None
+    out["top_logprobs_requested"] = 20
+    out["top_logprobs_returned"] = len(parsed.top_logprobs) if parsed else 0
+    fingerprint = body.get("system_fingerprint") if isinstance(body, dict) else None
+    out["system_fingerprint"] = bool(fingerprint)
+    out["fingerprint_value"] = api.clean(fingerprint) if isinstance(fingerprint, str) else None
+    return out
