@@ -20,8 +20,9 @@ from tenacity.wait import wait_exponential_jitter
 
 from detcheck.errors import EndpointError
 from detcheck.plan import RetryPolicy
-from detcheck.send.online import RETRYABLE_STATUS, make_client, within
+from detcheck.send.client import make_client, within
 from detcheck.send.record import error_message_from_body
+from detcheck.send.retry import RETRYABLE_STATUS
 from detcheck.send.transport import MAX_BODY_BYTES, BodyRejected
 from detcheck.shapes._parse import int_or_none
 from detcheck.text import clip, printable, redact

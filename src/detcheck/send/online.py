@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import functools
 import gc
-import math
 import re
 import signal
 import time
@@ -25,12 +24,11 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
 from detcheck.config import (
-    split_query,
     strip_credentials,
-    without_userinfo,
 )
 from detcheck.errors import DetcheckError, EndpointError, Interrupted
-from detcheck.plan import Endpoint, Plan
+from detcheck.plan import Plan
+from detcheck.send.client import make_client, within
 from detcheck.send.record import (
     MAX_ERROR_BODY_CHARS,
     allowed_headers,
@@ -41,12 +39,18 @@ from detcheck.send.record import (
     success_fields,
     unusable_reason,
 )
-from detcheck.send.transport import BodyRejected, CappedTransport
+from detcheck.send.retry import (
+    RETRYABLE_STATUS,
+    AdaptiveLimit,
+    TransientError,
+    parse_reset_s,
+    retry_after_s,
+)
+from detcheck.send.transport import BodyRejected
 from detcheck.shapes._parse import FINAL_KINDS, MalformedResponse
 from detcheck.store import RunWriter, to_micros, utc_now
 from detcheck.text import clip, printable, redact
 
-RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 # Refused connections and unknown host names, as aiohttp and httpx word them
 _REFUSED = re.compile(
     r"connect call failed|connection refused|errno 111|all connection attempts failed"
@@ -54,52 +58,6 @@ _REFUSED = re.compile(
     re.IGNORECASE,
 )
 UNREACHABLE_AFTER = 3  # refusals before any response that stop a run (a restart is brief)
-
-
-def make_client(endpoint: Endpoint, max_retries: int = 0) -> openai.AsyncOpenAI:
-    """The real SDK client for an endpoint, every response body read through CappedTransport. A
-    query string on the base URL is sent with every request, not glued onto the path."""
-    kind = endpoint.client_kind
-    if kind == "transport":
-        http_client = openai.DefaultAsyncHttpx2Client(transport=endpoint.transport)
-    elif kind == "aiohttp":
-        # The SDK's aiohttp client: 1.4-1.6x the requests/s of its default httpx2 pool at
-        # concurrency 16-256 on loopback (bench/run.py), and it holds up at high concurrency.
-        http_client = openai.DefaultAioHttpClient()
-    else:
-        http_client = openai.DefaultAsyncHttpx2Client()  # the SDK's default httpx2 client
-    # the client's own transports (and those it mounts for proxies from the environment),
-    # wrapped: every body is capped, whichever transport reads it
-    http_client._transport = CappedTransport(http_client._transport)
-    http_client._mounts = {
-        pattern: CappedTransport(t) if t is not None else None
-        for pattern, t in http_client._mounts.items()
-    }
-    # user:password is never sent: the SDK's HTTP client would turn it into Authorization:
-    # Basic, in place of the key (which always goes as Bearer)
-    base_url, query = split_query(without_userinfo(endpoint.base_url))
-    return openai.AsyncOpenAI(
-        api_key=endpoint.api_key,
-        base_url=base_url,
-        default_query=query or None,
-        max_retries=max_retries,
-        timeout=endpoint.timeout_s,
-        http_client=http_client,
-    )
-
-
-if hasattr(asyncio, "timeout"):
-
-    async def within(seconds: float, awaitable):
-        """`awaitable`, cancelled after `seconds` in all (TimeoutError): the SDK's timeouts are per
-        read, so a server that drips a byte a second would otherwise never time out."""
-        async with asyncio.timeout(seconds):
-            return await awaitable
-
-else:  # Python 3.10
-
-    async def within(seconds: float, awaitable):
-        return await asyncio.wait_for(awaitable, seconds)
 
 
 @dataclass
@@ -122,91 +80,6 @@ class Outcome:
 
 class _Abandoned(Exception):
     """Stopping between two attempts of one call: the call is left for --resume."""
-
-
-class TransientError(Exception):
-    def __init__(self, kind: str, message: str, retry_after_s: float | None = None):
-        super().__init__(message)
-        self.kind = kind
-        self.retry_after_s = retry_after_s
-
-
-def _retry_after_s(headers) -> float | None:
-    """Seconds to wait as the server asked (retry-after-ms, or retry-after in seconds)."""
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) * scale)
-        except ValueError:
-            continue  # an HTTP date: rare for APIs; fall back to backoff
-    return None
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_S = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_reset_s(value: str | None) -> float | None:
-    """OpenAI's x-ratelimit-reset-* durations ("1s", "6m0s", "20ms") in seconds."""
-    if not value:
-        return None
-    parts = _DURATION.findall(value)
-    if not parts:
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return sum(float(number) * _UNIT_S[unit] for number, unit in parts)
-
-
-class AdaptiveLimit:
-    """Requests in flight, at most `limit`. A 429 halves the limit (at most once a second);
-    a run of successes as long as the limit raises it by one, back up to the ceiling. A rate-limit
-    header saying nothing is left pauses new requests until its reset time."""
-
-    def __init__(self, ceiling: int, adaptive: bool = True):
-        self.ceiling = ceiling
-        self.adaptive = adaptive  # False: a 429 is retried, but the limit is held (a sweep)
-        self.limit = ceiling
-        self.lowest = ceiling
-        self.in_flight = 0
-        self._ok_streak = 0
-        self._last_cut = -math.inf
-        self._paused_until = 0.0
-        self._cond = asyncio.Condition()
-
-    async def acquire(self) -> int:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.in_flight < self.limit)
-            self.in_flight += 1
-            in_flight = self.in_flight
-        pause = self._paused_until - time.monotonic()
-        if pause > 0:
-            await asyncio.sleep(pause)
-        return in_flight
-
-    async def release(self, throttled: bool, pause_s: float | None = None) -> None:
-        async with self._cond:
-            self.in_flight -= 1
-            now = time.monotonic()
-            if pause_s:
-                self._paused_until = max(self._paused_until, now + min(pause_s, 120.0))
-            if throttled and self.adaptive:
-                self._ok_streak = 0
-                if now - self._last_cut > 1.0:
-                    self.limit = max(1, self.limit // 2)
-                    self.lowest = min(self.lowest, self.limit)
-                    self._last_cut = now
-            else:
-                self._ok_streak += 1
-                if self._ok_streak >= self.limit and self.limit < self.ceiling:
-                    self.limit += 1
-                    self._ok_streak = 0
-            self._cond.notify_all()
 
 
 class Flip:
@@ -560,7 +433,7 @@ class Flip:
             error=message,
         )
         if status in RETRYABLE_STATUS and code != "insufficient_quota":
-            retry_after = _retry_after_s(response.headers if response is not None else None)
+            retry_after = retry_after_s(response.headers if response is not None else None)
             return TransientError(f"http_{status}", message, retry_after)
         # a one-line message: server text with its control characters and newlines escaped
         return EndpointError(_fatal_message(status, printable(message), self.body["model"]))

@@ -24,7 +24,7 @@ from detcheck.config import FlipConfig
 from detcheck.errors import EndpointError
 from detcheck.plan import Endpoint
 from detcheck.send.batch_api import DONE, WINDOW, BatchAPI, given_up
-from detcheck.send.online import make_client, within
+from detcheck.send.client import make_client, within
 from detcheck.send.record import error_message_from_body
 from detcheck.shapes._parse import MalformedResponse, int_or_none, load_json
 from detcheck.text import clip, printable, redact
