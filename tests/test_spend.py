@@ -71,7 +71,7 @@ def test_a_big_run_is_confirmed_before_anything_is_sent(tmp_path, monkeypatch):
 
 
 def test_yes_skips_the_question_and_no_terminal_is_never_asked():
-    from detcheck.cli import asker
+    from detcheck.cli.output import asker
 
     assert asker(yes=True) is None
     assert asker(yes=False) is None  # under pytest stdin is not a terminal

@@ -1,14 +1,9 @@
-"""The `detcheck` command line: parse options, call one plain function, print. Nothing else.
-
-Heavy imports (openai, pyarrow, numpy) happen inside the commands, so `--help` stays fast.
-"""
+"""The commands of `detcheck`, each a Typer function over one plain function of
+detcheck.commands; the app and `main`, the console script."""
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +11,21 @@ from typing import Annotated
 import typer
 
 from detcheck import spec
-from detcheck.errors import DetcheckError
+from detcheck.cli.options import (
+    AllowMixed,
+    AnswerRegex,
+    AsJson,
+    Debug,
+    DryRun,
+    LabelMass,
+    Quiet,
+    Space,
+    Token,
+    Yes,
+    flag,
+    spec_options,
+)
+from detcheck.cli.output import asker, cli_errors, echo, emit, err, print_out, show_plan, warn
 
 app = typer.Typer(
     help="Measure how non-deterministic an LLM endpoint's token log-probabilities are.",
@@ -24,239 +33,6 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
 )
-
-
-def _flag(option: str, help: str, panel: str | None = None, short: str | None = None):
-    """An on/off option: shown without a value label, in its --help group."""
-    names = [option, short] if short else [option]
-    return Annotated[bool, typer.Option(*names, help=help, metavar="", rich_help_panel=panel)]
-
-
-Debug = _flag("--debug", "Show tracebacks on errors.", spec.OUTPUT)
-AsJson = _flag(
-    "--json", "Print exactly one JSON object on stdout; the rest on stderr.", spec.OUTPUT
-)
-LabelMass = Annotated[
-    bool,
-    typer.Option(
-        "--label-mass",
-        help="Analyse the summed probability of every top token that is a prefix of the label "
-        "(He, Head, Heads ... for Heads) instead of one token.",
-    ),
-]
-Space = Annotated[
-    str,
-    typer.Option(
-        help="Cluster on 'pct' (threshold in percentage points) or 'logprob' (threshold in "
-        "nats: for rare tokens, where percentage-point gaps say nothing).",
-    ),
-]
-AnswerRegex = Annotated[
-    str | None,
-    typer.Option(
-        help="For generate runs: a regular expression extracting the answer from each "
-        "completion (its first group, else the whole match), for TARa@N and answer counts.",
-        rich_help_panel=spec.OUTPUT,
-    ),
-]
-AllowMixed = _flag(
-    "--allow-mixed",
-    "Add up runs of different setups (model, prompt, labels, temperature, top_logprobs, API); "
-    "refused by default, naming what differs.",
-)
-Quiet = _flag(
-    "--quiet", "No progress (a bar in a terminal, else a line every 30 s).", spec.OUTPUT, "-q"
-)
-DryRun = _flag(
-    "--dry-run", "Print the plan (requests, tokens, estimated cost) and send nothing.", spec.RUN
-)
-Yes = _flag(
-    "--yes",
-    "Do not ask before a run estimated above $5 (only a terminal is asked).",
-    spec.RUN,
-    "-y",
-)
-Token = Annotated[
-    str | None,
-    typer.Option("--token", help="Analyse this token instead of the one the run measured."),
-]
-
-
-def _option(param: spec.Param, help_text: str | None = None, kind: str = "flip"):
-    """The typer annotation of one spec parameter: every option is None when not given, so
-    a resumed or replayed run's own value can apply before the default."""
-    help_text = help_text or param.help
-    if param.unit and param.unit not in ("s", "pp"):
-        help_text += f" [{param.unit}]"
-    if param.type is bool:
-        info = typer.Option(param.option, help=help_text, metavar="", rich_help_panel=param.group)
-        return Annotated[bool, info], False
-    python_type = {tuple: str, list: list[float]}.get(param.type, param.type)
-    shown = param.show_default
-    if param.name in spec.KIND_DEFAULTS[kind]:
-        shown = None
-    value = spec.default(param.name, kind)
-    if shown is None and value is not None:
-        shown = ", ".join(f"{v:g}" for v in value) if isinstance(value, list) else f"{value}"
-    info = typer.Option(
-        param.option,
-        *([param.short] if param.short else []),
-        help=help_text,
-        metavar="<float>" if param.type is list else None,
-        show_default=shown if shown is not None else False,
-        envvar=param.env,
-        rich_help_panel=param.group,
-    )
-    return Annotated[python_type | None, info], None
-
-
-def spec_options(*names: str, help: dict[str, str] | None = None, kind: str = "flip"):
-    """Add the CLI options of these spec parameters to a command; it receives them as one
-    `given` dict (None: not given), labels already parsed. One name, default and help each."""
-
-    def decorate(func):
-        signature = inspect.signature(func, eval_str=True)  # typer reads real annotations
-        own = [p for p in signature.parameters.values() if p.name != "given"]
-        added = []
-        for name in names:
-            annotation, empty = _option(spec.PARAMS[name], (help or {}).get(name), kind)
-            added.append(
-                inspect.Parameter(
-                    name, inspect.Parameter.KEYWORD_ONLY, default=empty, annotation=annotation
-                )
-            )
-        keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
-        positional = [p for p in keyword if _is_argument(p)]
-        options = [p for p in keyword if not _is_argument(p)]
-
-        @functools.wraps(func)
-        def wrapper(*args, **kwargs):
-            given = {name: kwargs.pop(name, None) for name in names}
-            if given.get("labels") is not None:
-                given["labels"] = spec.parse_labels(given["labels"])
-            return func(*args, given=given, **kwargs)
-
-        parameters = positional + added + options
-        wrapper.__signature__ = signature.replace(parameters=parameters)
-        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
-        return wrapper
-
-    return decorate
-
-
-def _is_argument(parameter: inspect.Parameter) -> bool:
-    metadata = getattr(parameter.annotation, "__metadata__", ())
-    return any(isinstance(m, typer.models.ArgumentInfo) for m in metadata)
-
-
-def echo(text: str) -> None:
-    """Everything printed goes through here or `err`: control characters that slipped into
-    server text (ESC, BEL, CR ...) are shown escaped, so nothing can drive the terminal."""
-    from detcheck.text import printable
-
-    typer.echo(printable(text, keep_lines=True))
-
-
-def err(message: str) -> None:
-    from detcheck.text import printable
-
-    typer.echo(printable(message, keep_lines=True), err=True)
-
-
-def warn(message: str) -> None:
-    err(f"detcheck: warning: {message}")
-
-
-def cli_errors(func=None, *, internal_exit: int = 1):
-    """One line on stderr and the error's exit code; a traceback only with --debug.
-    `internal_exit`: the code for an unexpected failure (compare keeps 1 for "drift")."""
-    if func is None:
-        return functools.partial(cli_errors, internal_exit=internal_exit)
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        debug = kwargs.get("debug") or os.environ.get("DETCHECK_DEBUG") == "1"
-        as_json = kwargs.get("as_json", False)
-        try:
-            return func(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except DetcheckError as exc:
-            if debug:
-                raise
-            fail(f"error: {exc}", exc.exit_code, as_json)
-        except KeyboardInterrupt:
-            fail("interrupted", 130, as_json)
-        except Exception as exc:
-            if debug:
-                raise
-            message = f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)"
-            fail(message, internal_exit, as_json)
-
-    return wrapper
-
-
-def fail(message: str, exit_code: int, as_json: bool = False):
-    """Say why on stderr and exit; under --json the same as one object on stdout too, so a
-    pipe into jq never meets an empty stdout."""
-    err(f"detcheck: {message}")
-    if as_json:
-        from detcheck.text import printable
-
-        reason = message.removeprefix("error: ")
-        typer.echo(json.dumps({"error": printable(reason), "exit_code": exit_code}))
-    raise typer.Exit(exit_code) from None
-
-
-def asker(yes: bool):
-    """How a run asks before spending much: a yes/no question in a terminal, else nobody is
-    asked (a scheduled job, a pipe) and --max-cost is the limit."""
-    if yes or not (sys.stdin.isatty() and sys.stderr.isatty()):
-        return None
-    return lambda question: typer.confirm(question, default=False, err=True)
-
-
-def show_plan(plan: dict, as_json: bool) -> None:
-    from detcheck.commands.costs import fmt_usd
-    from detcheck.render.text import wrap
-
-    cost = plan["estimated_cost_usd"]
-    prompt = plan["prompt_tokens_per_request"]
-    lines = [
-        f"dry run: nothing was sent. {plan['requests']:,} requests to {plan['model']} at "
-        f"{plan['endpoint']} ({plan['api']} API)",
-        "tokens per request: "
-        + (f"{prompt} prompt + " if prompt is not None else "prompt unknown + ")
-        + f"up to {plan['completion_tokens_per_request']} completion",
-        "estimated cost: "
-        + (
-            f"up to {fmt_usd(cost)} at "
-            + (
-                "Batch API prices (half the list price)"
-                if plan.get("via") == "batch"
-                else "list prices"
-            )
-            if cost is not None
-            else "no price known"
-        ),
-    ]
-    print_out("\n".join(wrap(line) for line in lines), plan, as_json)
-
-
-def emit(report: dict, as_json: bool, extra: dict | None = None) -> None:
-    from detcheck.render.text import render_text
-
-    print_out(render_text(report), {**report, **(extra or {})}, as_json)
-
-
-def print_out(text: str, data: dict, as_json: bool) -> None:
-    """The human text on stdout; under --json the text on stderr and `data` as the one object
-    on stdout."""
-    if as_json:
-        err(text)
-        echo(json.dumps(data, indent=2))
-    else:
-        echo(text)
 
 
 MEASUREMENT = tuple(name for name in spec.PARAMS if name != "thresholds")
@@ -499,7 +275,7 @@ def compare(
         ),
     ] = "clusters,shares,modal,fingerprints,flips",
     alpha: Annotated[float, typer.Option(help="Significance level of every test.")] = 0.001,
-    allow_setup_change: _flag(
+    allow_setup_change: flag(
         "--allow-setup-change",
         "Compare runs of different setups (model, prompt, labels, temperature, top_logprobs, "
         "API); refused by default, naming what differs.",
@@ -609,7 +385,7 @@ def sweep(
             rich_help_panel=spec.RUN,
         ),
     ] = None,
-    adaptive: _flag(
+    adaptive: flag(
         "--adaptive",
         "Let 429s halve the requests in flight, as flip does (by default a sweep holds each "
         "level, and a level that met 429s is marked as not held).",
@@ -700,7 +476,3 @@ def main() -> None:
         err("detcheck: interrupted")
         code = 130
     sys.exit(code if isinstance(code, int) else 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
