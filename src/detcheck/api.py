@@ -244,13 +244,12 @@ def compare(
     text, data, drifted = compare_command(
         str(baseline),
         str(candidate),
-        _thresholds(thresholds),
-        token,
-        kinds,
-        alpha,
-        None,
-        _quiet,
-        allow_setup_change,
+        thresholds=_thresholds(thresholds),
+        token=token,
+        fail_on=kinds,
+        alpha=alpha,
+        warn=_quiet,
+        allow_setup_change=allow_setup_change,
         step_summary=False,
     )
     return CompareResult(bool(drifted), list(data.get("findings") or []), text, data)

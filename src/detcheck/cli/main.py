@@ -297,13 +297,13 @@ def compare(
     text, data, drifted = compare_command(
         baseline,
         candidate,
-        thresholds,
-        token,
-        fail_on,
-        alpha,
-        markdown,
-        warn,
-        allow_setup_change,
+        thresholds=thresholds,
+        token=token,
+        fail_on=fail_on,
+        alpha=alpha,
+        markdown=markdown,
+        warn=warn,
+        allow_setup_change=allow_setup_change,
         html=html,
     )
     print_out(text, data, as_json)

@@ -15,11 +15,12 @@ Log = Callable[[str], None]
 def compare_command(
     baseline,
     candidate,
+    *,
     thresholds,
-    token,
+    token=None,
     fail_on,
     alpha,
-    markdown,
+    markdown=None,
     warn,
     allow_setup_change=False,
     step_summary=True,
@@ -47,7 +48,9 @@ def compare_command(
         )
     if all((r.meta.get("config") or {}).get("kind") == "generate" for r in base_runs + cand_runs):
         result, text = _compare_generations(base_runs, cand_runs, alpha, kinds, names)
-        return _finish(result, text, kinds, markdown, None, step_summary, html, names)
+        return _finish(
+            result, text, kinds, markdown, None, step_summary=step_summary, html=html, names=names
+        )
     target = token or run_target(base_runs, None)[0]
     base = build_report(base_runs, thresholds, token=target)
     cand = build_report(cand_runs, thresholds, token=target)
@@ -55,7 +58,9 @@ def compare_command(
         Distribution.from_report(base), Distribution.from_report(cand), thresholds, alpha
     )
     text = render_markdown(result, kinds, names)
-    return _finish(result, text, kinds, markdown, target, step_summary, html, names)
+    return _finish(
+        result, text, kinds, markdown, target, step_summary=step_summary, html=html, names=names
+    )
 
 
 def _compare_generations(base_runs, cand_runs, alpha, kinds, names):
@@ -75,7 +80,7 @@ def _compare_generations(base_runs, cand_runs, alpha, kinds, names):
     return result, render_completions_markdown(result, kinds, names)
 
 
-def _finish(result, text, kinds, markdown, target, step_summary=True, html=None, names=("", "")):
+def _finish(result, text, kinds, markdown, target, *, step_summary=True, html=None, names=("", "")):
     from detcheck.analysis.drift import drift
     from detcheck.render.markdown import plain_text
 

@@ -43,6 +43,7 @@ class RunWriter:
         self,
         run_dir: Path,
         meta: dict,
+        *,
         rows_per_part: int | None = None,
         flush_every_s: float = 60.0,
         mirror: tuple[pafs.FileSystem, str] | None = None,
