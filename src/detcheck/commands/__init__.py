@@ -1,6 +1,10 @@
-"""What each CLI command does, as plain functions the CLI calls (and tests can call too), one
-module per command: flip (and resume), generate, show, experiment (`run`), compare, probe,
-sweep; options holds the measurement as asked for, costs the price lines."""
+"""What each CLI command does, as plain functions the CLI and the Python API call (and tests can
+call too), one module per command: flip (and --resume), generate, show, experiment (`run`, read
+by experiment_file.py), compare, report, probe, sweep. options.py holds the measurement as asked
+for; planning.py resolves it, once, into a detcheck.plan.Plan; costs.py the price lines.
+
+May import every stage (send, store, analysis, render) and the vocabulary; never the edges
+(detcheck.cli, api, testing, pytest_plugin)."""
 
 from detcheck.commands.compare import compare_command
 from detcheck.commands.experiment import run_experiment, summary_line

@@ -1,7 +1,10 @@
-"""API shapes as adapters: one module per shape, each with its `NAME` (the module's name), `PATH`,
-whether it takes a `seed` (`TAKES_SEED`), `request_body(config)` and `parse(body) -> Parsed`.
-The runner, probe, replay and the tests go through these. A new shape is one new module here:
-it is found by its file, and `--api` takes its name."""
+"""API shapes as adapters, part of the vocabulary every stage shares: one module per shape, each
+with its `NAME` (the module's name), `PATH`, whether it takes a `seed` (`TAKES_SEED`),
+`request_body(config)` and `parse(body) -> Parsed`; _parse.py holds what they share (not a
+shape: the underscore keeps it out of `--api`). The runner, probe, replay and the tests go through
+these. A new shape is one new module here: it is found by its file, and `--api` takes its name.
+
+May import: detcheck.spec, detcheck.errors and detcheck.text only."""
 
 from __future__ import annotations
 

@@ -18,9 +18,12 @@ Files starting with `_` or `.` are invisible to pyarrow.dataset, pandas, Spark a
 Object stores (s3://, gs://, through pyarrow.fs) cannot append, so a run bound for one is written
 locally first (journals and all) and each finished part and run.json is uploaded as it is made;
 readers take the same URIs.
+
+Also here: the Parquet schema (schema.py) and where a new run goes and what run.json starts with
+(runs.py). May import the vocabulary only (detcheck.spec, config, plan, errors, text); every
+other stage builds on this one.
 """
 
-from detcheck.config import uri_secrets
 from detcheck.store.files import (
     META_NAMES,
     PARQUET_OPTIONS,
@@ -70,6 +73,5 @@ __all__ = [
     "rows_to_table",
     "safe_uri",
     "to_micros",
-    "uri_secrets",
     "utc_now",
 ]
