@@ -84,14 +84,14 @@ done(exit_code=result.exit_code)
     "labels": """
 import os
 os.environ["TIKTOKEN_CACHE_DIR"] = {tmp!r}
-from detcheck.tokens import resolve_targets
+from detcheck.send.tokens import resolve_targets
 resolve_targets("gpt-4o", tuple(f"label{{k}}" for k in range(5000)))
 done()
 """,
     "prompt": """
 import os
 os.environ["TIKTOKEN_CACHE_DIR"] = {tmp!r}
-from detcheck.tokens import resolve_targets, count_prompt_tokens
+from detcheck.send.tokens import resolve_targets, count_prompt_tokens
 resolve_targets("gpt-4o", ("Heads", "Tails"))
 count_prompt_tokens("gpt-4o", "Flip a coin. Return Heads or Tails only.")
 done()
