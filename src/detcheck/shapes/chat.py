@@ -41,6 +41,12 @@ def parse(body: bytes | str, whole: bool = False) -> Parsed:
     every position's)."""
     data = load_json(body)
     choice = first_choice(data)
+    return from_content(data, choice, _text(choice), whole)
+
+
+def from_content(data: Mapping, choice: Mapping, text, whole: bool = False) -> Parsed:
+    """A response whose `logprobs.content` lists each generated token as {token, logprob, bytes,
+    top_logprobs}: chat completions, and llama.cpp's server on /v1/completions too."""
     logprobs = choice.get("logprobs")
     content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
     if not isinstance(content, list) or not content or not isinstance(content[0], Mapping):
@@ -61,9 +67,7 @@ def parse(body: bytes | str, whole: bool = False) -> Parsed:
         prompt_tokens=int_or_none(usage.get("prompt_tokens")),
         completion_tokens=int_or_none(usage.get("completion_tokens")),
         cached_tokens=int_or_none(cached),
-        generation=generation_of(content, _text(choice), choice.get("finish_reason"))
-        if whole
-        else None,
+        generation=generation_of(content, text, choice.get("finish_reason")) if whole else None,
     )
 
 

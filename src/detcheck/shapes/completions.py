@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from detcheck.shapes import chat
 from detcheck.shapes._parse import (
     Generation,
     MalformedResponse,
@@ -37,10 +38,13 @@ def request_body(config) -> dict:
 
 def parse(body: bytes | str, whole: bool = False) -> Parsed:
     """The legacy /v1/completions shape: `logprobs.top_logprobs` is a list of {token: logprob}
-    dicts (one per generated token), `tokens` / `token_logprobs` the generated ones."""
+    dicts (one per generated token), `tokens` / `token_logprobs` the generated ones. A server
+    that answers with the chat shape's `logprobs.content` instead (llama.cpp's) is read as chat."""
     data = load_json(body)
     choice = first_choice(data)
     logprobs = choice.get("logprobs")
+    if isinstance(logprobs, Mapping) and "content" in logprobs and "tokens" not in logprobs:
+        return chat.from_content(data, choice, choice.get("text"), whole)
     tokens = logprobs.get("tokens") if isinstance(logprobs, Mapping) else None
     if not isinstance(tokens, list) or not tokens:
         raise MalformedResponse("no_logprobs", "response carries no logprobs")
