@@ -87,7 +87,7 @@ SESSION_KEYS = {"at", "successes", "concurrency", "rpm", "client", "ended_at", "
 
 
 def test_the_report_is_pinned(recording):
-    assert REPORT_VERSION == 3
+    assert REPORT_VERSION == 4
     assert set(typing.get_type_hints(Report)) == set(REPORT_KEYS)  # the typed report agrees
     for space, unit in (("pct", "pp"), ("logprob", "nats")):
         result = runner.invoke(app, ["analyze", str(recording), "--json", "--space", space])

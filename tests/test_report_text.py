@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from typer.testing import CliRunner
 
@@ -88,3 +89,31 @@ def test_one_is_singular_in_the_run_summary_and_the_report(tmp_path):
     (run_dir,) = (tmp_path / "runs").glob("model=*/date=*/*")
     text = _analyze(run_dir)
     assert "in 1 call = 100.0%" in text and "1 calls" not in text
+
+
+def test_a_target_absent_from_every_response_is_said_plainly_with_what_to_measure(tmp_path):
+    # SmolLM2-135M on the article's prompt: "This" first, no "Heads" in the top 20 at all
+    def small_model(i, request):
+        body = chat_body(i, -2.17)
+        for entry in body["choices"][0]["logprobs"]["content"][0]["top_logprobs"]:
+            entry["token"] = {"Heads": "This", "T": "The"}.get(entry["token"], entry["token"])
+        content = body["choices"][0]["logprobs"]["content"][0]
+        content.update(token="This", logprob=-2.17)
+        return Reply(200, json.dumps(body).encode())
+
+    with FakeOpenAI(small_model) as server:
+        args = ["flip", "-n", "6", "--base-url", server.base_url, "--out", str(tmp_path), "-q"]
+        result = runner.invoke(app, [*args, "--json"], env={"OPENAI_API_KEY": "sk-test"})
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["distinct"] == 0 and data["missing_target"] == 6
+    headline = data["headline"]
+    assert not headline.startswith("0 distinct")  # not a result that reads like a measurement
+    assert "'Heads' was not among the top tokens of any of the 6 responses" in headline
+    assert "'This'" in headline and "--token 'This'" in headline
+    common = data["top_token"]["common"][0]
+    assert common["token"] == "This" and common["calls"] == 6
+    assert abs(common["prob_pct"] - 100 * math.exp(-2.17)) < 1e-4  # float32 storage
+    (run_dir,) = tmp_path.iterdir()
+    text = " ".join(_analyze(run_dir).split())  # as read, across folded lines
+    assert text.startswith(headline.split(";")[0])  # the text says it first too

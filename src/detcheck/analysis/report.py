@@ -28,8 +28,8 @@ UNITS = {"pct": "pp", "logprob": "nats"}  # a threshold's unit in each space
 
 # Bump when a key of the --json report is added, removed, renamed or retyped (pinned by
 # tests/test_json_schema.py). 1: `threshold` with `threshold_unit` replaced `threshold_pct`.
-# 2: `first_call`. 3: `replayed`, `measured`, and `unseen.chao1_ci95`.
-REPORT_VERSION = 3
+# 2: `first_call`. 3: `replayed`, `measured`, and `unseen.chao1_ci95`. 4: `top_token.common`.
+REPORT_VERSION = 4
 
 
 class Report(TypedDict):
@@ -241,6 +241,7 @@ def _more(f, a, distinct, where_present, response_cluster) -> dict:
         "flips": flips["flips"],
         "share": flips["share"],
         "risk": risk,
+        "common": _common_top_tokens(f, a),
     }
     weights = np.bincount(a["vector"], minlength=len(f.vectors))
     out["decomposition"] = stats.decompose(f.vectors, weights.tolist())
@@ -249,9 +250,27 @@ def _more(f, a, distinct, where_present, response_cluster) -> dict:
     return out
 
 
+def _common_top_tokens(f, a, most: int = 5) -> list[dict]:
+    """The tokens the endpoint answered with most, how often, and their median probability:
+    what there is to measure when the target is not."""
+    codes, top1 = a["top_token"], a["top1_logprob"]
+    calls = np.bincount(codes, minlength=len(f.tokens.names))
+    out = []
+    for code in np.argsort(-calls, kind="stable")[:most]:
+        name = f.tokens.names[code]
+        if not calls[code] or not name:
+            continue
+        lp = top1[(codes == code) & np.isfinite(top1)]
+        prob = float(100 * np.exp(np.median(lp.astype(np.float64)))) if lp.size else None
+        out.append({"token": name, "calls": int(calls[code]), "prob_pct": prob})
+    return out
+
+
 def headline(r: dict) -> str:
     if r["n"] == 0:
         return "no successful responses to analyse"
+    if r["distinct"] == 0 and not r.get("label_mass"):
+        return _absent_headline(r)
     what = r["label"] if r.get("label_mass") else r["target"]
     if r["distinct"] == 1 and r["n"] > 1 and not r.get("label_mass"):
         flips = r["top_token"]["flips"]
@@ -283,6 +302,31 @@ def headline(r: dict) -> str:
         else "the top token never changed"
     )
     return "; ".join(parts) + "."
+
+
+def _absent_headline(r: dict) -> str:
+    """The target came back in no response: say so, and name the tokens that did come back."""
+    what = r["target"]
+    n = r["n"]
+    among = "the only response" if n == 1 else f"any of the {n:,} responses"
+    line = (
+        f"{what!r} was not among the top tokens of {among}: there is no {what!r} probability "
+        "to measure"
+    )
+    common = r["top_token"].get("common") or []
+    if not common:
+        return line + "."
+    shown = ", ".join(
+        f"{c['token']!r} ({count(c['calls'], 'call')}"
+        + (f", {c['prob_pct']:.3g}%" if c["prob_pct"] is not None else "")
+        + ")"
+        for c in common[:3]
+    )
+    first = common[0]["token"]
+    return (
+        f"{line}; the top token was {shown}. Measure one that is there "
+        f"(detcheck analyze RUN --token {first!r}), or a prompt the model answers with {what!r}."
+    )
 
 
 def summary(report: Report) -> dict:
