@@ -119,3 +119,17 @@ def test_an_empty_cache_variable_means_no_cache_not_the_current_directory(monkey
     tokens.seed_tiktoken_cache("o200k_base")
     tokens._remember("o200k_base", {"Heads": {"count": 1, "first": "Heads"}})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_label_split_into_several_tokens_is_matched_by_its_first():
+    from detcheck.send.tokens import match_label
+
+    # SmolLM2's coin flip: " Heads" is one token, " Tails" arrives as " T" + "ails"
+    seen = [" Heads", " T", " ", " tails", " S"]
+    assert match_label("Heads", seen)[0] == " Heads"  # the leading-space rule comes first
+    token, how = match_label("Tails", seen)
+    assert token == " T" and "first token" in how
+    assert match_label("Tails", [" Ta", " T"])[0] == " Ta"  # the longest prefix wins
+    assert match_label("Tails", [" ", "", " x"]) is None  # whitespace is no prefix of anything
+    assert match_label("Heads", ["heads", "H"])[0] == "heads"  # the more likely of the two
+    assert match_label("Tails", ["T", "tails"])[0] == "T"
