@@ -5,47 +5,18 @@ machine); without it these tests are skipped, unless DETCHECK_REQUIRE_LLAMA_SERV
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from engine import binary, measure, require, serve
 
-from detcheck.cli import app
 from detcheck.store import read_run
 
 pytestmark = pytest.mark.interop
 pytest.importorskip("gguf", reason="uv sync --group interop installs gguf")
-runner = CliRunner()
-ENV = {"OPENAI_API_KEY": "unused-by-llama-server"}
-ROOT = Path(__file__).parents[2]
 SMALL = {"n_embd": 256, "n_layer": 4, "n_head": 8, "n_ff": 768, "context": 4096}
-
-
-sys.path.insert(0, str(ROOT / ".ci"))
-try:
-    from llama_server import binary, serve
-finally:
-    sys.path.pop(0)
-
-if not binary().exists():
-    if os.environ.get("DETCHECK_REQUIRE_LLAMA_SERVER") == "1":
-        raise RuntimeError("llama-server is not built: python .ci/llama_server.py")
-    pytest.skip("llama-server not built (python .ci/llama_server.py)", allow_module_level=True)
-
-
-@contextmanager
-def llama_server(model: Path, slots: int = 8):
-    try:
-        with serve(model, slots) as url:
-            yield url
-    except RuntimeError as exc:
-        if "did not start" not in str(exc):
-            raise
-        pytest.fail(str(exc))
+require(binary(), how="python .ci/llama_server.py")
+llama_server = serve  # near_tie.py and recordings/build_llama_server.py take it by this name
 
 
 @pytest.fixture(scope="module")
@@ -53,17 +24,6 @@ def small_model(tmp_path_factory) -> Path:
     from tiny_gguf import write_tiny_llama
 
     return write_tiny_llama(tmp_path_factory.mktemp("model") / "small.gguf", **SMALL)
-
-
-def measure(url, out, command, *args):
-    result = runner.invoke(
-        app,
-        [command, "--base-url", url, "--model", "small", "--out", str(out), "-q", "--json",
-         *map(str, args)],
-        env=ENV,
-    )  # fmt: skip
-    assert result.exit_code == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def test_batching_changes_logprobs_and_one_at_a_time_does_not(small_model, tmp_path):

@@ -10,31 +10,17 @@ concurrency 8 in Q4_1, several at concurrency 8 in F32; the same for a whole ans
 from __future__ import annotations
 
 import json
-import os
-import sys
-from pathlib import Path
 
 import pytest
+from engine import binary, f32, q4_1, require, serve
+from engine import measure as _measure
 from typer.testing import CliRunner
 
 from detcheck.cli import app
 
 pytestmark = pytest.mark.interop
-runner = CliRunner()
 ENV = {"OPENAI_API_KEY": "unused-by-llama-server"}
-ROOT = Path(__file__).parents[2]
-sys.path.insert(0, str(ROOT / ".ci"))
-try:
-    from llama_server import binary, serve
-    from smollm2 import f32, q4_1
-finally:
-    sys.path.pop(0)
-
-MISSING = [p for p in (binary(), q4_1(), f32()) if not p.exists()]
-if MISSING:
-    if os.environ.get("DETCHECK_REQUIRE_LLAMA_SERVER") == "1":
-        raise RuntimeError(f"missing {MISSING}: python .ci/llama_server.py; python .ci/smollm2.py")
-    pytest.skip(f"not built or fetched: {MISSING}", allow_module_level=True)
+require(binary(), q4_1(), f32(), how="python .ci/llama_server.py; python .ci/smollm2.py")
 
 # SmolLM2 answers the article's prompt with "This"; after four flips it answers " Heads" or
 # " T"(ails), close to even (bench/real_model.py uses the same prompt)
@@ -52,14 +38,7 @@ def server(request):
 
 
 def measure(url, out, command, *args) -> dict:
-    result = runner.invoke(
-        app,
-        [command, "--base-url", url, "--model", "smol", "--out", str(out), "-q", "--json",
-         *map(str, args)],
-        env=ENV,
-    )  # fmt: skip
-    assert result.exit_code == 0, result.stderr
-    return json.loads(result.stdout)
+    return _measure(url, out, command, *args, model="smol")
 
 
 def coin(url, out, n, concurrency) -> dict:
@@ -111,7 +90,9 @@ def test_the_articles_prompt_says_heads_is_absent_and_what_to_measure(server, tm
 
 def test_probe(server):
     _, url = server
-    result = runner.invoke(app, ["probe", "--base-url", url, "--model", "smol", "--json"], env=ENV)
+    result = CliRunner().invoke(
+        app, ["probe", "--base-url", url, "--model", "smol", "--json"], env=ENV
+    )
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["top_logprobs_requested"] == 20 and data["top_logprobs_returned"] == 20
