@@ -124,12 +124,46 @@ def test_an_empty_cache_variable_means_no_cache_not_the_current_directory(monkey
 def test_a_label_split_into_several_tokens_is_matched_by_its_first():
     from detcheck.send.tokens import match_label
 
-    # SmolLM2's coin flip: " Heads" is one token, " Tails" arrives as " T" + "ails"
-    seen = [" Heads", " T", " ", " tails", " S"]
+    # SmolLM2's coin flip (recordings/smollm2-f32-coinflip-c8-300, most likely first): " Heads"
+    # is one token, " Tails" arrives as " T" + "ails" (41%); " tails" (1.3%) and " Tail" (0.3%)
+    # are there too, and a rule that preferred either measured the wrong token
+    seen = [" Heads", " T", " ", " tails", " S", " Double", " F", " Any", " No", " Tail"]
     assert match_label("Heads", seen)[0] == " Heads"  # the leading-space rule comes first
     token, how = match_label("Tails", seen)
     assert token == " T" and "first token" in how
-    assert match_label("Tails", [" Ta", " T"])[0] == " Ta"  # the longest prefix wins
+    assert match_label("Tails", [" T", " Ta"])[0] == " T"  # the more likely prefix, not the longer
+    assert match_label("Tails", [" Ta", " T"])[0] == " Ta"
     assert match_label("Tails", [" ", "", " x"]) is None  # whitespace is no prefix of anything
     assert match_label("Heads", ["heads", "H"])[0] == "heads"  # the more likely of the two
     assert match_label("Tails", ["T", "tails"])[0] == "T"
+
+
+def test_a_label_is_matched_by_probability_mass_not_by_how_often_it_appears(tmp_path):
+    """A model tiktoken does not know: " tails" comes back in every response at 1.3%, " T" in
+    half of them at 40%. Ranked by presence, " tails" would stand for Tails; by mass, " T"."""
+    import json
+    import math
+
+    from typer.testing import CliRunner
+
+    from detcheck.cli import app
+    from fake_openai import FakeOpenAI, Reply, chat_body
+
+    def respond(i: int, request: dict) -> Reply:
+        body = chat_body(i, math.log(0.45), top_k=3, model="smol")
+        top = [(" Heads", 0.45), (" T", 0.40), (" tails", 0.013)] if i % 2 else [
+            (" Heads", 0.45), (" tails", 0.013), (" S", 0.01)]  # fmt: skip
+        entries = [{"token": t, "logprob": math.log(p), "bytes": None} for t, p in top]
+        body["choices"][0]["logprobs"]["content"] = [dict(entries[0], top_logprobs=entries)]
+        return Reply(200, json.dumps(body).encode())
+
+    with FakeOpenAI(respond) as server:
+        env = {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.base_url}
+        result = CliRunner().invoke(
+            app, ["flip", "--model", "smol", "--n", "10", "--out", str(tmp_path), "--json", "-q"],
+            env=env,
+        )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    meta = json.loads((next(tmp_path.rglob("_run.json"))).read_text())
+    assert meta["targets"] == {"Heads": " Heads", "Tails": " T"}
+    assert "first token" in meta["target_how"]["Tails"]

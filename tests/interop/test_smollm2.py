@@ -10,6 +10,7 @@ concurrency 8 in Q4_1, several at concurrency 8 in F32; the same for a whole ans
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from engine import binary, f32, q4_1, require, serve
@@ -54,6 +55,8 @@ def test_the_coin_flip_measures_a_real_heads_probability(server, tmp_path):
     alone = coin(url, tmp_path / "c1", 150, 1)
     batched = coin(url, tmp_path / "c8", 300, 8)
     assert alone["target"] == " Heads"  # the label with a leading space, as the model has it
+    targets = json.loads((Path(alone["run_path"]) / "_run.json").read_text())["targets"]
+    assert targets["Tails"] == " T"  # its first token (41%), not the rarer " tails" or " Tail"
     assert alone["top_token"]["modal_token"] == " Heads"
     assert 30 < alone["modal"]["prob_pct"] < 60  # a real near coin flip, not a sure answer
     assert alone["distinct"] == 1

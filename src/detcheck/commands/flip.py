@@ -194,7 +194,9 @@ def _resume_hint(writer, successes: int, n: int) -> str:
 
 def _match_targets_to_tokens(writer, log: Log) -> None:
     """For models tiktoken does not know, pick each label's token from what the endpoint
-    actually returned (the most common top tokens), say which and why, and store the choice."""
+    actually returned (ranked by probability mass over the first responses), say which and
+    why, and store the choice."""
+    import math
     from collections import Counter
 
     from detcheck.send.tokens import UNRESOLVED, match_label
@@ -211,7 +213,10 @@ def _match_targets_to_tokens(writer, log: Log) -> None:
             batch.column("ok").to_pylist(), batch.column("top_logprobs").to_pylist()
         ):
             if ok and top:
-                seen.update(e["token"] for e in top if e["token"] is not None)
+                # mass, not presence: every top-20 token is present in every response
+                for e in top:
+                    if e["token"] is not None and e["logprob"] is not None:
+                        seen[e["token"]] += math.exp(e["logprob"])
         break  # the first thousand responses are enough to see the vocabulary
     ranked = [t for t, _ in seen.most_common()]
     for label in unresolved:

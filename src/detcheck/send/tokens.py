@@ -209,23 +209,23 @@ UNRESOLVED = "label used as is"
 
 def match_label(label: str, seen: list[str]) -> tuple[str, str] | None:
     """The returned token that stands for `label`, and why: an exact match, else the label with
-    a leading space, else whichever the endpoint made more likely of a match ignoring case and
-    surrounding space and the longest token the label begins with (its first token, when the
-    tokenizer splits it: SmolLM2's " Tails" arrives as " T" + "ails"). `seen` is ordered by how
-    likely the endpoint made each token (most likely first)."""
+    a leading space, else the most likely of the tokens that match it ignoring case and
+    surrounding space or that it begins with (its first token, when the tokenizer splits it:
+    SmolLM2's " Tails" arrives as " T" + "ails", while " Tail" and " tails" also come back, far
+    less likely). `seen` is ordered by how likely the endpoint made each token (most likely
+    first)."""
     if label in seen:
         return label, "exact match among the tokens the endpoint returned"
     if " " + label in seen:
         return " " + label, "the label with a leading space, as the endpoint returned it"
     word = label.strip().lower()
-    prefixes = [t for t in seen if t.strip() and label.strip().startswith(t.strip())]
-    longest = max(prefixes, key=lambda t: len(t.strip()), default=None)
     for token in seen:
         if token.strip().lower() == word:
             return token, f"matches the label ignoring case and spaces ({token!r})"
-        if token == longest:
+        if token.strip() and label.strip().startswith(token.strip()):
             return token, (
-                f"the label's first token: the longest returned token it begins with ({token!r})"
+                f"the label's first token: the most likely returned token it begins with "
+                f"({token!r})"
             )
     return None
 
