@@ -107,3 +107,48 @@ def test_the_llama_server_recording_replays_its_batch_variance(tmp_path):
     assert data["n"] == 300 and data["distinct"] == 2
     assert data["fingerprints"] == {"b0-unknown": 300}
     assert read_run(recording).meta["concurrency"] == 8
+
+
+def test_the_real_model_recordings_replay_what_was_measured(tmp_path):
+    """SmolLM2-135M-Instruct under llama-server, 8 slots (recordings/README.md): Q4_1 gave one
+    Heads probability in 300 calls at concurrency 8, the F32 copy of the same weights several,
+    and the top token never changed in either."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from detcheck.cli import app
+
+    distinct = {}
+    for name in ("q4_1", "f32"):
+        recording = ROOT / "recordings" / f"smollm2-{name}-coinflip-c8-300"
+        meta = read_run(recording).meta
+        assert (meta["api"], meta["concurrency"]) == ("completions", 8)
+        assert meta["targets"] == {"Heads": " Heads", "Tails": " T"}
+        result = CliRunner().invoke(
+            app,
+            ["flip", "--n", "300", "--replay", str(recording), "--out", str(tmp_path / name),
+             "--json"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert data["n"] == 300 and data["top_token"]["flips"] == 0
+        assert 40 < data["modal"]["prob_pct"] < 50  # a real near coin flip
+        distinct[name] = data["distinct"]
+    assert distinct["q4_1"] == 1 and distinct["f32"] > 1
+
+
+def test_the_real_model_prompt_set_is_22_prompts_each_one_completion():
+    import json
+
+    from typer.testing import CliRunner
+
+    from detcheck.cli import app
+
+    recording = ROOT / "recordings" / "smollm2-f32-prompts-c8"
+    result = CliRunner().invoke(app, ["analyze", str(recording), "--json"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert len(data["prompts"]) == 22 and data["n"] == 176
+    assert {p["n"] for p in data["prompts"]} == {8}
+    assert data["agreement"]["raw"] == 1.0  # no natural split at temperature 0, 8 slots

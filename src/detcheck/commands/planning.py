@@ -97,6 +97,10 @@ def new_plan(options, log: Log) -> Plan:
     if options.replay is not None:
         endpoint, recorded_meta, size = replay_endpoint(options.replay)
         recorded = recorded_meta.get("config")
+        if recorded and recorded_meta.get("targets"):
+            # the tokens the run settled on, which for a model tiktoken does not know are
+            # matched after the first responses (config keeps what was asked for)
+            recorded = {**recorded, "targets": recorded_meta["targets"]}
         if options.kind is None:  # a replay measures what the recording measured
             options = replace(options, kind=(recorded or {}).get("kind", "flip"))
         endpoint_name = f"replay:{options.replay}"
