@@ -26,6 +26,9 @@ class FlipConfig:
     targets: dict[str, str] = field(default_factory=dict)
     api: str = spec.default("api")  # a shape in detcheck.shapes
     kind: str = "flip"  # "flip": the first token; "generate": every position (spec.KIND_DEFAULTS)
+    # each call sends seed + its call index (the audit's "a seed per call" arms); run.json has
+    # the key only when set, so every other run's config reads as before
+    seed_per_call: bool = False
 
     @classmethod
     def of_kind(cls, kind: str) -> FlipConfig:
@@ -37,6 +40,8 @@ class FlipConfig:
         spec.validate({name: getattr(self, name) for name in spec.REQUEST_PARAMS})
         if self.seed is not None and not self.shape.TAKES_SEED:
             raise UsageError(f"the {self.api} API takes no seed: give --no-seed")
+        if self.seed_per_call and self.seed is None:
+            raise UsageError("a seed per call needs a seed to count from")
 
     @property
     def shape(self):
@@ -61,6 +66,8 @@ class FlipConfig:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["labels"] = list(self.labels)
+        if not self.seed_per_call:
+            del data["seed_per_call"]
         return data
 
     @classmethod

@@ -66,6 +66,7 @@ class Control:
     concurrency: int = spec.default("concurrency")
     rpm: float | None = None  # a cap on requests per minute; None: none
     background_load: int = 0  # unrelated requests kept in flight alongside (online only)
+    background_prefix: str = ""  # what they begin with (the audit's shared prefix)
     hold_concurrency: bool = False  # 429s retried without cutting the concurrency
     poll_s: float = spec.default("batch_poll_s")  # the Batch API: between status checks
     cancel_on_interrupt: bool = False  # the Batch API: Ctrl-C cancels the batch too

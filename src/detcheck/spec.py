@@ -368,6 +368,9 @@ REQUEST_PARAMS = (
 KIND_DEFAULTS: dict[str, dict] = {
     "flip": {},
     "generate": {"n": 100, "max_tokens": 128, "top_logprobs": 5},
+    # `detcheck audit`: calls per arm, the batch it tries, a generate arm's length (its flip
+    # arms keep one token); its arms are flips and generates, never of this kind
+    "audit": {"n": 40, "concurrency": 8, "max_tokens": 16},
 }
 
 

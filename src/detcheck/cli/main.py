@@ -362,6 +362,13 @@ def probe(
     print_out(render(result), result, as_json)
 
 
+from detcheck.cli import audit as _audit  # noqa: E402
+
+app.command("audit")(
+    cli_errors(spec_options(*_audit.AUDITED, help=_audit.HELP, kind="audit")(_audit.audit))
+)
+
+
 SWEPT = tuple(name for name in MEASUREMENT if name not in ("concurrency", "resume"))
 
 

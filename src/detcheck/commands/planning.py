@@ -80,6 +80,7 @@ def _control(options) -> Control:
         concurrency=options.concurrency,
         rpm=options.rpm,
         background_load=options.background_load,
+        background_prefix=options.background_prefix,
         hold_concurrency=options.hold_concurrency,
         poll_s=options.batch_poll_s,
         cancel_on_interrupt=options.cancel_on_interrupt,

@@ -94,6 +94,7 @@ class Flip:
         config, endpoint, control = plan.config, plan.endpoint, plan.control
         self.config = config
         self.background_load = control.background_load
+        self.background_prefix = control.background_prefix
         self._background_in_flight = 0
         self.endpoint = endpoint
         self.writer = writer
@@ -246,7 +247,7 @@ class Flip:
             words = " ".join(["background"] * (4 + 9 * ((k + sent) % 7)))
             config = replace(
                 self.config,
-                prompt=f"Request {k}.{sent}: {words}",
+                prompt=f"{self.background_prefix}Request {k}.{sent}: {words}",
                 max_tokens=max(self.config.max_tokens, 16),
             )
             sent += 1
@@ -320,6 +321,11 @@ class Flip:
             self.outcome.short_top_logprobs += 1
         self.on_progress(self.outcome)
 
+    def _body(self, row: dict) -> dict:
+        if not self.config.seed_per_call:
+            return self.body
+        return {**self.body, "seed": self.config.seed + row["call"]}  # a retry keeps its seed
+
     async def _exchange(self, row: dict) -> Exception | None:
         """Send one request and fill `row`; return the failure to raise, if any."""
         try:
@@ -328,7 +334,7 @@ class Flip:
             # per call, half the SDK's cost); we parse the body ourselves and keep it anyway.
             response = await within(
                 self.endpoint.timeout_s,
-                self.client.post(self.config.path, body=self.body, cast_to=httpx2.Response),
+                self.client.post(self.config.path, body=self._body(row), cast_to=httpx2.Response),
             )
         except (TimeoutError, asyncio.TimeoutError):
             message = f"request timed out after {self.endpoint.timeout_s:g} s (whole request)"

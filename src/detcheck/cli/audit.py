@@ -1,0 +1,71 @@
+"""`detcheck audit`, as a Typer function over commands.audit (registered by cli.main)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from detcheck import spec
+from detcheck.cli.options import AsJson, Debug, DryRun, Quiet, Yes
+from detcheck.cli.output import asker, err, print_out, show_plan
+
+# what an audit varies itself is not an option: concurrency is the batch it tries
+AUDITED = (
+    "model", "prompt", "base_url", "api", "seed", "no_seed", "n", "concurrency", "max_tokens",
+    "top_logprobs", "timeout_s", "out", "max_cost", "max_attempts", "rpm",
+)  # fmt: skip
+HELP = {
+    "n": "Calls per arm (each check compares two arms; arms shared between checks are sent once).",
+    "concurrency": "The batch the batch check tries, and the in-flight total of the background "
+    "checks (concurrency - 1 background streams beside one measured call).",
+    "max_tokens": "Tokens per answer of the whole-generation arms (seed, temperature_zero); the "
+    "first-token arms ask for one.",
+    "out": "Where the audit's directory goes: one directory per arm, one run per round, and "
+    "_audit.json.",
+}
+
+
+def audit(
+    given: dict,
+    *,  # registered in cli.main: these are its command-line options
+    require: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated checks that must not be broken: exit 1 if any is (e.g. "
+            "batch,seed), 0 otherwise, 2 for errors.",
+            rich_help_panel=spec.OUTPUT,
+        ),
+    ] = None,
+    only: Annotated[
+        str | None, typer.Option(help="Comma-separated checks to run (default: all).")
+    ] = None,
+    skip: Annotated[str | None, typer.Option(help="Comma-separated checks not to run.")] = None,
+    as_json: AsJson = False,
+    quiet: Quiet = False,
+    dry_run: DryRun = False,
+    yes: Yes = False,
+    debug: Debug = False,
+) -> None:
+    """Which known cause breaks determinism here: each check a control arm against a treatment.
+
+    Checks: first_call, batch, mixed_load, shared_prefix, top_logprobs, seed, temperature_zero.
+    Each holds, is broken (beyond the control's own variation), or is not tested (and why)."""
+    from detcheck.commands import FlipOptions
+    from detcheck.commands.audit import audit_command, choose, required_broken
+    from detcheck.render.audit import render
+
+    checks = choose(only, skip)
+    required = choose(require, None) if require else []
+    missing = [c for c in required if c not in checks]
+    if missing:
+        from detcheck.errors import UsageError
+
+        raise UsageError(f"--require {missing[0]}: that check is not run (see --only/--skip)")
+    options = FlipOptions(**given, progress=not quiet, dry_run=dry_run, confirm=asker(yes))
+    result = audit_command(options, log=(lambda _: None) if quiet else err, checks=checks)
+    if dry_run:
+        return show_plan(result, as_json)
+    print_out(render(result), result, as_json)
+    if required_broken(result, required):
+        raise typer.Exit(1)

@@ -1,0 +1,208 @@
+"""`detcheck audit` against engines made to break one cause each, on 127.0.0.1: a check is broken
+exactly where the engine breaks it, holds elsewhere, and an engine that varies on every call is
+not read as broken everywhere."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+from typer.testing import CliRunner
+
+from detcheck.analysis import audit as verdicts
+from detcheck.cli import app
+from detcheck.store import read_run
+from fake_openai import FakeOpenAI, Reply, chat_body
+
+PROMPT = "Flip a coin. Return Heads or Tails only."
+BASE = math.log(0.6)
+
+
+@dataclass
+class Engine:
+    """A fake engine: deterministic unless told to break one cause."""
+
+    batch: bool = False  # the logprob moves when another request is in flight
+    mixed: bool = False  # ... when an unrelated prompt is in flight
+    prefix: bool = False  # ... when a prompt sharing the measured one's start is in flight
+    top_logprobs: bool = False  # the chosen logprob depends on how many top logprobs are asked
+    first_call: bool = False  # the first call after a start differs
+    ignores_seed: bool = False  # temperature > 0 samples without the seed
+    greedy_samples: bool = False  # temperature 0 samples anyway
+    noisy: bool = False  # every call one of three values, whatever the arm
+    in_flight: list = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, i: int, request: dict) -> Reply:
+        prompt = request["messages"][0]["content"]
+        with self.lock:
+            others = list(self.in_flight)
+            self.in_flight.append(prompt)
+        time.sleep(0.003)  # long enough for a batch to overlap
+        with self.lock:
+            others += [p for p in self.in_flight if p is not prompt]
+            self.in_flight.remove(prompt)
+        measured = prompt == PROMPT
+        shift = 0.0
+        if measured and self.batch and any(p == PROMPT for p in others):
+            shift += 1e-6
+        if measured and self.mixed and any(not p.startswith(PROMPT[:5]) for p in others):
+            shift += 2e-6
+        if (
+            measured
+            and self.prefix
+            and any(p.startswith(PROMPT[:10]) and p != PROMPT for p in others)
+        ):  # noqa: E501
+            shift += 4e-6
+        if self.top_logprobs and request.get("top_logprobs") == 1:
+            shift += 8e-6
+        if self.first_call and i == 0:
+            shift += 16e-6
+        if self.noisy:
+            shift += 1e-6 * (i % 3)
+        body = chat_body(i, BASE - shift, top_k=request.get("top_logprobs", 20))
+        if request.get("max_tokens", 1) > 1:  # a whole answer: its text is what is compared
+            body["choices"][0]["message"]["content"] = self._text(i, request)
+        return Reply(200, json.dumps(body).encode())
+
+    def _text(self, i: int, request: dict) -> str:
+        sampled = request["temperature"] > 0 or self.greedy_samples
+        if not sampled:
+            return "Heads"
+        draw = i if self.ignores_seed or request["temperature"] == 0 else request["seed"]
+        return f"answer {draw * 7919 % 6}"
+
+
+def audit(engine: Engine, tmp_path, *args: str) -> tuple[int, dict]:
+    with FakeOpenAI(engine) as server:
+        env = {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.base_url}
+        result = CliRunner().invoke(
+            app, ["audit", "--out", str(tmp_path), "--json", "-q", *args], env=env
+        )
+    assert result.exit_code in (0, 1), result.stderr or result.exception
+    return result.exit_code, json.loads(result.stdout)
+
+
+def verdict_of(data: dict) -> dict[str, str]:
+    return {c["name"]: c["verdict"] for c in data["checks"]}
+
+
+def test_a_deterministic_engine_passes_every_check(tmp_path):
+    code, data = audit(Engine(), tmp_path, "--require", "batch,seed")
+    assert code == 0
+    assert verdict_of(data) == {
+        "first_call": "holds", "batch": "holds", "mixed_load": "holds", "shared_prefix": "holds",
+        "top_logprobs": "holds", "seed": "holds", "temperature_zero": "holds",
+    }  # fmt: skip
+    assert [c["name"] for c in data["checks"]] == list(verdict_of(data))  # the table's order
+    assert data["drift"] == {"p_value": 1.0, "drifted": False}
+
+
+@pytest.mark.parametrize(
+    "cause, check",
+    [
+        ("batch", "batch"),
+        ("mixed", "mixed_load"),
+        ("prefix", "shared_prefix"),
+        ("top_logprobs", "top_logprobs"),
+        ("first_call", "first_call"),
+        ("ignores_seed", "seed"),
+        ("greedy_samples", "temperature_zero"),
+    ],
+)
+def test_each_broken_cause_is_found_and_only_it(cause, check, tmp_path):
+    # 20 calls per arm: the least at which one first call can tell (1/21 < 0.05)
+    code, data = audit(Engine(**{cause: True}), tmp_path, "--require", check, "--n", "20")
+    verdicts_seen = verdict_of(data)
+    assert verdicts_seen[check] == "broken"
+    assert code == 1  # --require names it
+    others = {name: v for name, v in verdicts_seen.items() if name != check}
+    assert set(others.values()) == {"holds"}, others  # the one factor, not its neighbours
+    broken = next(c for c in data["checks"] if c["name"] == check)
+    assert broken["meaning"] == verdicts_meaning(check)
+
+
+def verdicts_meaning(check: str) -> str:
+    from detcheck.commands.audit import MEANING
+
+    return MEANING[check][1]
+
+
+def test_an_engine_that_varies_everywhere_is_not_broken_everywhere(tmp_path):
+    code, data = audit(Engine(noisy=True), tmp_path, "--only", "batch,mixed_load,top_logprobs")
+    assert code == 0
+    for check in data["checks"]:
+        assert check["control"]["distinct"] == 3  # the control varies on its own
+        assert check["verdict"] == "holds", check
+
+
+def test_every_arm_is_an_ordinary_run_and_the_audit_is_stored(tmp_path):
+    _, data = audit(Engine(batch=True), tmp_path, "--only", "batch", "--n", "10")
+    stored = json.loads((tmp_path / data["audit_id"] / "_audit.json").read_text())
+    assert stored == data
+    assert set(data["arms"]) == {"warmup", "alone", "batched"}
+    for name, arm in data["arms"].items():
+        runs = [read_run(p) for p in arm["runs"]]
+        assert sum(r.meta["successes"] for r in runs) == (1 if name == "warmup" else 10)
+        assert {r.meta["tags"]["audit_arm"] for r in runs} == {name}
+    batched = [read_run(p).meta["concurrency"] for p in data["arms"]["batched"]["runs"]]
+    assert batched == [8, 8]  # two rounds
+    result = CliRunner().invoke(app, ["analyze", str(tmp_path / data["audit_id"] / "batched")])
+    assert result.exit_code == 0 and "20 calls" not in result.stdout  # n = 10 over two runs
+    assert "10 calls" in result.stdout
+
+
+def test_seed_checks_are_not_tested_where_the_api_takes_no_seed(tmp_path):
+    _, data = audit(Engine(), tmp_path, "--only", "seed,temperature_zero,batch", "--no-seed")
+    assert verdict_of(data) == {"seed": "not tested", "temperature_zero": "not tested",
+                                "batch": "holds"}  # fmt: skip
+    assert all("--no-seed" in c["reason"] for c in data["checks"][:2])
+    assert "one_seed" not in data["arms"]  # nothing was sent for them
+
+
+def test_usage_errors(tmp_path):
+    runner = CliRunner()
+    for args, said in [
+        (["--only", "batchy"], "no check 'batchy'"),
+        (["--only", "batch", "--skip", "batch"], "leave no check"),
+        (["--only", "batch", "--require", "seed"], "not run"),
+        (["--n", "3"], "at least 4"),
+    ]:
+        result = runner.invoke(app, ["audit", "--out", str(tmp_path), *args])
+        assert result.exit_code == 2 and said in result.stderr, (args, result.stderr)
+
+
+def test_a_dry_run_counts_the_whole_audit_and_sends_nothing(tmp_path):
+    engine = Engine()
+    with FakeOpenAI(engine) as server:
+        env = {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.base_url}
+        result = CliRunner().invoke(
+            app, ["audit", "--dry-run", "--json", "--n", "10", "--out", str(tmp_path)], env=env
+        )
+        assert server.requests == []
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
+    # the warm-up + 8 arms: alone is the control of four checks, seed_per_call of two
+    assert plan["requests"] == 1 + 8 * 10 and plan["arms"] == 8
+
+
+def test_verdicts_compare_against_the_control_not_against_zero_variation():
+    # the control gives 3 values; a treatment of the same mix holds, one that leaves the mode
+    # broken; two deterministic arms with different values: broken
+    control = ["a"] * 20 + ["b"] * 10 + ["c"] * 10
+    assert verdicts.differs("x", control, ["a"] * 21 + ["b"] * 9 + ["c"] * 10)["verdict"] == "holds"
+    assert verdicts.differs("x", control, ["b"] * 35 + ["a"] * 5)["verdict"] == "broken"
+    assert verdicts.differs("x", ["a"] * 10, ["z"] * 10)["verdict"] == "broken"
+    one_new = verdicts.differs("x", ["a"] * 20, ["a"] * 19 + ["z"])
+    assert one_new["verdict"] == "holds" and one_new["new_values"] == 1  # one odd call: little
+    assert one_new["p_value"] == pytest.approx(0.5)
+    # the first call: unseen among later calls that never vary is surprising; among later calls
+    # that all differ, it is not
+    assert verdicts.first_call("z", ["a"] * 40)["verdict"] == "broken"
+    assert verdicts.first_call("z", [str(k) for k in range(40)])["verdict"] == "holds"
+    assert verdicts.first_call("z", ["a"] * 40)["p_value"] == pytest.approx(1 / 41)  # exact
+    assert verdicts.first_call("z", ["a"] * 10)["verdict"] == "holds"  # too few to tell
