@@ -34,10 +34,14 @@ class Engine:
     ignores_seed: bool = False  # temperature > 0 samples without the seed
     greedy_samples: bool = False  # temperature 0 samples anyway
     noisy: bool = False  # every call one of three values, whatever the arm
+    refuses_top1: bool = False  # a 400 for top_logprobs 1
     in_flight: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, i: int, request: dict) -> Reply:
+        if self.refuses_top1 and request.get("top_logprobs") == 1:
+            error = {"error": {"message": "top_logprobs must be at least 5", "type": "invalid"}}
+            return Reply(400, json.dumps(error).encode())
         prompt = request["messages"][0]["content"]
         with self.lock:
             others = list(self.in_flight)
@@ -206,3 +210,28 @@ def test_verdicts_compare_against_the_control_not_against_zero_variation():
     assert verdicts.first_call("z", [str(k) for k in range(40)])["verdict"] == "holds"
     assert verdicts.first_call("z", ["a"] * 40)["p_value"] == pytest.approx(1 / 41)  # exact
     assert verdicts.first_call("z", ["a"] * 10)["verdict"] == "holds"  # too few to tell
+
+
+def test_an_arm_the_endpoint_refuses_leaves_its_check_not_tested_and_the_rest_decided(tmp_path):
+    code, data = audit(Engine(refuses_top1=True), tmp_path, "--only", "top_logprobs,batch")
+    assert code == 0
+    top = next(c for c in data["checks"] if c["name"] == "top_logprobs")
+    assert top["verdict"] == "not tested"
+    assert "refused the top1 arm" in top["reason"] and "at least 5" in top["reason"]
+    assert verdict_of(data)["batch"] == "holds"
+
+
+def test_report_writes_an_audit_page_with_every_verdict_escaped(tmp_path):
+    hostile = "<b>m</b>"  # a model name is the user's (or a config file's) text: escaped
+    _, data = audit(
+        Engine(batch=True), tmp_path / "a", "--only", "batch,top_logprobs", "--model", hostile
+    )
+    page = tmp_path / "audit.html"
+    result = CliRunner().invoke(
+        app, ["report", str(tmp_path / "a" / data["audit_id"]), "-o", str(page)]
+    )
+    assert result.exit_code == 0, result.stderr
+    html = page.read_text()
+    assert "broken: batch" in html and "<td>top_logprobs</td>" in html
+    assert "the answer depends on the batch" in html
+    assert hostile not in html and "&lt;b&gt;m&lt;/b&gt;" in html

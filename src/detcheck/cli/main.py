@@ -196,9 +196,11 @@ def report_command(
 
     What was measured, the headline, the figure, the values, the analysis in words, the JSON."""
     from detcheck.analysis.report import report_of
-    from detcheck.commands.report import write_report_page
+    from detcheck.commands.report import write_audit_page, write_report_page
     from detcheck.store import read_runs
 
+    if len(paths) == 1 and (Path(paths[0]) / "_audit.json").is_file():  # an audit's directory
+        return echo(f"wrote {write_audit_page(Path(paths[0]), output, title)}")
     runs = read_runs(paths, warn=warn)
     thresholds = given["thresholds"] or spec.default("thresholds")
     report = report_of(

@@ -18,7 +18,7 @@ from detcheck.analysis import audit as verdicts
 from detcheck.commands.costs import check_spend
 from detcheck.commands.flip import flip_command
 from detcheck.config import strip_credentials
-from detcheck.errors import DetcheckError, UsageError
+from detcheck.errors import DetcheckError, Interrupted, UsageError
 
 Log = Callable[[str], None]
 
@@ -181,12 +181,17 @@ def audit_command(options, log: Log, *, checks: list[str], rounds: int = 2) -> d
             try:
                 _, path, outcome = flip_command(arm_options(name, size, root / name, tags), log)
             except DetcheckError as exc:
-                if name == "alone":  # every other arm's control: nothing can be told without it
+                if name == "alone" or isinstance(exc, Interrupted):  # alone: every control
                     raise
                 errors[name] = str(exc).splitlines()[0]
                 log(f"{name}: {errors[name]}")
                 continue
             runs.setdefault(name, []).append(str(path))
+            if outcome.interrupted:  # Ctrl-C: what arrived is kept; no verdict on part of it
+                raise Interrupted(
+                    f"audit interrupted in arm {name}, round {k + 1}: its runs so far are under "
+                    f"{root} (an audit starts afresh; it does not resume)"
+                )
             seen = background.setdefault(name, {"sent": 0, "failed": 0})
             seen["sent"] += outcome.background_requests
             seen["failed"] += outcome.background_failed

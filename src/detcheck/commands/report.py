@@ -43,3 +43,21 @@ def write_compare_page(markdown: str, data: dict, out: Path, names: tuple[str, s
     title = f"detcheck compare: {names[1]} against {names[0]}"
     _write_atomic(out, markdown_page(markdown, data, title).encode())
     return out
+
+
+def write_audit_page(audit_dir: Path, out: Path, title: str | None = None) -> Path:
+    """An audit directory's page (its _audit.json, as `detcheck audit` wrote it)."""
+    import json
+
+    from detcheck.errors import DataError, UsageError
+    from detcheck.render.audit import html_page
+    from detcheck.store.files import _write_atomic
+
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"-o must end in .html, got {out.name!r}")
+    try:
+        result = json.loads((audit_dir / "_audit.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{audit_dir}/_audit.json: cannot read it ({exc})") from None
+    _write_atomic(out, html_page(result, title).encode())
+    return out

@@ -9,7 +9,8 @@ def _arm(summary: dict | None) -> str:
         return ""
     share = summary.get("modal_share")
     modal = f", modal {share:.0%}" if share is not None else ""
-    return f"{summary['n']} calls: {summary['distinct']} distinct{modal}"
+    calls = "1 call" if summary["n"] == 1 else f"{summary['n']} calls"
+    return f"{calls}: {summary['distinct']} distinct{modal}"
 
 
 def _numbers(check: dict) -> str:
@@ -58,3 +59,61 @@ def render(result: dict) -> str:
     lines.append(f"broken: {', '.join(broken)}" if broken else "no check broken")
     lines.append(f"every arm is a run under {result['out']}")
     return "\n".join(lines)
+
+
+def html_page(result: dict, title: str | None = None) -> str:
+    """The audit as one self-contained page: the verdicts table, what each means, the drift
+    warning, the arms and their runs, and the JSON. Every text is escaped."""
+    import json
+    from html import escape
+
+    from detcheck.render.html import page
+
+    heading = title or f"detcheck audit: {result['model']}"
+    broken = [c["name"] for c in result["checks"] if c["verdict"] == "broken"]
+    headline = f"broken: {', '.join(broken)}" if broken else "no check broken"
+    drifted = bool(result.get("drift") and result["drift"]["drifted"])
+    rows = "".join(
+        "<tr>" + "".join(
+            f'<td{" class=wrap" if k in (1, 2, 4) else ""}>{escape(str(cell))}</td>'
+            for k, cell in enumerate(cells)
+        ) + "</tr>"
+        for cells in (
+            [c["name"], _arm(c.get("control")), _arm(c.get("treatment")), c["verdict"],
+             _numbers(c)]
+            for c in result["checks"]
+        )
+    )  # fmt: skip
+    head = "".join(f"<th>{h}</th>" for h in ("check", "control", "treatment", "verdict", "numbers"))
+    meanings = "".join(
+        f"<li><b>{escape(c['name'])}</b>: {escape(c['meaning'])}</li>"
+        for c in result["checks"]
+        if c.get("meaning")
+    )
+    arms = "".join(
+        f"<li><b>{escape(name)}</b>: {escape(arm['what'])} "
+        f"({len(arm['runs'])} run{'s' if len(arm['runs']) != 1 else ''})</li>"
+        for name, arm in result["arms"].items()
+    )
+    parts = [
+        f"<h1>{escape(heading)}</h1>",
+        f'<p class="headline{" drift" if broken else ""}">{escape(headline)}</p>',
+        f"<p>{escape(result['endpoint'])}: {result['n']} calls per arm, concurrency "
+        f"{result['concurrency']}, {result['rounds']} rounds, audit {escape(result['audit_id'])}"
+        "</p>",
+        f'<h2>Checks</h2><div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{rows}</tbody></table></div>",
+    ]
+    parts.append(f'<h2>What it means</h2><ul class="lines">{meanings}</ul>')
+    if drifted:
+        parts.append(
+            '<p class="headline drift">The control arm changed between the first and last '
+            f"rounds (p = {result['drift']['p_value']:.3g}): the endpoint drifted during the "
+            "audit, so read every verdict with care.</p>"
+        )
+    parts.append(f'<h2>Arms</h2><ul class="lines">{arms}</ul>')
+    parts.append(
+        "<h2>Raw data</h2><details><summary>The audit as JSON (what <code>--json</code> "
+        f"prints)</summary><pre>{escape(json.dumps(result, indent=2))}</pre></details>"
+    )
+    return page(heading, "\n".join(parts))

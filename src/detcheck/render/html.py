@@ -27,6 +27,7 @@ table { border-collapse: collapse; font-variant-numeric: tabular-nums; min-width
 th, td { text-align: left; padding: .25rem .6rem; border-bottom: 1px solid var(--line);
          white-space: nowrap; }
 td.num, th.num { text-align: right; }
+td.wrap { white-space: normal; min-width: 8rem; }
 tbody + tbody { border-top: 2px solid var(--muted); }
 figure { margin: 1rem 0; }
 figure svg { width: 100%; min-width: 48rem; height: auto; background: #fff; border-radius: 4px; }
