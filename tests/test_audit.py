@@ -235,3 +235,18 @@ def test_report_writes_an_audit_page_with_every_verdict_escaped(tmp_path):
     assert "broken: batch" in html and "<td>top_logprobs</td>" in html
     assert "the answer depends on the batch" in html
     assert hostile not in html and "&lt;b&gt;m&lt;/b&gt;" in html
+
+
+def test_the_python_api_runs_an_audit(tmp_path, monkeypatch):
+    import detcheck
+
+    with FakeOpenAI(Engine(top_logprobs=True)) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        plan = detcheck.audit(
+            base_url=server.base_url, n=10, checks="top_logprobs", dry_run=True, out=str(tmp_path)
+        )
+        assert server.requests == [] and plan["requests"] == 1 + 2 * 10
+        result = detcheck.audit(
+            base_url=server.base_url, n=10, checks=["top_logprobs"], out=str(tmp_path)
+        )
+    assert [(c["name"], c["verdict"]) for c in result["checks"]] == [("top_logprobs", "broken")]

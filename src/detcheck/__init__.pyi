@@ -5,6 +5,7 @@ from detcheck.api import GenerateResult as GenerateResult
 from detcheck.api import Report as Report
 from detcheck.api import RunResult as RunResult
 from detcheck.api import analyze as analyze
+from detcheck.api import audit as audit
 from detcheck.api import compare as compare
 from detcheck.api import flip as flip
 from detcheck.api import generate as generate

@@ -199,6 +199,28 @@ def generate(
     return GenerateResult(Report(report), list(paths), bool(interrupted))
 
 
+def audit(
+    *,
+    checks: str | Sequence[str] | None = None,
+    skip: str | Sequence[str] | None = None,
+    log: Callable[[str], None] | None = None,
+    **params,
+) -> dict:
+    """`detcheck audit`: which known cause breaks determinism on the endpoint, each check a
+    control arm against a treatment. Returns what `--json` prints: `checks` (each `{name,
+    verdict, ...}`), `drift`, `arms`, `out`; a dry run (`dry_run=True`), what it would send.
+    `checks` / `skip`: the checks to run or leave out (names, or a comma-separated text)."""
+    from detcheck.commands.audit import audit_command, choose
+
+    def text(value):
+        return value if value is None or isinstance(value, str) else ",".join(value)
+
+    dry_run = bool(params.pop("dry_run", False))
+    options = _options(params, "flip", progress=False, dry_run=dry_run)
+    chosen = choose(text(checks), text(skip))
+    return _in_loop_safe(lambda: audit_command(options, log or _quiet, checks=chosen))
+
+
 def analyze(
     paths: PathLike | Sequence[PathLike],
     *,
