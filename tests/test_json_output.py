@@ -24,6 +24,7 @@ FAILING = {
     "run": ["run", "/nonexistent/experiment.toml"],
     "probe": ["probe", "--top-logprobs", "-1"],
     "sweep": ["sweep", "--concurrency", "0"],
+    "audit": ["audit", "--n", "3"],
 }
 
 

@@ -1,7 +1,8 @@
 """`detcheck audit` against a real engine: SmolLM2-135M-Instruct under llama-server (8 slots,
 continuous batching), as shipped (Q4_1) and as F32. What is asserted held on every run here
-(README, "Why it varies"): Q4_1 is batch-invariant, F32 is not; both honour the seed and
-decode greedily at temperature 0; the chosen token's logprob moves with top_logprobs in both."""
+(README, "Why it varies", bench/audit.py): Q4_1 is batch-invariant, F32 is not; both honour the
+seed and decode greedily at temperature 0; the chosen token's logprob moves with top_logprobs in
+both."""
 
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ require(binary(), q4_1(), f32(), how="python .ci/llama_server.py; python .ci/smo
 COIN = (
     "Coin flip 1: Heads\nCoin flip 2: Tails\nCoin flip 3: Tails\nCoin flip 4: Heads\nCoin flip 5:"
 )
+# F32's shared_prefix was broken in 3 of 4 runs here (held once while the machine was busy
+# with another test run): not asserted
 EXPECTED = {
     "q4_1": {"batch": "holds", "mixed_load": "holds", "shared_prefix": "holds"},
-    "f32": {"batch": "broken", "mixed_load": "broken", "shared_prefix": "broken"},
+    "f32": {"batch": "broken", "mixed_load": "broken"},
 }
 BOTH = {"seed": "holds", "temperature_zero": "holds", "top_logprobs": "broken"}
 
