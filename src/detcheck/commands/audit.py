@@ -120,6 +120,7 @@ def audit_command(options, log: Log, *, checks: list[str], rounds: int = 2) -> d
     """Run the chosen checks; the audit as data (every arm's runs listed, each check's verdict).
     A dry run returns what it would send and cost, and sends nothing."""
     from detcheck import spec
+    from detcheck.store.files import _write_atomic
     from detcheck.store.runs import new_run_id
 
     if options.resume is not None or options.replay is not None:
@@ -134,9 +135,9 @@ def audit_command(options, log: Log, *, checks: list[str], rounds: int = 2) -> d
     base = replace(options, concurrency=1, tags=None, max_tokens=None)
     prompt = options.prompt or spec.default("prompt")
     table = arms(concurrency, prompt)
-    needed = [a for a in dict.fromkeys(arm for c in checks for arm in CHECKS[c]) if a != "warmup"]
     skipped = _not_testable(options, checks)
-    needed = [a for a in needed if any(a in CHECKS[c] for c in checks if c not in skipped)]
+    testable = (arm for c in checks if c not in skipped for arm in CHECKS[c])
+    needed = [a for a in dict.fromkeys(testable) if a != "warmup"]  # each arm once, in order
 
     def arm_options(name: str, calls: int, out: Path | None = None, tags=None):
         arm = table[name]
@@ -213,7 +214,7 @@ def audit_command(options, log: Log, *, checks: list[str], rounds: int = 2) -> d
         "arms": {name: {"what": _what(table, name), "runs": paths} for name, paths in runs.items()},
         "out": str(root),
     }
-    (root / "_audit.json").write_text(json.dumps(result, indent=2) + "\n")
+    _write_atomic(root / "_audit.json", (json.dumps(result, indent=2) + "\n").encode())
     return result
 
 
@@ -223,10 +224,11 @@ def _what(table: dict[str, Arm], name: str) -> str:
 
 def _not_testable(options, checks: list[str]) -> dict[str, str]:
     """Checks the endpoint's API cannot take, and why."""
+    from detcheck import spec
     from detcheck.shapes import shape
 
     out = {}
-    api = options.api or "chat"
+    api = options.api or spec.default("api")
     if not shape(api).TAKES_SEED or options.no_seed:
         for check in ("seed", "temperature_zero"):
             out[check] = f"the {api} API takes no seed" if not options.no_seed else "--no-seed"
