@@ -33,6 +33,7 @@ class Engine:
     first_call: bool = False  # the first call after a start differs
     ignores_seed: bool = False  # temperature > 0 samples without the seed
     greedy_samples: bool = False  # temperature 0 samples anyway
+    logprobs_text: bool = False  # asking for logprobs changes the greedy text
     noisy: bool = False  # every call one of three values, whatever the arm
     refuses_top1: bool = False  # a 400 for top_logprobs 1
     in_flight: list = field(default_factory=list)
@@ -71,12 +72,14 @@ class Engine:
         body = chat_body(i, BASE - shift, top_k=request.get("top_logprobs", 20))
         if request.get("max_tokens", 1) > 1:  # a whole answer: its text is what is compared
             body["choices"][0]["message"]["content"] = self._text(i, request)
+        if not request.get("logprobs"):  # not asked for: none sent, as real servers do
+            body["choices"][0]["logprobs"] = None
         return Reply(200, json.dumps(body).encode())
 
     def _text(self, i: int, request: dict) -> str:
         sampled = request["temperature"] > 0 or self.greedy_samples
         if not sampled:
-            return "Heads"
+            return "Heads, surely" if self.logprobs_text and request.get("logprobs") else "Heads"
         draw = i if self.ignores_seed or request["temperature"] == 0 else request["seed"]
         return f"answer {draw * 7919 % 6}"
 
@@ -99,8 +102,9 @@ def test_a_deterministic_engine_passes_every_check(tmp_path):
     code, data = audit(Engine(), tmp_path, "--require", "batch,seed")
     assert code == 0
     assert verdict_of(data) == {
-        "first_call": "holds", "batch": "holds", "mixed_load": "holds", "shared_prefix": "holds",
-        "top_logprobs": "holds", "seed": "holds", "temperature_zero": "holds",
+        "batch": "holds", "mixed_load": "holds", "shared_prefix": "holds",
+        "logprobs_toggle": "holds", "top_logprobs": "holds", "seed": "holds",
+        "temperature_zero": "holds", "first_call": "holds",
     }  # fmt: skip
     assert [c["name"] for c in data["checks"]] == list(verdict_of(data))  # the table's order
     assert data["drift"] == {"p_value": 1.0, "drifted": False}
@@ -116,6 +120,7 @@ def test_a_deterministic_engine_passes_every_check(tmp_path):
         ("first_call", "first_call"),
         ("ignores_seed", "seed"),
         ("greedy_samples", "temperature_zero"),
+        ("logprobs_text", "logprobs_toggle"),
     ],
 )
 def test_each_broken_cause_is_found_and_only_it(cause, check, tmp_path):
@@ -131,9 +136,9 @@ def test_each_broken_cause_is_found_and_only_it(cause, check, tmp_path):
 
 
 def verdicts_meaning(check: str) -> str:
-    from detcheck.commands.audit import MEANING
+    from detcheck.checks import CHECKS
 
-    return MEANING[check][1]
+    return CHECKS[check].MEANING[1]
 
 
 def test_an_engine_that_varies_everywhere_is_not_broken_everywhere(tmp_path):
@@ -190,8 +195,8 @@ def test_a_dry_run_counts_the_whole_audit_and_sends_nothing(tmp_path):
         assert server.requests == []
     assert result.exit_code == 0, result.stderr
     plan = json.loads(result.stdout)
-    # the warm-up + 8 arms: alone is the control of four checks, seed_per_call of two
-    assert plan["requests"] == 1 + 8 * 10 and plan["arms"] == 8
+    # the warm-up + 9 arms: alone is in five checks, greedy and seed_per_call in two each
+    assert plan["requests"] == 1 + 9 * 10 and plan["arms"] == 9
 
 
 def test_verdicts_compare_against_the_control_not_against_zero_variation():
@@ -250,3 +255,34 @@ def test_the_python_api_runs_an_audit(tmp_path, monkeypatch):
             base_url=server.base_url, n=10, checks=["top_logprobs"], out=str(tmp_path)
         )
     assert [(c["name"], c["verdict"]) for c in result["checks"]] == [("top_logprobs", "broken")]
+
+
+def test_a_generation_without_logprobs_is_an_ordinary_run_known_by_its_text(tmp_path):
+    code, data = audit(
+        Engine(logprobs_text=True), tmp_path, "--only", "logprobs_toggle", "--n", "6"
+    )
+    check = data["checks"][0]
+    assert check["verdict"] == "broken" and check["new_values"] == 6
+    arm = tmp_path / data["audit_id"] / "greedy_text"
+    runs = [read_run(p) for p in data["arms"]["greedy_text"]["runs"]]
+    assert all(r.meta["config"]["logprobs"] is False for r in runs)
+    rows = runs[0].table.filter(runs[0].table.column("ok"))
+    assert rows.column("gen_tokens").null_count == rows.num_rows  # unknown: null, not made up
+    assert set(rows.column("text").to_pylist()) == {"Heads"}
+    runner = CliRunner()
+    shown = runner.invoke(app, ["analyze", str(arm), "--json"])
+    assert shown.exit_code == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["text_only"] is True and report["unique_completions"] == 1
+    assert report["n"] == 6 and report["common_prefix_tokens"] is None
+    text = runner.invoke(app, ["analyze", str(arm)])
+    assert text.exit_code == 0 and "where they part is not known" in text.stdout
+    page = tmp_path / "page.html"
+    drawn = runner.invoke(app, ["report", str(arm), "-o", str(page)])
+    assert drawn.exit_code == 0, drawn.stderr
+    assert "Heads" in page.read_text()
+    # pooled with the arm that had logprobs: compared by text, the two answers
+    both = runner.invoke(app, ["analyze", str(arm), str(tmp_path / data["audit_id"] / "greedy"),
+                               "--json"])  # fmt: skip
+    assert both.exit_code == 0, both.stderr
+    assert json.loads(both.stdout)["unique_completions"] == 2

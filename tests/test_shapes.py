@@ -90,3 +90,39 @@ def test_completions_without_usable_logprobs_are_malformed_not_a_crash(logprobs)
     with pytest.raises(MalformedResponse) as info:
         shape("completions").parse(json.dumps(body))
     assert info.value.kind == "no_logprobs"
+
+
+@pytest.mark.parametrize(
+    "api, body",
+    [
+        ("chat", {"choices": [{"message": {"content": "Heads"}, "finish_reason": "stop"}],
+                  "usage": {"prompt_tokens": 9, "completion_tokens": 1}}),
+        ("completions", {"choices": [{"text": "Heads", "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": 9, "completion_tokens": 1}}),
+        ("responses", {"status": "completed", "usage": {"input_tokens": 9, "output_tokens": 1},
+                       "output": [{"type": "message", "content": [
+                           {"type": "output_text", "text": "Heads"}]}]}),
+    ],
+)  # fmt: skip
+def test_each_shape_asks_without_logprobs_and_reads_the_text_only(api, body):
+    from detcheck.config import FlipConfig
+
+    config = FlipConfig(api=api, kind="generate", logprobs=False, seed=None)
+    sent = shape(api).request_body(config)
+    assert not {"logprobs", "top_logprobs", "include"} & set(sent)
+    parsed = shape(api).parse(json.dumps(body), whole=True, logprobs=False)
+    assert parsed.generation.text == "Heads" and parsed.generation.finish_reason == "stop"
+    assert parsed.generation.tokens is None and parsed.token is None  # unknown, not made up
+    assert (parsed.prompt_tokens, parsed.completion_tokens) == (9, 1)
+    with pytest.raises(Exception, match="logprobs"):  # with logprobs asked for, it is malformed
+        shape(api).parse(json.dumps(body), whole=True)
+
+
+def test_a_measurement_without_logprobs_must_be_a_generation():
+    from detcheck.config import FlipConfig
+    from detcheck.errors import UsageError
+
+    with pytest.raises(UsageError, match="generation"):
+        FlipConfig(logprobs=False).validate()
+    assert "logprobs" not in FlipConfig().to_dict()  # other runs' run.json reads as before
+    assert FlipConfig(kind="generate", logprobs=False).to_dict()["logprobs"] is False

@@ -29,6 +29,9 @@ class FlipConfig:
     # each call sends seed + its call index (the audit's "a seed per call" arms); run.json has
     # the key only when set, so every other run's config reads as before
     seed_per_call: bool = False
+    # False: a generation asked for without logprobs (the audit's logprobs_toggle control);
+    # only its text is stored. run.json has the key only when False
+    logprobs: bool = True
 
     @classmethod
     def of_kind(cls, kind: str) -> FlipConfig:
@@ -42,6 +45,8 @@ class FlipConfig:
             raise UsageError(f"the {self.api} API takes no seed: give --no-seed")
         if self.seed_per_call and self.seed is None:
             raise UsageError("a seed per call needs a seed to count from")
+        if not self.logprobs and self.kind != "generate":
+            raise UsageError("a measurement without logprobs is a generation (its text)")
 
     @property
     def shape(self):
@@ -68,6 +73,8 @@ class FlipConfig:
         data["labels"] = list(self.labels)
         if not self.seed_per_call:
             del data["seed_per_call"]
+        if self.logprobs:
+            del data["logprobs"]
         return data
 
     @classmethod

@@ -38,6 +38,9 @@ class Generations:
     tails: np.ndarray | None = None
     over_length: int = 0
     text_mismatch: int = 0  # responses whose text is not their tokens joined
+    # asked for without logprobs: a completion is its text (one code per response), and where
+    # answers part, their lengths in tokens and every logprob are unknown
+    text_only: bool = False
 
     @property
     def identity(self) -> np.ndarray:
@@ -66,6 +69,8 @@ def read_generations(runs) -> Generations:
     token_chunks, logprob_chunks, text_chunks = [], [], []
     reasons, fps, where = [], [], []
     errors: Counter = Counter()
+    if any((r.meta.get("config") or {}).get("logprobs") is False for r in runs):
+        return _read_texts(runs)
     asked = [int((r.meta.get("config") or {}).get("max_tokens") or 0) for r in runs]
     cap = max(asked) if asked and min(asked) > 0 else None
     for run in runs:
@@ -125,6 +130,32 @@ def read_generations(runs) -> Generations:
         tails=tails,
         over_length=over_length,
         text_mismatch=int(mismatch.as_py() or 0),
+    )
+
+
+def _read_texts(runs) -> Generations:
+    """Generations known by their text only (some runs were asked for without logprobs): each
+    response's text is its one code; runs with tokens are read by their text too, so that they
+    pool with the others on what both have."""
+    texts, reasons, fps, where = [], [], [], []
+    errors: Counter = Counter()
+    for run in runs:
+        for batch in run.batches(GENERATION_COLUMNS, batch_size=8_192):
+            ok = batch.column("ok")
+            failed = batch.filter(pc.invert(ok))
+            errors.update(e or "unknown" for e in failed.column("error_type").to_pylist())
+            good = batch.filter(ok)
+            texts += good.column("text").to_pylist()
+            reasons += good.column("finish_reason").to_pylist()
+            fps += good.column("system_fingerprint").to_pylist()
+            where.append((run, good.column("seq").to_numpy()))
+    encoded = pc.dictionary_encode(pa.array(texts, pa.string()))
+    vocabulary = encoded.dictionary.to_pylist() + [None]
+    indices = pc.fill_null(encoded.indices, len(vocabulary) - 1)  # a null text is one of its own
+    codes = indices.to_numpy(zero_copy_only=False).astype(np.int32).reshape(-1, 1)
+    logprobs = np.full(codes.shape, np.nan)
+    return Generations(
+        codes, logprobs, vocabulary, texts, reasons, fps, dict(errors), where, text_only=True
     )
 
 

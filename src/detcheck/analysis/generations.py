@@ -163,6 +163,8 @@ def summarise(g: Generations, answer_regex: str | None = None) -> dict:
     if n == 0:
         return {"n": 0, "unique_completions": 0, "completions": [], "modal_completion": None}
     modal_row = int(first[0])
+    if g.text_only:
+        return _summarise_texts(g, first, counts, answer_regex)
     if g.modal_top is None and g.where:  # why paths part: the modal response's near-ties
         run, seq = g.locate(modal_row)
         found = run.row(seq, ["gen_top_logprobs"])
@@ -230,14 +232,61 @@ def summarise(g: Generations, answer_regex: str | None = None) -> dict:
         "flags": {"over_length": g.over_length, "text_mismatch": g.text_mismatch},
     }
     if answer_regex is not None:
-        found = answers(g.texts, answer_regex)
-        tally = Counter(found)
-        report["answers"] = {
-            "distinct": len(tally),
-            "modal": tally.most_common(1)[0][0],
-            "modal_share": tally.most_common(1)[0][1] / n,
-            "unmatched": tally.get(None, 0),
+        report["answers"] = answer_tally(g.texts, answer_regex)
+    return report
+
+
+def answer_tally(texts: Sequence[str | None], answer_regex: str) -> dict:
+    tally = Counter(answers(texts, answer_regex))
+    return {
+        "distinct": len(tally),
+        "modal": tally.most_common(1)[0][0],
+        "modal_share": tally.most_common(1)[0][1] / len(texts),
+        "unmatched": tally.get(None, 0),
+    }
+
+
+def _summarise_texts(g: Generations, first, counts, answer_regex: str | None) -> dict:
+    """The report of answers known by their text only: how many, how often each; what needs
+    tokens (where they part, their lengths, the drift) is null, not guessed."""
+    from detcheck.text import redact
+
+    secrets = analysis_secrets()
+    n = g.n
+    completions = [
+        {
+            "count": int(count),
+            "share": count / n,
+            "text": redact(g.texts[row], secrets),
+            "tokens": None,
+            "first_divergence": None,
+            "parting_text": None,
         }
+        for row, count in zip(first.tolist()[:20], counts.tolist())
+    ]
+    unseen = stats.unseen(counts)
+    unseen["chao1_ci95"] = list(stats.chao1_ci95(counts))
+    report = {
+        "n": n,
+        "text_only": True,
+        "max_tokens_seen": None,
+        "unique_completions": int(counts.size),
+        "completions": completions,
+        "modal_completion": {**completions[0], "tokens": None},
+        "first_divergence": None,
+        "common_prefix_tokens": None,
+        "splits": [],
+        "positions": [],
+        "lengths": None,
+        "finish_reasons": dict(Counter(r or "null" for r in g.finish_reasons).most_common()),
+        "unseen": unseen,
+        "fingerprints": dict(Counter(f or "null" for f in g.fingerprints).most_common()),
+        "errors": int(sum(g.errors_by_type.values())),
+        "errors_by_type": dict(sorted(g.errors_by_type.items())),
+        "flags": {"over_length": 0, "text_mismatch": 0},
+    }
+    if answer_regex is not None:
+        report["answers"] = answer_tally(g.texts, answer_regex)
     return report
 
 
@@ -245,6 +294,12 @@ def headline(r: dict) -> str:
     if not r["n"]:
         return "no successful responses to analyse"
     k, n = r["unique_completions"], r["n"]
+    if r.get("text_only"):
+        return (
+            f"{k:,} different completion{'s' if k != 1 else ''} in {n:,} calls (by their text: "
+            "asked for without logprobs, so where they part is not known); the most common "
+            f"came back in {r['modal_completion']['share']:.1%} of calls."
+        )
     if k == 1:
         return (
             f"1 completion in {n:,} calls: every response was the same "

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from detcheck.analysis import audit as verdicts
+from detcheck.checks import CHECKS, WARMUP, Sizes, arms_of
 from detcheck.commands.costs import check_spend
 from detcheck.commands.flip import flip_command
 from detcheck.config import strip_credentials
@@ -23,81 +24,6 @@ from detcheck.errors import DetcheckError, Interrupted, UsageError
 Log = Callable[[str], None]
 
 AUDIT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Arm:
-    kind: str  # "flip": the first token's logprob is compared; "generate": the whole text
-    changes: dict = field(default_factory=dict)  # FlipOptions fields this arm sets
-    what: str = ""
-
-
-def arms(concurrency: int, prompt: str) -> dict[str, Arm]:
-    background = max(1, concurrency - 1)  # with the measured call, `concurrency` in flight
-    half = prompt[: len(prompt) // 2]
-    return {
-        "alone": Arm("flip", {}, "the request alone, concurrency 1"),
-        "batched": Arm("flip", {"concurrency": concurrency}, f"concurrency {concurrency}"),
-        "mixed": Arm(
-            "flip", {"background_load": background},
-            f"concurrency 1 + {background} streams of unrelated prompts",
-        ),
-        "prefixed": Arm(
-            "flip", {"background_load": background, "background_prefix": half},
-            f"concurrency 1 + {background} streams sharing the prompt's first half",
-        ),
-        "top1": Arm("flip", {"top_logprobs": 1}, "top_logprobs 1"),
-        "greedy": Arm("generate", {"temperature": 0.0}, "temperature 0"),
-        "one_seed": Arm("generate", {"temperature": 1.0}, "temperature 1, one seed"),
-        "seed_per_call": Arm(
-            "generate", {"temperature": 1.0, "seed_per_call": True},
-            "temperature 1, a seed per call",
-        ),
-    }  # fmt: skip
-
-
-# check -> (control arm, treatment arm); first_call's control is the warm-up call
-CHECKS: dict[str, tuple[str, str]] = {
-    "first_call": ("warmup", "alone"),
-    "batch": ("alone", "batched"),
-    "mixed_load": ("alone", "mixed"),
-    "shared_prefix": ("alone", "prefixed"),
-    "top_logprobs": ("top1", "alone"),
-    "seed": ("one_seed", "seed_per_call"),
-    "temperature_zero": ("greedy", "seed_per_call"),
-}
-
-# what a verdict means for a user: (holds, broken)
-MEANING = {
-    "first_call": (
-        "the first call after a start gives what later calls give",
-        "the first call differs (a cold cache or warm-up): discard it, or warm up before measuring",
-    ),
-    "batch": (
-        "sharing a batch with copies of the request does not change the answer",
-        "the answer depends on the batch: concurrency changes the logprobs (batch-variant kernels)",
-    ),
-    "mixed_load": (
-        "other users' prompts in the batch do not change the answer",
-        "other users' traffic changes your answer: results depend on the server's load",
-    ),
-    "shared_prefix": (
-        "requests sharing the prompt's start do not change the answer",
-        "requests sharing your prompt's prefix change the answer (prefix caching or batching)",
-    ),
-    "top_logprobs": (
-        "asking for more top logprobs does not change the chosen token's logprob",
-        "the chosen token's logprob depends on how many top logprobs are asked for",
-    ),
-    "seed": (
-        "a fixed seed gives fewer completions than a seed per call: the seed is honoured",
-        "the seed makes no difference: it is ignored (or the sampling is not seeded)",
-    ),
-    "temperature_zero": (
-        "temperature 0 gives fewer completions than temperature 1",
-        "temperature 0 varies about as much as temperature 1: it is not greedy decoding",
-    ),
-}
 
 
 def choose(only: str | None, skip: str | None) -> list[str]:
@@ -133,21 +59,20 @@ def audit_command(options, log: Log, *, checks: list[str], rounds: int = 2) -> d
     concurrency = options.concurrency or spec.default("concurrency", "audit")
     max_tokens = options.max_tokens or spec.default("max_tokens", "audit")
     base = replace(options, concurrency=1, tags=None, max_tokens=None)
-    prompt = options.prompt or spec.default("prompt")
-    table = arms(concurrency, prompt)
+    sizes = Sizes(concurrency, options.prompt or spec.default("prompt"))
     skipped = _not_testable(options, checks)
-    testable = (arm for c in checks if c not in skipped for arm in CHECKS[c])
-    needed = [a for a in dict.fromkeys(testable) if a != "warmup"]  # each arm once, in order
+    table = arms_of([c for c in checks if c not in skipped], sizes)
+    needed = list(table)
 
     def arm_options(name: str, calls: int, out: Path | None = None, tags=None):
-        arm = table[name]
+        arm = table.get(name, WARMUP)
         length = {"max_tokens": max_tokens} if arm.kind == "generate" else {}
         return replace(base, kind=arm.kind, n=calls, out=out, tags=tags, **length, **arm.changes)
 
     # the whole audit's spend is planned, limited and confirmed once, before anything is sent
     quiet = [replace(arm_options(a, n), dry_run=True) for a in needed]
     spends = [flip_command(o, lambda _: None)[0] for o in quiet]
-    warm = flip_command(replace(arm_options("alone", 1), dry_run=True), lambda _: None)[0]
+    warm = flip_command(replace(arm_options("warmup", 1), dry_run=True), lambda _: None)[0]
     costs = [s["estimated_cost_usd"] for s in [warm, *spends]]
     spend = {
         **warm,
@@ -167,12 +92,12 @@ def audit_command(options, log: Log, *, checks: list[str], rounds: int = 2) -> d
     background: dict[str, dict] = {}
     log(f"audit {audit_id}: {len(checks)} checks, {len(needed)} arms of {n} calls + 1 warm-up")
     _, path, _ = flip_command(
-        arm_options("alone", 1, root / "warmup", {"audit_id": audit_id, "audit_arm": "warmup"}),
+        arm_options("warmup", 1, root / "warmup", {"audit_id": audit_id, "audit_arm": "warmup"}),
         log,
     )
     runs["warmup"] = [str(path)]
-    sizes = [n // rounds + (1 if k < n % rounds else 0) for k in range(rounds)]
-    for k, size in enumerate(sizes):
+    per_round = [n // rounds + (1 if k < n % rounds else 0) for k in range(rounds)]
+    for k, size in enumerate(per_round):
         order = needed if k % 2 == 0 else needed[::-1]
         for name in order:
             if name in errors:
@@ -199,7 +124,7 @@ def audit_command(options, log: Log, *, checks: list[str], rounds: int = 2) -> d
     values = {name: [_values(p) for p in paths] for name, paths in runs.items()}
     results = []
     for check in checks:
-        results.append(_verdict(check, values, skipped, errors, background))
+        results.append(_verdict(check, values, skipped, errors, background, sizes))
     control_rounds = values.get("alone") or values.get("greedy") or []
     result = {
         "audit_version": AUDIT_VERSION,
@@ -218,8 +143,8 @@ def audit_command(options, log: Log, *, checks: list[str], rounds: int = 2) -> d
     return result
 
 
-def _what(table: dict[str, Arm], name: str) -> str:
-    return "the first call after the audit starts" if name == "warmup" else table[name].what
+def _what(table: dict, name: str) -> str:
+    return table.get(name, WARMUP).what
 
 
 def _not_testable(options, checks: list[str]) -> dict[str, str]:
@@ -227,12 +152,11 @@ def _not_testable(options, checks: list[str]) -> dict[str, str]:
     from detcheck import spec
     from detcheck.shapes import shape
 
-    out = {}
     api = options.api or spec.default("api")
-    if not shape(api).TAKES_SEED or options.no_seed:
-        for check in ("seed", "temperature_zero"):
-            out[check] = f"the {api} API takes no seed" if not options.no_seed else "--no-seed"
-    return {c: why for c, why in out.items() if c in checks}
+    if options.no_seed or not shape(api).TAKES_SEED:
+        why = "--no-seed" if options.no_seed else f"the {api} API takes no seed"
+        return {c: why for c in checks if getattr(CHECKS[c], "NEEDS_SEED", False)}
+    return {}
 
 
 def _values(path: str) -> list:
@@ -249,43 +173,38 @@ def _values(path: str) -> list:
     return list(zip(table.column("token").to_pylist(), table.column("logprob").to_pylist()))
 
 
-def _verdict(check, values, skipped, errors, background) -> dict:
-    control, treatment = CHECKS[check]
-    holds, broken = MEANING[check]
+def _verdict(check, values, skipped, errors, background, sizes) -> dict:
+    module = CHECKS[check]
+    control, treatment = (arm.name for arm in module.arms(sizes))
     if check in skipped:
-        return _not_tested(check, skipped[check])
+        return _not_tested(check, skipped[check], control, treatment)
     for arm in (control, treatment):
         if arm in errors:
-            return _not_tested(check, f"the endpoint refused the {arm} arm: {errors[arm]}")
+            why = f"the endpoint refused the {arm} arm: {errors[arm]}"
+            return _not_tested(check, why, control, treatment)
     sent = background.get(treatment, {})
     if sent.get("sent") and sent["failed"] == sent["sent"]:
-        return _not_tested(check, f"the background could not be sent ({sent['failed']} failed)")
+        why = f"the background could not be sent ({sent['failed']} failed)"
+        return _not_tested(check, why, control, treatment)
     pooled = {arm: [v for run in values.get(arm, []) for v in run] for arm in (control, treatment)}
-    if check == "first_call":
-        first = pooled["warmup"][0] if pooled["warmup"] else None
-        result = verdicts.first_call(first, pooled["alone"])
-    elif check == "seed":
+    if module.TEST == "first_call":
+        first = pooled[control][0] if pooled[control] else None
+        result = verdicts.first_call(first, pooled[treatment])
+    elif module.TEST == "concentrated":
         result = verdicts.has_effect(
-            check, pooled[control], pooled[treatment],
-            cannot_tell="a seed per call gave one completion too: the answer is too certain "
-            "at temperature 1 to tell (or the temperature is ignored)",
-        )  # fmt: skip
-    elif check == "temperature_zero":
-        result = verdicts.has_effect(
-            check, pooled[control], pooled[treatment],
-            cannot_tell="temperature 1 gave one completion too: the answer is too certain to tell",
-        )  # fmt: skip
+            check, pooled[control], pooled[treatment], cannot_tell=module.CANNOT_TELL
+        )
     else:
         result = verdicts.differs(check, pooled[control], pooled[treatment])
     result["name"] = check
     if result["verdict"] != verdicts.NOT_TESTED:
+        holds, broken = module.MEANING
         result["meaning"] = holds if result["verdict"] == verdicts.HOLDS else broken
     result["arms"] = {"control": control, "treatment": treatment}
     return result
 
 
-def _not_tested(check: str, reason: str) -> dict:
-    control, treatment = CHECKS[check]
+def _not_tested(check: str, reason: str, control: str, treatment: str) -> dict:
     return {
         "name": check,
         "verdict": verdicts.NOT_TESTED,

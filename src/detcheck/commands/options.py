@@ -29,6 +29,7 @@ FlipOptions = make_dataclass(
         ("tags", object, None),  # stored in run.json (e.g. a sweep's concurrency level)
         ("background_prefix", str, ""),  # background requests begin with it (audit)
         ("seed_per_call", bool, False),  # each call sends seed + its index (audit)
+        ("logprobs", bool, True),  # False: a generation's text only, none asked for (audit)
         ("partition", bool, False),  # under model=<model>/date=<YYYY-MM-DD>/ (scheduled runs)
         ("kind", object, None),  # "flip" or "generate"; None: flip, or the recorded run's
         ("answer_regex", object, None),  # generate: the answer in each completion (TARa@N)
@@ -64,6 +65,8 @@ def resolve_config(options, recorded: dict | None = None):
         config = replace(config, seed=None)
     if options.seed_per_call:
         config = replace(config, seed_per_call=True)
+    if not options.logprobs:
+        config = replace(config, logprobs=False)
     from detcheck.shapes import SHAPES
 
     if config.api in SHAPES and not SHAPES[config.api].TAKES_SEED and options.seed is None:

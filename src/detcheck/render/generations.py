@@ -43,7 +43,7 @@ def render_text(r: dict) -> str:
         [
             f"{c['count']:,}",
             f"{c['share']:.1%}",
-            c["tokens"],
+            "" if c["tokens"] is None else c["tokens"],
             "" if c["first_divergence"] is None else c["first_divergence"],
             printable(_clip(c["text"] if c["parting_text"] is None else "…" + c["parting_text"])),
         ]
@@ -58,7 +58,8 @@ def render_text(r: dict) -> str:
     )
     if r["unique_completions"] > len(rows):
         lines.append(f"... and {r['unique_completions'] - len(rows):,} more")
-    lines += ["", "on the modal path, by position:", path_picture(r), ""]
+    if r["positions"]:
+        lines += ["", "on the modal path, by position:", path_picture(r), ""]
     for s in r["splits"][:10]:
         tokens = ", ".join(
             f"{'(end)' if t['ended'] else printable(repr(t['token']))} {t['count']:,}"
@@ -70,13 +71,22 @@ def render_text(r: dict) -> str:
     fd = r["first_divergence"]
     u = r["unseen"]
     lo, hi = u["chao1_ci95"]
+    where = (
+        "text only: no tokens, so no common prefix or lengths"
+        if r.get("text_only")
+        else f"common prefix {r['common_prefix_tokens']:,} tokens | first divergence median "
+        + (f"{fd['median']:g}" if fd["median"] is not None else "none")
+    )
+    lengths = (
+        ""
+        if r["lengths"] is None
+        else (f"lengths {r['lengths']['min']}-{r['lengths']['max']} tokens; ")
+    )
     lines += [
         "",
         f"responses {r['n']:,} | completions {r['unique_completions']:,} (Chao1 "
-        f"{u['chao1']:,.1f}, 95% CI {lo:,.1f} to {hi:,.1f}) | common prefix "
-        f"{r['common_prefix_tokens']:,} tokens | first divergence median "
-        + (f"{fd['median']:g}" if fd["median"] is not None else "none"),
-        f"lengths {r['lengths']['min']}-{r['lengths']['max']} tokens; finish reasons: "
+        f"{u['chao1']:,.1f}, 95% CI {lo:,.1f} to {hi:,.1f}) | {where}",
+        f"{lengths}finish reasons: "
         + ", ".join(f"{printable(k)} {v:,}" for k, v in r["finish_reasons"].items()),
         "calls per fingerprint: "
         + ", ".join(f"{printable(k)} {v:,}" for k, v in sorted(r["fingerprints"].items())),

@@ -107,7 +107,9 @@ class Flip:
         self.body = config.request_body()
         whole = config.kind == "generate"  # every position, not only the first
         self.parse = (
-            functools.partial(config.shape.parse, whole=whole) if whole else config.shape.parse
+            functools.partial(config.shape.parse, whole=whole, logprobs=config.logprobs)
+            if whole
+            else config.shape.parse
         )
         self.targets = frozenset(config.targets.values())
         self.secrets = endpoint.secrets
@@ -375,7 +377,8 @@ class Flip:
             if exc.kind in FINAL_KINDS:  # no logprobs, a refusal: asking again won't help
                 return EndpointError(printable(redact(str(exc), self.secrets)))
             return TransientError(exc.kind, str(exc))
-        problem = unusable_reason(parsed, self.targets)
+        # a text asked for without logprobs has none to check
+        problem = unusable_reason(parsed, self.targets) if self.config.logprobs else None
         if problem is not None:  # NaN, inf, positive, a string...: never counted toward n
             row.update(error_type="unusable_logprob", error=clip(problem))
             return TransientError("unusable_logprob", problem)

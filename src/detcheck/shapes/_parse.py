@@ -55,14 +55,35 @@ class Parsed:
 
 @dataclass
 class Generation:
-    """A whole generated answer: each position's token and logprob, and its ranked top tokens."""
+    """A whole generated answer: each position's token and logprob, and its ranked top tokens
+    (None, all four, for an answer asked for without logprobs: its text only)."""
 
     text: str | None
     finish_reason: str | None
-    tokens: list[str | None]
-    logprobs: list[float | None]
-    top_tokens: list[list[str | None]]
-    top_logprobs: list[list[float | None]]
+    tokens: list[str | None] | None
+    logprobs: list[float | None] | None
+    top_tokens: list[list[str | None]] | None
+    top_logprobs: list[list[float | None]] | None
+
+
+def text_only(data: Mapping, text, finish_reason, usage: Mapping, names=("prompt", "completion")):
+    """A response asked for without logprobs: its text is all there is (tokens unknown: null,
+    never made up). `names` are the usage keys' stems (`input`/`output` on Responses)."""
+    usage = usage if isinstance(usage, Mapping) else {}
+    return Parsed(
+        response_id=str_or_none(data.get("id")),
+        model=str_or_none(data.get("model")),
+        system_fingerprint=str_or_none(data.get("system_fingerprint")),
+        token=None,
+        logprob=None,
+        top_logprobs=[],
+        prompt_tokens=int_or_none(usage.get(f"{names[0]}_tokens")),
+        completion_tokens=int_or_none(usage.get(f"{names[1]}_tokens")),
+        cached_tokens=None,
+        generation=Generation(
+            str_or_none(text), str_or_none(finish_reason), None, None, None, None
+        ),
+    )
 
 
 def generation_of(entries: list, text, finish_reason) -> Generation:

@@ -14,6 +14,7 @@ from detcheck.shapes._parse import (
     int_or_none,
     load_json,
     str_or_none,
+    text_only,
     top_entry,
     with_seed,
 )
@@ -33,14 +34,18 @@ def request_body(config) -> dict:
         "top_logprobs": config.top_logprobs,
         "max_tokens": config.max_tokens,
     }
+    if not config.logprobs:
+        del body["logprobs"], body["top_logprobs"]
     return with_seed(body, config.seed)
 
 
-def parse(body: bytes | str, whole: bool = False) -> Parsed:
+def parse(body: bytes | str, whole: bool = False, logprobs: bool = True) -> Parsed:
     """The first generated token of a chat completion, with its top logprobs (and with `whole`,
-    every position's)."""
+    every position's; without `logprobs`, the text only)."""
     data = load_json(body)
     choice = first_choice(data)
+    if not logprobs:
+        return text_only(data, _text(choice), choice.get("finish_reason"), data.get("usage"))
     return from_content(data, choice, _text(choice), whole)
 
 

@@ -17,6 +17,7 @@ from detcheck.shapes._parse import (
     int_or_none,
     load_json,
     str_or_none,
+    text_only,
     with_seed,
 )
 
@@ -33,15 +34,19 @@ def request_body(config) -> dict:
         "logprobs": config.top_logprobs,
         "max_tokens": config.max_tokens,
     }
+    if not config.logprobs:
+        del body["logprobs"]
     return with_seed(body, config.seed)
 
 
-def parse(body: bytes | str, whole: bool = False) -> Parsed:
+def parse(body: bytes | str, whole: bool = False, logprobs: bool = True) -> Parsed:
     """The legacy /v1/completions shape: `logprobs.top_logprobs` is a list of {token: logprob}
     dicts (one per generated token), `tokens` / `token_logprobs` the generated ones. A server
     that answers with the chat shape's `logprobs.content` instead (llama.cpp's) is read as chat."""
     data = load_json(body)
     choice = first_choice(data)
+    if not logprobs:
+        return text_only(data, choice.get("text"), choice.get("finish_reason"), data.get("usage"))
     logprobs = choice.get("logprobs")
     if isinstance(logprobs, Mapping) and "content" in logprobs and "tokens" not in logprobs:
         return chat.from_content(data, choice, choice.get("text"), whole)

@@ -15,6 +15,7 @@ from detcheck.shapes._parse import (
     int_or_none,
     load_json,
     str_or_none,
+    text_only,
     top_entry,
 )
 from detcheck.text import clip
@@ -26,7 +27,7 @@ MIN_OUTPUT_TOKENS = 16  # the API refuses max_output_tokens below this
 
 
 def request_body(config) -> dict:
-    return {
+    body = {
         "model": config.model,
         "input": config.prompt,
         "temperature": config.temperature,
@@ -34,9 +35,12 @@ def request_body(config) -> dict:
         "include": ["message.output_text.logprobs"],
         "max_output_tokens": max(MIN_OUTPUT_TOKENS, config.max_tokens),
     }
+    if not config.logprobs:
+        del body["top_logprobs"], body["include"]
+    return body
 
 
-def parse(body: bytes | str, whole: bool = False) -> Parsed:
+def parse(body: bytes | str, whole: bool = False, logprobs: bool = True) -> Parsed:
     """The output text of every message item, every `output_text` part, in order: the first
     token (with its top logprobs) is what a flip measures, all of it what a generation does. A
     refusal with no text stops the run with the refusal's words (asking again won't help)."""
@@ -60,6 +64,10 @@ def parse(body: bytes | str, whole: bool = False) -> Parsed:
             words = " ".join(r for r in refusals if r) or "(no text)"
             raise MalformedResponse("refused", clip(f"the model refused: {words}"))
         raise MalformedResponse("malformed_body", "response has no output_text")
+    text = "".join(t for t in (str_or_none(part.get("text")) for part in texts) if t is not None)
+    if not logprobs:
+        names = ("input", "output")
+        return text_only(data, text, _finish_reason(data), data.get("usage"), names)
     # every part's logprobs, in order: answers that differ in a later part are not one answer
     logprobs = [
         entry
@@ -77,7 +85,6 @@ def parse(body: bytes | str, whole: bool = False) -> Parsed:
     top = first.get("top_logprobs")
     usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
     details = usage.get("input_tokens_details")
-    text = "".join(t for t in (str_or_none(part.get("text")) for part in texts) if t is not None)
     return Parsed(
         response_id=str_or_none(data.get("id")),
         model=str_or_none(data.get("model")),
