@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from detcheck.analysis import audit as verdicts
 from detcheck.cli import app
 from detcheck.store import read_run
-from fake_openai import FakeOpenAI, Reply, chat_body
+from fake_openai import FakeOpenAI, Reply, chat_body, responses_body
 
 PROMPT = "Flip a coin. Return Heads or Tails only."
 BASE = math.log(0.6)
@@ -43,7 +43,8 @@ class Engine:
         if self.refuses_top1 and request.get("top_logprobs") == 1:
             error = {"error": {"message": "top_logprobs must be at least 5", "type": "invalid"}}
             return Reply(400, json.dumps(error).encode())
-        prompt = request["messages"][0]["content"]
+        responses = "input" in request  # the Responses API: the prompt as `input`
+        prompt = request["input"] if responses else request["messages"][0]["content"]
         with self.lock:
             others = list(self.in_flight)
             self.in_flight.append(prompt)
@@ -69,6 +70,14 @@ class Engine:
             shift += 16e-6
         if self.noisy:
             shift += 1e-6 * (i % 3)
+        if responses:
+            body = responses_body(i, BASE - shift, top_k=request.get("top_logprobs", 20))
+            part = body["output"][0]["content"][0]
+            if request.get("max_output_tokens", 16) > 16:  # a whole answer (16 is the least)
+                part["text"] = self._text(i, request)
+            if "include" not in request:  # no logprobs asked for: none sent
+                del part["logprobs"]
+            return Reply(200, json.dumps(body).encode())
         body = chat_body(i, BASE - shift, top_k=request.get("top_logprobs", 20))
         if request.get("max_tokens", 1) > 1:  # a whole answer: its text is what is compared
             body["choices"][0]["message"]["content"] = self._text(i, request)
@@ -79,8 +88,9 @@ class Engine:
     def _text(self, i: int, request: dict) -> str:
         sampled = request["temperature"] > 0 or self.greedy_samples
         if not sampled:
-            return "Heads, surely" if self.logprobs_text and request.get("logprobs") else "Heads"
-        draw = i if self.ignores_seed or request["temperature"] == 0 else request["seed"]
+            asked = request.get("logprobs") or "include" in request  # chat, or Responses
+            return "Heads, surely" if self.logprobs_text and asked else "Heads"
+        draw = i if self.ignores_seed or request["temperature"] == 0 else request.get("seed", i)
         return f"answer {draw * 7919 % 6}"
 
 
@@ -159,7 +169,7 @@ def test_every_arm_is_an_ordinary_run_and_the_audit_is_stored(tmp_path):
         assert sum(r.meta["successes"] for r in runs) == (1 if name == "warmup" else 10)
         assert {r.meta["tags"]["audit_arm"] for r in runs} == {name}
     batched = [read_run(p).meta["concurrency"] for p in data["arms"]["batched"]["runs"]]
-    assert batched == [8, 8]  # two rounds
+    assert batched == [8, 8, 8, 8]  # four rounds: 3, 3, 2 and 2 calls
     result = CliRunner().invoke(app, ["analyze", str(tmp_path / data["audit_id"] / "batched")])
     assert result.exit_code == 0 and "20 calls" not in result.stdout  # n = 10 over two runs
     assert "10 calls" in result.stdout
@@ -286,3 +296,107 @@ def test_a_generation_without_logprobs_is_an_ordinary_run_known_by_its_text(tmp_
                                "--json"])  # fmt: skip
     assert both.exit_code == 0, both.stderr
     assert json.loads(both.stdout)["unique_completions"] == 2
+
+
+def test_an_arm_stops_once_its_verdict_cannot_change(tmp_path):
+    # top_logprobs 1 and 20 give two different constant logprobs: after 30 of 40 calls each,
+    # no 10 more of any kind can make the control's mode the treatment's, so the check is
+    # broken whatever follows, and both of its arms stop
+    _, data = audit(Engine(top_logprobs=True), tmp_path, "--only", "top_logprobs", "--n", "40")
+    assert verdict_of(data) == {"top_logprobs": "broken"}
+    assert data["stopped_early"] == {"top1": 30, "alone": 30}
+    assert (data["calls"], data["calls_every_arm_to_n"]) == (1 + 30 + 30, 1 + 40 + 40)
+    # a check that holds on a deterministic engine: at 40 calls, 10 strays in the last round
+    # would still break it (p 0.0005), so both arms go to n; at 8, once 4 agree, 4 strays
+    # could not (p 0.04): settled
+    _, data = audit(Engine(), tmp_path, "--only", "batch", "--n", "40")
+    assert verdict_of(data) == {"batch": "holds"}
+    assert data["stopped_early"] == {} and data["calls"] == data["calls_every_arm_to_n"] == 81
+    _, data = audit(Engine(), tmp_path, "--only", "batch", "--n", "8")
+    assert verdict_of(data) == {"batch": "holds"}
+    assert data["stopped_early"] == {"alone": 4, "batched": 4} and data["calls"] == 9
+
+
+def test_a_settled_verdict_is_the_one_every_continuation_gives():
+    # by enumeration on small arms: whatever the remaining calls return (values seen or new),
+    # the verdict at the end is one of those possible_verdicts allows
+    import itertools
+    import random
+
+    rng = random.Random(7)
+    for _ in range(150):
+        test = rng.choice(["differs", "concentrated", "first_call"])
+        one = test == "first_call"
+        control = [rng.choice("ab") for _ in range(1 if one else rng.randint(1, 4))]
+        treatment = [rng.choice("abc") for _ in range(rng.randint(1, 4))]
+        more_c, more_t = (0 if one else rng.randint(0, 2)), rng.randint(1, 2)
+        allowed = verdicts.possible_verdicts(test, control, treatment, more_c, more_t)
+        for extra_c in itertools.product("abcxy", repeat=more_c):
+            for extra_t in itertools.product("abcxy", repeat=more_t):
+                end = verdicts.verdict_of(
+                    test, control + list(extra_c), treatment + list(extra_t), cannot_tell="-"
+                )
+                assert end["verdict"] in allowed, (test, control, treatment, extra_c, extra_t)
+    # and it does settle where it should: two constant, different arms, most calls in
+    assert verdicts.possible_verdicts("differs", ["a"] * 30, ["b"] * 30, 10, 10) == {"broken"}
+    assert verdicts.possible_verdicts("differs", ["a"] * 20, ["b"] * 20, 20, 20) == {
+        "holds", "broken"}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_killed_audit_resumes_to_the_verdicts_of_one_never_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    engine = Engine(top_logprobs=True)
+    args = ["audit", "--only", "batch,top_logprobs", "--n", "40", "--out", str(tmp_path), "-q"]
+    with FakeOpenAI(engine) as server:
+        env = {**os.environ, "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.base_url}
+        proc = subprocess.Popen([sys.executable, "-m", "detcheck.cli", *args], env=env)
+        deadline = time.monotonic() + 60
+        while server.successes < 75 and time.monotonic() < deadline:  # into round 2 or 3
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        (root,) = tmp_path.iterdir()
+        state = json.loads((root / "_audit.json").read_text())
+        assert state["status"] == "running"
+        sent_before = server.successes
+        again = CliRunner().invoke(app, ["audit", "--resume", str(root), "--json", "-q"], env=env)
+    assert again.exit_code == 0, again.stderr or again.exception
+    data = json.loads(again.stdout)
+    assert verdict_of(data) == {"batch": "holds", "top_logprobs": "broken"}
+    for arm in data["arms"].values():
+        runs = [read_run(p) for p in arm["runs"]]
+        rounds = [r.meta["tags"].get("audit_round") for r in runs]
+        assert len(rounds) == len(set(rounds))  # one run per round: none started twice
+        for run in runs:
+            ok = run.table.column("ok").to_pylist()
+            ids = [i for i, g in zip(run.table.column("response_id").to_pylist(), ok) if g]
+            assert sum(ok) == run.meta["n_requested"] == len(set(ids))
+    cut = [
+        p for arm in data["arms"].values() for p in arm["runs"] if read_run(p).meta.get("resumed")
+    ]
+    assert len(cut) == 1  # the run the kill cut was carried on, not started again
+    # what the first process kept was not asked for again: the resume sent only the rest
+    # (and what was in flight at the kill, at most the batch's 8)
+    assert data["calls"] <= server.successes - sent_before + 75 + 8
+    assert server.successes - sent_before < data["calls"]
+
+
+def test_on_the_responses_api_the_seed_checks_are_not_tested_and_the_rest_decided(tmp_path):
+    code, data = audit(
+        Engine(logprobs_text=True), tmp_path, "--api", "responses", "--n", "20",
+        "--max-tokens", "24", "--require", "logprobs_toggle",
+    )  # fmt: skip
+    assert code == 1
+    assert verdict_of(data) == {
+        "batch": "holds", "mixed_load": "holds", "shared_prefix": "holds",
+        "logprobs_toggle": "broken", "top_logprobs": "holds", "seed": "not tested",
+        "temperature_zero": "not tested", "first_call": "holds",
+    }  # fmt: skip
+    reasons = {c["name"]: c.get("reason") for c in data["checks"]}
+    assert reasons["seed"] == "the responses API takes no seed"
+    assert "one_seed" not in data["arms"] and "seed_per_call" not in data["arms"]

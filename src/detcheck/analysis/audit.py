@@ -107,3 +107,82 @@ def drift(rounds: Sequence[Sequence[Hashable]], alpha: float = ALPHA) -> dict | 
     reverse = more_varied(rounds[-1], rounds[0])
     p_value = min(1.0, 2 * min(test["p_value"], reverse["p_value"]))  # either way
     return {"p_value": p_value, "drifted": p_value < alpha}
+
+
+def _fisher_greater(table) -> float:
+    from scipy.stats import fisher_exact
+
+    return float(fisher_exact(table, alternative="greater").pvalue)
+
+
+def p_range(
+    control: Sequence[Hashable], treatment: Sequence[Hashable], more_control: int,
+    more_treatment: int,
+) -> tuple[float, float]:  # fmt: skip
+    """The least and the greatest p-value more_varied can give once each arm has had its
+    remaining calls, whatever they return. For each value that may end as the control's mode,
+    the extremes: every remaining control call on it and every remaining treatment call
+    elsewhere (the least p), or the control only as much on it as keeps it the mode and every
+    remaining treatment call on it (the greatest); the one-sided p only falls as a table moves
+    toward [[more, fewer], [fewer, more]] (tests/test_audit.py checks that by enumeration)."""
+    c, t = Counter(control), Counter(treatment)
+    n_c, n_t = len(control), len(treatment)
+    fresh = object()  # a value neither arm has given yet
+    low, high = 1.0, 0.0
+    for v in [*dict.fromkeys([*c, *t]), fresh]:
+        c_v, t_v = c.get(v, 0), t.get(v, 0)
+        rival = max((k for u, k in c.items() if u != v), default=0)
+        if c_v + more_control >= rival and c_v + more_control > 0:
+            at = c_v + more_control
+            table = [[at, n_c - c_v], [t_v, n_t + more_treatment - t_v]]
+            low = min(low, _fisher_greater(table))
+        lift = max(0, rival - c_v)  # control calls it needs to be the mode
+        if lift <= more_control and c_v + lift > 0:
+            at = c_v + lift
+            table = [[at, n_c + more_control - at], [t_v + more_treatment, n_t - t_v]]
+            high = max(high, _fisher_greater(table))
+    return low, high
+
+
+def possible_verdicts(
+    test: str, control: Sequence[Hashable], treatment: Sequence[Hashable], more_control: int,
+    more_treatment: int, alpha: float = ALPHA,
+) -> set[str]:  # fmt: skip
+    """Every verdict a check could still end with after the arms' remaining calls (at most
+    `more_*` each, whatever they return). One verdict: the check is settled, and its arms
+    need not be sent on for it."""
+    if not more_control and not more_treatment:
+        return {_verdict_now(test, control, treatment, alpha)}
+    if test == "first_call":
+        if control and control[0] in set(treatment):
+            return {HOLDS}  # it is one of theirs, and stays so
+        return {HOLDS, BROKEN}
+    if not control or not treatment:
+        return {HOLDS, BROKEN, NOT_TESTED}
+    low, high = p_range(control, treatment, more_control, more_treatment)
+    out = set()
+    if low < alpha:
+        out.add(BROKEN if test == "differs" else HOLDS)
+    if high >= alpha:
+        out.add(HOLDS if test == "differs" else BROKEN)
+    if test == "concentrated" and len(set(treatment)) == 1:
+        out.add(NOT_TESTED)  # the treatment may go on giving its one answer
+    return out
+
+
+def verdict_of(test: str, control, treatment, alpha: float = ALPHA, *, name: str = "",
+               cannot_tell: str = "") -> dict:  # fmt: skip
+    """The verdict of a check's test on its arms' values (the control first; first_call's
+    control is the one first call, at its own FIRST_CALL_ALPHA)."""
+    if test == "first_call":
+        return first_call(control[0] if control else None, treatment)
+    if test == "concentrated":
+        return has_effect(name, control, treatment, alpha, cannot_tell=cannot_tell)
+    return differs(name, control, treatment, alpha)
+
+
+def _verdict_now(test: str, control, treatment, alpha: float) -> str:
+    found = verdict_of(
+        test, control, treatment, FIRST_CALL_ALPHA if test == "first_call" else alpha
+    )
+    return found["verdict"]

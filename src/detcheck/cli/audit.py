@@ -13,16 +13,18 @@ from detcheck.cli.output import asker, err, print_out, show_plan
 # what an audit varies itself is not an option: concurrency is the batch it tries
 AUDITED = (
     "model", "prompt", "base_url", "api", "seed", "no_seed", "n", "concurrency", "max_tokens",
-    "top_logprobs", "timeout_s", "out", "max_cost", "max_attempts", "rpm",
+    "top_logprobs", "timeout_s", "out", "max_cost", "max_attempts", "rpm", "resume",
 )  # fmt: skip
 HELP = {
     "n": "Calls per arm (each check compares two arms; arms shared between checks are sent once).",
     "concurrency": "The batch the batch check tries, and the in-flight total of the background "
     "checks (concurrency - 1 background streams beside one measured call).",
-    "max_tokens": "Tokens per answer of the whole-generation arms (seed, temperature_zero); the "
-    "first-token arms ask for one.",
     "out": "Where the audit's directory goes: one directory per arm, one run per round, and "
     "_audit.json.",
+    "resume": "Carry on an audit a kill or Ctrl-C left (its directory, OUT/<audit id>), with its "
+    "own checks and settings: finished runs are kept, a cut one is continued.",
+    "max_tokens": "Tokens per answer of the whole-generation arms (seed, temperature_zero, "
+    "logprobs_toggle); the first-token arms ask for one.",
 }
 
 
@@ -49,12 +51,17 @@ def audit(
 ) -> None:
     """Which known cause breaks determinism here: each check a control arm against a treatment.
 
-    Checks: first_call, batch, mixed_load, shared_prefix, top_logprobs, seed, temperature_zero.
-    Each holds, is broken (beyond the control's own variation), or is not tested (and why)."""
+    Checks: batch, mixed_load, shared_prefix, logprobs_toggle, top_logprobs, seed,
+    temperature_zero, first_call. Each holds, is broken (beyond the control's own variation),
+    or is not tested (and why); an arm stops once every verdict it serves is settled."""
     from detcheck.commands import FlipOptions
     from detcheck.commands.audit import audit_command, choose, required_broken
     from detcheck.render.audit import render
 
+    if given.get("resume") and (only or skip):
+        from detcheck.errors import UsageError
+
+        raise UsageError("--resume carries on the audit's own checks: it takes no --only/--skip")
     checks = choose(only, skip)
     required = choose(require, None) if require else []
     missing = [c for c in required if c not in checks]

@@ -42,105 +42,288 @@ def choose(only: str | None, skip: str | None) -> list[str]:
     return out
 
 
-def audit_command(options, log: Log, *, checks: list[str], rounds: int = 2) -> dict:
-    """Run the chosen checks; the audit as data (every arm's runs listed, each check's verdict).
-    A dry run returns what it would send and cost, and sends nothing."""
+ROUNDS = 4  # looks at the data: after each, the arms whose every check is settled stop
+STATE = "_audit.json"
+# what a resumed audit takes from the one it continues (the rest is the run's own business)
+SETTINGS = ("model", "prompt", "labels", "temperature", "seed", "no_seed", "top_logprobs", "api")
+SETTINGS += ("base_url", "n", "concurrency", "max_tokens", "timeout_s", "max_attempts", "rpm")
+
+
+def audit_command(options, log: Log, *, checks: list[str], rounds: int = ROUNDS) -> dict:
+    """Run the chosen checks (or carry on a killed audit: options.resume is its directory);
+    the audit as data (every arm's runs listed, each check's verdict). A dry run returns what
+    it would send and cost, and sends nothing."""
     from detcheck import spec
+    from detcheck.store import is_uri
     from detcheck.store.files import _write_atomic
     from detcheck.store.runs import new_run_id
 
-    if options.resume is not None or options.replay is not None:
-        raise UsageError("audit starts new runs: it takes no --resume or --replay")
+    if options.replay is not None:
+        raise UsageError("audit calls an endpoint: it takes no --replay")
     if options.via == "batch":
         raise UsageError("audit measures online batching: it takes no --via batch")
+    if options.resume is not None:
+        root = Path(options.resume)
+        state = _load_state(root)
+        options, checks, rounds = _resumed(options, state, root)
+        log(f"resuming audit {state['audit_id']} in {root}")
+    else:
+        if is_uri(str(options.out or "")):
+            raise UsageError("audit writes its arms to a local directory: -o takes a path")
+        state = {"audit_version": AUDIT_VERSION, "audit_id": new_run_id("audit")}
+        root = Path(options.out or spec.default("out")) / state["audit_id"]
     n = options.n if options.n is not None else spec.default("n", "audit")
-    if n < 2 * rounds:
-        raise UsageError(f"audit needs --n of at least {2 * rounds} ({rounds} rounds of 2)")
+    if n < rounds:
+        raise UsageError(f"audit needs --n of at least {rounds} (one call per arm per round)")
     concurrency = options.concurrency or spec.default("concurrency", "audit")
     max_tokens = options.max_tokens or spec.default("max_tokens", "audit")
-    base = replace(options, concurrency=1, tags=None, max_tokens=None)
     sizes = Sizes(concurrency, options.prompt or spec.default("prompt"))
     skipped = _not_testable(options, checks)
-    table = arms_of([c for c in checks if c not in skipped], sizes)
-    needed = list(table)
+    tested = [c for c in checks if c not in skipped]
+    table = arms_of(tested, sizes)
+    base = replace(options, concurrency=1, tags=None, max_tokens=None, resume=None)
 
-    def arm_options(name: str, calls: int, out: Path | None = None, tags=None):
+    def arm_options(name: str, calls: int, tags=None):
         arm = table.get(name, WARMUP)
         length = {"max_tokens": max_tokens} if arm.kind == "generate" else {}
+        out = root / name if tags else None
         return replace(base, kind=arm.kind, n=calls, out=out, tags=tags, **length, **arm.changes)
 
-    # the whole audit's spend is planned, limited and confirmed once, before anything is sent
-    quiet = [replace(arm_options(a, n), dry_run=True) for a in needed]
-    spends = [flip_command(o, lambda _: None)[0] for o in quiet]
-    warm = flip_command(replace(arm_options("warmup", 1), dry_run=True), lambda _: None)[0]
-    costs = [s["estimated_cost_usd"] for s in [warm, *spends]]
-    spend = {
-        **warm,
-        "requests": warm["requests"] + sum(s["requests"] for s in spends),
-        "arms": len(needed),
-        "estimated_cost_usd": None if None in costs else sum(costs),
-    }
-    if options.dry_run:
-        return spend
-    check_spend(spend, options.max_cost, options.confirm)
-    base = replace(base, max_cost=None, confirm=None, progress=False)
+    if options.resume is None:
+        # the whole audit's spend is planned, limited and confirmed once, before anything is
+        # sent: every arm to n (the most it can take; settled arms stop sooner)
+        spends = [flip_command(replace(arm_options(a, n), dry_run=True), _silent)[0] for a in table]
+        warm = flip_command(replace(arm_options("warmup", 1), dry_run=True), _silent)[0]
+        costs = [s["estimated_cost_usd"] for s in [warm, *spends]]
+        spend = {
+            **warm,
+            "requests": warm["requests"] + sum(s["requests"] for s in spends),
+            "arms": len(table),
+            "estimated_cost_usd": None if None in costs else sum(costs),
+        }
+        if options.dry_run:
+            return spend
+        check_spend(spend, options.max_cost, options.confirm)
+        state["settings"] = {
+            **{k: _json_safe(getattr(options, k)) for k in SETTINGS if getattr(options, k)},
+            "base_url": strip_credentials(options.value("base_url")),
+            "n": n, "concurrency": concurrency, "max_tokens": max_tokens,
+            "checks": checks, "rounds": rounds,
+        }  # fmt: skip
+        state.update(status="running", errors={})
+        log(f"audit {state['audit_id']}: {len(checks)} checks, {len(table)} arms of up to {n} "
+            "calls + 1 warm-up")  # fmt: skip
+    base = replace(base, max_cost=None, confirm=None, progress=False, dry_run=False)
 
-    audit_id = new_run_id("audit")
-    root = Path(options.out or spec.default("out")) / audit_id
-    runs: dict[str, list[str]] = {}
-    errors: dict[str, str] = {}
-    background: dict[str, dict] = {}
-    log(f"audit {audit_id}: {len(checks)} checks, {len(needed)} arms of {n} calls + 1 warm-up")
-    _, path, _ = flip_command(
-        arm_options("warmup", 1, root / "warmup", {"audit_id": audit_id, "audit_arm": "warmup"}),
-        log,
-    )
-    runs["warmup"] = [str(path)]
+    def save() -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        _write_atomic(root / STATE, (json.dumps(state, indent=2) + "\n").encode())
+
+    save()
+    audit_id, errors = state["audit_id"], state["errors"]
+
+    def send(name: str, calls: int, round_: int | None) -> None:
+        tags = {"audit_id": audit_id, "audit_arm": name}
+        if round_ is not None:
+            tags["audit_round"] = round_
+        found = _round_run(root / name, round_)
+        if found is not None and _complete(found):
+            return
+        arm = table.get(name, WARMUP)
+        try:
+            if found is None:
+                _, _, outcome = flip_command(arm_options(name, calls, tags), log, report=False)
+            else:  # a run a kill left: carried on to its own n
+                again = replace(
+                    base, resume=str(found), kind=None, n=None, out=None, tags=None,
+                    concurrency=None,
+                    background_prefix=arm.changes.get("background_prefix", ""),
+                    **{k: None for k in spec.REQUEST_PARAMS}, base_url=options.base_url,
+                )  # fmt: skip
+                _, _, outcome = flip_command(again, log, report=False)
+        except DetcheckError as exc:
+            if name in ("alone", "warmup") or isinstance(exc, Interrupted):  # every control
+                raise
+            errors[name] = str(exc).splitlines()[0]
+            save()
+            log(f"{name}: {errors[name]}")
+            return
+        if outcome.interrupted:  # Ctrl-C: what arrived is kept; no verdict on part of it
+            raise Interrupted(
+                f"audit interrupted in arm {name}: what arrived is kept under {root}; "
+                f"continue with: detcheck audit --resume {root}"
+            )
+
+    send("warmup", 1, None)
     per_round = [n // rounds + (1 if k < n % rounds else 0) for k in range(rounds)]
+    settled: dict[str, str] = {}  # check -> the one verdict it can still end with
+    stopped: dict[str, int] = {}  # arm -> calls it stopped at
+    sent = 0
     for k, size in enumerate(per_round):
-        order = needed if k % 2 == 0 else needed[::-1]
+        order = list(table) if k % 2 == 0 else list(table)[::-1]
         for name in order:
-            if name in errors:
+            if name in errors or name in stopped:
                 continue
             log(f"--- round {k + 1} of {rounds}: {table[name].what} ({size} calls)")
-            tags = {"audit_id": audit_id, "audit_arm": name, "audit_round": k + 1}
-            try:
-                _, path, outcome = flip_command(arm_options(name, size, root / name, tags), log)
-            except DetcheckError as exc:
-                if name == "alone" or isinstance(exc, Interrupted):  # alone: every control
-                    raise
-                errors[name] = str(exc).splitlines()[0]
-                log(f"{name}: {errors[name]}")
-                continue
-            runs.setdefault(name, []).append(str(path))
-            if outcome.interrupted:  # Ctrl-C: what arrived is kept; no verdict on part of it
-                raise Interrupted(
-                    f"audit interrupted in arm {name}, round {k + 1}: its runs so far are under "
-                    f"{root} (an audit starts afresh; it does not resume)"
-                )
-            seen = background.setdefault(name, {"sent": 0, "failed": 0})
-            seen["sent"] += outcome.background_requests
-            seen["failed"] += outcome.background_failed
-    values = {name: [_values(p) for p in paths] for name, paths in runs.items()}
-    results = []
-    for check in checks:
-        results.append(_verdict(check, values, skipped, errors, background, sizes))
-    control_rounds = values.get("alone") or values.get("greedy") or []
-    result = {
-        "audit_version": AUDIT_VERSION,
-        "audit_id": audit_id,
-        "endpoint": strip_credentials(options.value("base_url")),
-        "model": options.model or spec.default("model"),
-        "n": n,
-        "concurrency": concurrency,
-        "rounds": rounds,
-        "checks": results,
-        "drift": verdicts.drift(control_rounds),
-        "arms": {name: {"what": _what(table, name), "runs": paths} for name, paths in runs.items()},
-        "out": str(root),
+            send(name, size, k + 1)
+        sent += size
+        values = _arm_values(root, table)
+        for check in tested:
+            if check not in settled and not _refused(check, sizes, errors):
+                module = CHECKS[check]
+                control, treatment = (values.get(a.name, []) for a in module.arms(sizes))
+                left = [0 if a.name == WARMUP.name else n - sent for a in module.arms(sizes)]
+                found = verdicts.possible_verdicts(module.TEST, control, treatment, *left)
+                if len(found) == 1:
+                    settled[check] = found.pop()
+        for name in table:
+            users = [c for c in tested if name in _arm_names(c, sizes)]
+            if name not in stopped and all(
+                c in settled or _refused(c, sizes, errors) for c in users
+            ):
+                stopped[name] = sent
+                if sent < n:
+                    log(f"{name}: stopped after {sent} of {n} calls (its checks are settled)")
+    state["stopped_early"] = {name: calls for name, calls in stopped.items() if calls < n}
+    _finish(state, root, table, checks=checks, skipped=skipped, sizes=sizes)
+    save()
+    return state
+
+
+def _finish(state: dict, root: Path, table: dict, *, checks, skipped, sizes) -> None:
+    """Each check's verdict from its arms' stored runs, into the audit's state."""
+    from detcheck import spec
+
+    settings = state["settings"]
+    n = settings["n"]
+    runs = {name: _runs_of(root / name) for name in ["warmup", *table]}
+    runs = {name: [str(p) for p in paths] for name, paths in runs.items() if paths}
+    background = {name: _background(paths) for name, paths in runs.items()}
+    pooled = _arm_values(root, table)
+    results = [_verdict(c, pooled, skipped, state["errors"], background, sizes) for c in checks]
+    control_rounds = [_values(p) for p in runs.get("alone") or runs.get("greedy") or []]
+    half = len(control_rounds) // 2
+    calls = sum(_successes(p) for paths in runs.values() for p in paths)
+    state.update(
+        status="complete",
+        endpoint=settings["base_url"],
+        model=settings.get("model") or spec.default("model"),
+        n=n,
+        concurrency=settings["concurrency"],
+        rounds=settings["rounds"],
+        checks=results,
+        # the control's first rounds against its last: a change over the audit
+        drift=verdicts.drift([_flat(control_rounds[:half]), _flat(control_rounds[half:])]),
+        calls=calls,
+        calls_every_arm_to_n=1 + len(table) * n,
+        arms={name: {"what": _what(table, name), "runs": paths} for name, paths in runs.items()},
+        out=str(root),
+    )
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def _flat(rounds: list[list]) -> list:
+    return [v for values in rounds for v in values]
+
+
+def _json_safe(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _load_state(root: Path) -> dict:
+    path = root / STATE
+    try:
+        state = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--resume {root}: not an audit directory (no {STATE})") from None
+    except ValueError as exc:
+        raise UsageError(f"--resume {root}: {STATE} is not JSON ({exc})") from None
+    if state.get("audit_version") != AUDIT_VERSION or "settings" not in state:
+        raise UsageError(f"--resume {root}: {STATE} is not one this version can continue")
+    return state
+
+
+def _resumed(options, state: dict, root: Path):
+    """The options of the audit a resume continues: its own settings; only how to reach the
+    endpoint (a base URL with credentials, the key's variable) may be given again."""
+    from detcheck.commands import FlipOptions
+
+    settings = dict(state["settings"])
+    checks, rounds = settings.pop("checks"), settings.pop("rounds")
+    if isinstance(settings.get("labels"), list):
+        settings["labels"] = tuple(settings["labels"])
+    if options.base_url:
+        settings["base_url"] = options.base_url
+    resumed = FlipOptions(
+        **settings, out=str(root.parent), resume=str(root), key_env=options.key_env,
+        progress=options.progress, confirm=options.confirm,
+    )  # fmt: skip
+    return resumed, checks, rounds
+
+
+def _runs_of(arm_dir: Path) -> list[Path]:
+    """An arm's runs, by round (the warm-up's one run first)."""
+    if not arm_dir.is_dir():
+        return []
+    found = []
+    for run_dir in arm_dir.iterdir():
+        meta = _meta(run_dir)
+        if meta is not None:
+            found.append(((meta.get("tags") or {}).get("audit_round") or 0, run_dir))
+    return [path for _, path in sorted(found)]
+
+
+def _round_run(arm_dir: Path, round_: int | None) -> Path | None:
+    for path in _runs_of(arm_dir):
+        if ((_meta(path) or {}).get("tags") or {}).get("audit_round") == round_:
+            return path
+    return None
+
+
+def _meta(run_dir: Path) -> dict | None:
+    from detcheck.store.files import meta_file
+
+    found = meta_file(run_dir) if run_dir.is_dir() else None
+    try:
+        return json.loads(found.read_text()) if found is not None else None
+    except (OSError, ValueError):
+        return None
+
+
+def _complete(run_dir: Path) -> bool:
+    meta = _meta(run_dir) or {}
+    return meta.get("status") == "complete" and not list(run_dir.glob("_journal-*.jsonl"))
+
+
+def _successes(path: str) -> int:
+    return int((_meta(Path(path)) or {}).get("successes") or 0)
+
+
+def _background(paths: list[str]) -> dict:
+    notes = [(_meta(Path(p)) or {}).get("notes") or {} for p in paths]
+    return {
+        "sent": sum(x.get("background_requests", 0) for x in notes),
+        "failed": sum(x.get("background_failed", 0) for x in notes),
     }
-    _write_atomic(root / "_audit.json", (json.dumps(result, indent=2) + "\n").encode())
-    return result
+
+
+def _arm_values(root: Path, table: dict) -> dict[str, list]:
+    """Every arm's values so far, its rounds pooled in order."""
+    return {
+        name: [v for path in _runs_of(root / name) for v in _values(str(path))]
+        for name in ["warmup", *table]
+    }
+
+
+def _arm_names(check: str, sizes) -> list[str]:
+    return [arm.name for arm in CHECKS[check].arms(sizes)]
+
+
+def _refused(check: str, sizes, errors: dict) -> bool:
+    return any(name in errors for name in _arm_names(check, sizes))
 
 
 def _what(table: dict, name: str) -> str:
@@ -186,7 +369,7 @@ def _verdict(check, values, skipped, errors, background, sizes) -> dict:
     if sent.get("sent") and sent["failed"] == sent["sent"]:
         why = f"the background could not be sent ({sent['failed']} failed)"
         return _not_tested(check, why, control, treatment)
-    pooled = {arm: [v for run in values.get(arm, []) for v in run] for arm in (control, treatment)}
+    pooled = {arm: values.get(arm, []) for arm in (control, treatment)}
     if module.TEST == "first_call":
         first = pooled[control][0] if pooled[control] else None
         result = verdicts.first_call(first, pooled[treatment])

@@ -16,20 +16,21 @@ from detcheck.plan import Plan
 Log = Callable[[str], None]
 
 
-def flip_command(options, log: Log):
+def flip_command(options, log: Log, *, report: bool = True):
     """Run a measurement (or continue one); return (report, run path, outcome). A dry run
-    returns what it would send and cost, and sends nothing."""
+    returns what it would send and cost, and sends nothing. `report=False` skips the report
+    (None): the audit reads its arms' values itself."""
     spec.validate({name: getattr(options, name) for name in spec.PARAMS})
     if options.resume is not None:
         plan = resume_plan(options, log)
         if plan.remaining <= 0:
-            return _finish_complete(plan, log)
+            return _finish_complete(plan, log, report=report)
     else:
         plan = new_plan(options, log)
         if options.dry_run:
             log(cost_line(plan.config, plan.n, replay=options.replay is not None, via=plan.via))
             return plan.spend, None, None
-    return execute(plan, open_writer(plan, log), log)
+    return execute(plan, open_writer(plan, log), log, report=report)
 
 
 def open_writer(plan: Plan, log: Log):
@@ -56,7 +57,7 @@ def open_writer(plan: Plan, log: Log):
     return writer
 
 
-def execute(plan: Plan, writer, log: Log):
+def execute(plan: Plan, writer, log: Log, *, report: bool = True):
     """Send until the run holds plan.n successes; close the run whatever happens."""
     from detcheck.analysis.report import report_of
     from detcheck.analysis.stats import import_scipy_in_background
@@ -119,14 +120,18 @@ def execute(plan: Plan, writer, log: Log):
         _match_targets_to_tokens(writer, log)
     # the report from the local copy, before it goes (a bucket may only be writable with
     # credentials the URI carried, which run.json does not keep)
-    report = report_of([read_run(writer.run_dir)], plan.thresholds, answer_regex=plan.answer_regex)
+    analysed = (
+        report_of([read_run(writer.run_dir)], plan.thresholds, answer_regex=plan.answer_regex)
+        if report
+        else None
+    )
     finish_staging(writer, log)
     if outcome.interrupted:
         log(_resume_hint(writer, done + outcome.successes, n))
-    return report, location(writer), outcome
+    return analysed, location(writer), outcome
 
 
-def _finish_complete(plan: Plan, log: Log):
+def _finish_complete(plan: Plan, log: Log, *, report: bool = True):
     """A resumed run that holds its n responses. If the process died before closing it
     (journals not yet compacted, run.json still "running", parts not uploaded), closing is all
     that is left."""
@@ -149,10 +154,11 @@ def _finish_complete(plan: Plan, log: Log):
             attempts=plan.start.seq,
         )
         if stored.mirror is not None:
-            report = report_of([read_run(run_dir)], plan.thresholds)
+            analysed = report_of([read_run(run_dir)], plan.thresholds) if report else None
             finish_staging(writer, log)
-            return report, location(writer), Outcome()
-    return report_of([read_run(run_dir)], plan.thresholds), run_dir, Outcome()
+            return analysed, location(writer), Outcome()
+    analysed = report_of([read_run(run_dir)], plan.thresholds) if report else None
+    return analysed, run_dir, Outcome()
 
 
 def location(writer) -> str | Path:
