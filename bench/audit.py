@@ -2,7 +2,8 @@
 --no-repack), serving SmolLM2-135M-Instruct as Q4_1 and as F32 (the coin prompt on
 /v1/completions), and the tests' random-weight model (tests/interop/tiny_gguf.py, the article's
 prompt on chat), each on a fresh server, --repeat times.
-Prints one row per format and repeat: the wall time, the calls sent, and each check's verdict.
+Prints one row per format and repeat: the wall time, the calls sent (and what running every arm
+to N would have sent), and each check's verdict.
 
     uv run --group interop python bench/audit.py [--repeat 2] [--n 40]
 
@@ -33,7 +34,6 @@ from tiny_gguf import write_tiny_llama  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from detcheck.cli import app  # noqa: E402
-from detcheck.store import read_run  # noqa: E402
 
 
 def audit_row(model: Path, request: list[str], n: int) -> tuple[list, list[str]]:
@@ -52,12 +52,10 @@ def audit_row(model: Path, request: list[str], n: int) -> tuple[list, list[str]]
         if result.exit_code not in (0, 1):
             raise SystemExit(result.stderr)
         data = json.loads(result.stdout)
-        calls = sum(
-            read_run(p).meta["attempts"] for arm in data["arms"].values() for p in arm["runs"]
-        )
     verdicts = [c["verdict"] for c in data["checks"]]
     drifted = "yes" if data["drift"]["drifted"] else "no"
-    return [f"{seconds:.1f}", calls, *verdicts, drifted], [c["name"] for c in data["checks"]]
+    calls = [data["calls"], data["calls_every_arm_to_n"]]
+    return [f"{seconds:.1f}", *calls, *verdicts, drifted], [c["name"] for c in data["checks"]]
 
 
 def main() -> None:
@@ -77,7 +75,8 @@ def main() -> None:
             for name, model, request in engines:
                 row, names = audit_row(model, request, args.n)
                 rows.append([name, repeat, *row])
-    print(tabulate(rows, headers=["engine", "repeat", "seconds", "calls", *names, "drift"]))
+    headers = ["engine", "repeat", "seconds", "calls", "every arm to N", *names, "drift"]
+    print(tabulate(rows, headers=headers))
 
 
 if __name__ == "__main__":
