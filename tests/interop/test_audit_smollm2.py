@@ -26,7 +26,12 @@ EXPECTED = {
     "q4_1": {"batch": "holds", "mixed_load": "holds", "shared_prefix": "holds"},
     "f32": {"batch": "broken", "mixed_load": "broken"},
 }
-BOTH = {"seed": "holds", "temperature_zero": "holds", "logprobs_toggle": "holds", "top_logprobs": "broken"}
+BOTH = {
+    "seed": "holds",
+    "temperature_zero": "holds",
+    "logprobs_toggle": "holds",
+    "top_logprobs": "broken",
+}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
