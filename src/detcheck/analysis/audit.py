@@ -152,7 +152,7 @@ def possible_verdicts(
     `more_*` each, whatever they return). One verdict: the check is settled, and its arms
     need not be sent on for it."""
     if not more_control and not more_treatment:
-        return {_verdict_now(test, control, treatment, alpha)}
+        return {verdict_of(test, control, treatment, alpha)["verdict"]}
     if test == "first_call":
         if control and control[0] in set(treatment):
             return {HOLDS}  # it is one of theirs, and stays so
@@ -173,16 +173,9 @@ def possible_verdicts(
 def verdict_of(test: str, control, treatment, alpha: float = ALPHA, *, name: str = "",
                cannot_tell: str = "") -> dict:  # fmt: skip
     """The verdict of a check's test on its arms' values (the control first; first_call's
-    control is the one first call, at its own FIRST_CALL_ALPHA)."""
+    control is the one first call, judged at its own FIRST_CALL_ALPHA, not `alpha`)."""
     if test == "first_call":
         return first_call(control[0] if control else None, treatment)
     if test == "concentrated":
         return has_effect(name, control, treatment, alpha, cannot_tell=cannot_tell)
     return differs(name, control, treatment, alpha)
-
-
-def _verdict_now(test: str, control, treatment, alpha: float) -> str:
-    found = verdict_of(
-        test, control, treatment, FIRST_CALL_ALPHA if test == "first_call" else alpha
-    )
-    return found["verdict"]

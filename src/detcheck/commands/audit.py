@@ -199,9 +199,10 @@ def _finish(state: dict, root: Path, table: dict, *, checks, skipped, sizes) -> 
     runs = {name: _runs_of(root / name) for name in ["warmup", *table]}
     runs = {name: [str(p) for p in paths] for name, paths in runs.items() if paths}
     background = {name: _background(paths) for name, paths in runs.items()}
-    pooled = _arm_values(root, table)
+    by_round = {name: [_values(p) for p in paths] for name, paths in runs.items()}
+    pooled = {name: _flat(rounds) for name, rounds in by_round.items()}
     results = [_verdict(c, pooled, skipped, state["errors"], background, sizes) for c in checks]
-    control_rounds = [_values(p) for p in runs.get("alone") or runs.get("greedy") or []]
+    control_rounds = by_round.get("alone") or by_round.get("greedy") or []
     half = len(control_rounds) // 2
     calls = sum(_successes(p) for paths in runs.values() for p in paths)
     state.update(
@@ -264,23 +265,24 @@ def _resumed(options, state: dict, root: Path):
     return resumed, checks, rounds
 
 
-def _runs_of(arm_dir: Path) -> list[Path]:
-    """An arm's runs, by round (the warm-up's one run first)."""
+def _rounds_of(arm_dir: Path) -> list[tuple[int | None, Path]]:
+    """An arm's runs with their rounds, in round order (the warm-up's, round None, first)."""
     if not arm_dir.is_dir():
         return []
     found = []
     for run_dir in arm_dir.iterdir():
         meta = _meta(run_dir)
         if meta is not None:
-            found.append(((meta.get("tags") or {}).get("audit_round") or 0, run_dir))
-    return [path for _, path in sorted(found)]
+            found.append(((meta.get("tags") or {}).get("audit_round"), run_dir))
+    return sorted(found, key=lambda found: (found[0] or 0, found[1]))
+
+
+def _runs_of(arm_dir: Path) -> list[Path]:
+    return [path for _, path in _rounds_of(arm_dir)]
 
 
 def _round_run(arm_dir: Path, round_: int | None) -> Path | None:
-    for path in _runs_of(arm_dir):
-        if ((_meta(path) or {}).get("tags") or {}).get("audit_round") == round_:
-            return path
-    return None
+    return next((path for k, path in _rounds_of(arm_dir) if k == round_), None)
 
 
 def _meta(run_dir: Path) -> dict | None:
@@ -369,16 +371,10 @@ def _verdict(check, values, skipped, errors, background, sizes) -> dict:
     if sent.get("sent") and sent["failed"] == sent["sent"]:
         why = f"the background could not be sent ({sent['failed']} failed)"
         return _not_tested(check, why, control, treatment)
-    pooled = {arm: values.get(arm, []) for arm in (control, treatment)}
-    if module.TEST == "first_call":
-        first = pooled[control][0] if pooled[control] else None
-        result = verdicts.first_call(first, pooled[treatment])
-    elif module.TEST == "concentrated":
-        result = verdicts.has_effect(
-            check, pooled[control], pooled[treatment], cannot_tell=module.CANNOT_TELL
-        )
-    else:
-        result = verdicts.differs(check, pooled[control], pooled[treatment])
+    result = verdicts.verdict_of(
+        module.TEST, values.get(control, []), values.get(treatment, []), name=check,
+        cannot_tell=getattr(module, "CANNOT_TELL", ""),
+    )  # fmt: skip
     result["name"] = check
     if result["verdict"] != verdicts.NOT_TESTED:
         holds, broken = module.MEANING
