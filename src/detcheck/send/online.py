@@ -120,6 +120,7 @@ class Flip:
         self._seq = plan.start.seq
         self.limit = AdaptiveLimit(control.concurrency, adaptive=not control.hold_concurrency)
         self._stop = asyncio.Event()
+        self._measured_done = False  # background streams send no more once set
         self._fatal: DetcheckError | None = None
 
     async def run(self) -> Outcome:
@@ -141,6 +142,9 @@ class Flip:
                 try:
                     results = await asyncio.gather(*workers, return_exceptions=True)
                 finally:
+                    self._measured_done = True
+                    if background:
+                        await self._let_finish(background)
                     for task in background:
                         task.cancel()
                     await asyncio.gather(*background, return_exceptions=True)
@@ -158,6 +162,24 @@ class Flip:
             raise self._fatal
         self.outcome.interrupted = self._stop.is_set() and self.outcome.successes < self.n
         return self.outcome
+
+    async def _let_finish(self, background: list[asyncio.Task]) -> None:
+        """Waits for the background requests in flight, unless we are stopping: one cut off
+        here would go on running on the server (it does not see the client go) and share the
+        batch of whatever is sent next, an audit's control arm for one."""
+        stopping = asyncio.create_task(self._stop.wait())
+        pending = set(background)
+        deadline_s = time.monotonic() + self.endpoint.timeout_s
+        try:
+            while pending and not stopping.done() and time.monotonic() < deadline_s:
+                _, pending = await asyncio.wait(
+                    pending | {stopping},
+                    timeout=deadline_s - time.monotonic(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                pending.discard(stopping)
+        finally:
+            stopping.cancel()
 
     def _install_signal_handlers(self, loop, workers) -> None:
         def stop() -> None:
@@ -240,12 +262,13 @@ class Flip:
 
     async def _background(self, k: int) -> None:
         """One stream of --background-load: other prompts, of lengths that vary with each
-        request, sent back to back until the measured calls are done; nothing is recorded."""
+        request, sent back to back until the measured calls are done (the ones in flight then
+        are let finish); nothing is recorded."""
         from dataclasses import replace
 
         shape = self.config.shape
         sent = 0
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not self._measured_done:
             words = " ".join(["background"] * (4 + 9 * ((k + sent) % 7)))
             config = replace(
                 self.config,
@@ -254,7 +277,7 @@ class Flip:
             )
             sent += 1
             self._background_in_flight += 1
-            self.outcome.background_requests += 1  # sent (the last ones are cut off at the end)
+            self.outcome.background_requests += 1  # sent
             try:
                 response = await within(
                     self.endpoint.timeout_s,
