@@ -14,8 +14,8 @@ from detcheck.cli import app
 
 runner = CliRunner()
 GROUP = typer.main.get_command(app)
-WRITES = {"flip", "generate", "sweep", "run", "plot", "report", "audit"}  # output goes to a path
-PROGRESS = {"flip", "generate", "sweep", "run", "audit"}
+WRITES = {"flip", "generate", "sweep", "run", "plot", "report", "audit", "import"}  # to a path
+PROGRESS = {"flip", "generate", "sweep", "run", "audit", "import"}
 
 
 def _opts(command: str) -> set[str]:

@@ -101,7 +101,7 @@ def test_the_report_is_pinned(recording):
 
 
 def test_run_json_is_pinned_with_its_sessions(tmp_path):
-    assert RUN_JSON_VERSION == 4
+    assert RUN_JSON_VERSION == 5
     with FakeOpenAI() as server:
         env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
         result = runner.invoke(

@@ -80,7 +80,11 @@ class FlipConfig:
     @classmethod
     def from_dict(cls, data: dict) -> FlipConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in names}
+        # an imported run's unknown parameters are null: the defaults stand in for a replay
+        # (a null seed is --no-seed, and stays)
+        kwargs = {k: v for k, v in data.items() if k in names and (v is not None or k == "seed")}
+        if not kwargs.get("labels", True):
+            del kwargs["labels"]
         if "labels" in kwargs:
             kwargs["labels"] = tuple(kwargs["labels"])
         return cls(**kwargs)

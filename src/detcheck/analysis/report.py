@@ -179,6 +179,9 @@ def _build_report(
     report["measured"] = measured(runs)
     if report["replayed"]:  # what was in flight at the endpoint then is not known
         report["concurrency_association"] = None
+    if not a["started_at_us"].any():  # imported data without times: no order, no load
+        report["first_call"] = report["time_association"] = None
+        report["concurrency_association"] = None
     report["headline"] = headline(report)
     return report
 

@@ -91,4 +91,15 @@ def measured(runs: Sequence[Run]) -> dict:
         "via": sorted({r.meta.get("via") or "online" for r in runs}),  # the serving tier
         "first_started_at": starts[0] if starts else None,
         "last_started_at": starts[-1] if starts else None,
+        # `detcheck import`: from what, and what the data lacks (None: every run was measured)
+        "imported": _imported(runs),
     }
+
+
+def _imported(runs: Sequence[Run]) -> dict | None:
+    imported = [i for r in runs if (i := r.meta.get("imported"))]
+    if not imported:
+        return None
+    files = sorted({f["name"] for i in imported for f in i.get("files") or []})
+    lacks = sorted({lack for i in imported for lack in i.get("lacks") or []})
+    return {"formats": sorted({i.get("format") for i in imported}), "files": files, "lacks": lacks}

@@ -365,6 +365,9 @@ def probe(
 
 
 from detcheck.cli import audit as _audit  # noqa: E402
+from detcheck.cli import imports as _imports  # noqa: E402
+
+app.command("import")(cli_errors(_imports.import_responses))
 
 app.command("audit")(
     cli_errors(spec_options(*_audit.AUDITED, help=_audit.HELP, kind="audit")(_audit.audit))

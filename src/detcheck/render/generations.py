@@ -29,14 +29,25 @@ def path_picture(r: dict, width: int = 64) -> str:
     return "\n".join(lines)
 
 
+def imported_lines(r: dict) -> list[str]:
+    """What a report of imported data cannot say, one line each."""
+    imported = (r.get("measured") or {}).get("imported")
+    if not imported:
+        return []
+    files = imported["files"]
+    source = ", ".join(files[:3]) + (f" and {len(files) - 3:,} more" if len(files) > 3 else "")
+    head = f"imported      {'/'.join(imported['formats'])} data from {source}"
+    return [head, *(f"              {lack}" for lack in imported["lacks"])]
+
+
 def render_text(r: dict) -> str:
     from tabulate import tabulate
 
     from detcheck.text import printable
 
     if r.get("prompts"):
-        return render_prompt_set(r)
-    lines = [r.get("headline") or headline(r), ""]
+        return "\n".join([render_prompt_set(r), *map(printable, imported_lines(r))])
+    lines = [r.get("headline") or headline(r), *map(printable, imported_lines(r)), ""]
     if not r["n"]:
         return "\n".join(lines)
     rows = [

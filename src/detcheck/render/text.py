@@ -18,8 +18,14 @@ def measured_line(r: dict) -> str | None:
     runs = m["run_ids"]
     which = f"run {runs[0]}" if len(runs) == 1 else f"{len(runs):,} runs"
     tier = " via the Batch API" if m.get("via") == ["batch"] else ""
+    at = f"at {', '.join(m['endpoints']) or '?'}"
+    if m.get("imported"):
+        files = m["imported"]["files"]
+        at = f"imported from {', '.join(files[:3])}" + (
+            f" and {len(files) - 3:,} more" if len(files) > 3 else ""
+        )
     return (
-        f"{', '.join(m['models']) or 'unknown model'} at {', '.join(m['endpoints']) or '?'}{tier}"
+        f"{', '.join(m['models']) or 'unknown model'} {at}{tier}"
         f"{when if first else ''}, {which}, n = {r['n']:,}"
     )
 
@@ -47,6 +53,9 @@ def render_text(report: dict) -> str:
     line = measured_line(report)
     if line:
         lines.append(f"measured      {printable(line)}")
+    from detcheck.render.generations import imported_lines
+
+    lines += [printable(x) for x in imported_lines(report)]
     lines.append("")
     rows: list = []
     in_logprobs = report["space"] == "logprob"  # rare tokens: percentages all print alike
@@ -146,6 +155,10 @@ def _details(r: dict) -> list[str]:
         ("the concurrency", "concurrency_association"),
     ):
         result = r[key]
+        lacks = ((r.get("measured") or {}).get("imported") or {}).get("lacks") or []
+        if key != "fingerprint_association" and any(x.startswith("timing") for x in lacks):
+            out.append(f"explains?     {name}: not tested (imported data: timing unknown)")
+            continue
         if key == "concurrency_association" and r.get("replayed"):
             out.append(
                 "explains?     the concurrency: not tested (a replay: its in-flight counts are "

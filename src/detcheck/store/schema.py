@@ -18,7 +18,9 @@ SCHEMA_VERSION = 4
 # 2: `config.kind` ("flip" or "generate"). 3: `background_load`, and its counts in `notes`.
 # 4: `measurement` (an experiment's name), `partition` (the Hive keys of the run's path), `via`
 # ("online" or "batch") and, for a batch run, `batches` (each batch's id, input file, status).
-RUN_JSON_VERSION = 4
+# 5: `via` "import" and `imported` (when, the format, each source file's name, size and sha256,
+# lines skipped, what the data lacks), in a run `detcheck import` wrote.
+RUN_JSON_VERSION = 5
 
 # Key of the run metadata (JSON) in every Parquet file's schema metadata.
 RUN_META_KEY = b"detcheck.run"
