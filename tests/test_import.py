@@ -63,11 +63,12 @@ def paper_tables(tmp_path: Path, answers: list[list[str]]) -> list[Path]:
 
 
 def test_a_table_of_repetitions_is_a_prompt_set_with_tarr_and_tara(tmp_path):
-    # question 0 and 1 agree every time; 2 differs in run 2; 3 differs only in the brackets
+    # question 0 and 1 agree every time; 2 differs in run 2; 3 differs only in the brackets; 4
+    # gives the same text every time but no answer in it: as in the paper, that fails TARa
     answers = [
-        ['{"Answer":"Yes"}', '{"Answer":"No"}', '{"Answer":"Yes"}', '{"Answer":"C"}'],
-        ['{"Answer":"Yes"}', '{"Answer":"No"}', '{"Answer":"Yes"}', '{"Answer":"C"}'],
-        ['{"Answer":"Yes"}', '{"Answer":"No"}', '{"Answer":"No"}', '{"Answer":"(C)"}'],
+        ['{"Answer":"Yes"}', '{"Answer":"No"}', '{"Answer":"Yes"}', '{"Answer":"C"}', "Hm."],
+        ['{"Answer":"Yes"}', '{"Answer":"No"}', '{"Answer":"Yes"}', '{"Answer":"C"}', "Hm."],
+        ['{"Answer":"Yes"}', '{"Answer":"No"}', '{"Answer":"No"}', '{"Answer":"(C)"}', "Hm."],
     ]
     paths = paper_tables(tmp_path, answers)
     out = tmp_path / "runs"
@@ -75,10 +76,10 @@ def test_a_table_of_repetitions_is_a_prompt_set_with_tarr_and_tara(tmp_path):
                                  "prompt", "--model", "model", "-o", out,
                                  "--answer-regex", r'"Answer":\s*"\(?([A-Za-z]+)')  # fmt: skip
     assert code == 0, err
-    assert data["agreement"] == {"prompts": 4, "raw": 0.5, "answer": 0.75}
-    assert data["imported"]["rows"] == 12 and data["imported"]["runs"] == 4
+    assert data["agreement"] == {"prompts": 5, "raw": 0.6, "answer": 0.6}
+    assert data["imported"]["rows"] == 15 and data["imported"]["runs"] == 5
     runs = read_runs([str(out)])
-    assert len(runs) == 4 and {r.meta["tags"]["prompt_id"] for r in runs} == {"0", "1", "2", "3"}
+    assert len(runs) == 5 and {r.meta["tags"]["prompt_id"] for r in runs} == set("01234")
     assert len({r.meta["tags"]["prompt_set"] for r in runs}) == 1
     run = next(r for r in runs if r.meta["tags"]["prompt_id"] == "2")
     assert run.meta["config"]["prompt"] == "Question 2?\nA, B"
@@ -94,7 +95,7 @@ def test_a_table_of_repetitions_is_a_prompt_set_with_tarr_and_tara(tmp_path):
     # an ordinary run to every other command
     again = runner.invoke(app, ["analyze", str(out), "--json"])
     assert again.exit_code == 0, again.stderr
-    assert json.loads(again.stdout)["agreement"]["raw"] == 0.5
+    assert json.loads(again.stdout)["agreement"]["raw"] == 0.6
     assert "timing unknown" in runner.invoke(app, ["analyze", str(out)]).stdout
 
 
@@ -216,6 +217,11 @@ def test_a_table_without_the_named_column_says_which_it_has(tmp_path):
     assert code == 2 and "no column 'answer'" in err and "response" in err
     code, _, err = run_import(path, "-o", tmp_path / "runs")
     assert code == 2 and "needs --text" in err
+    # a Mac's resource fork beside the tables (llm-stability's archives hold them): not text
+    fork = tmp_path / "._table.csv"
+    fork.write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \xb7\x00")
+    code, _, err = run_import(fork, "--text", "response", "-o", tmp_path / "runs")
+    assert code == 2 and "._table.csv:1: not UTF-8 text" in err
 
 
 def test_a_jsonl_table_and_keys_in_the_data_are_redacted(tmp_path):

@@ -387,7 +387,11 @@ def build_generation_report(runs, answer_regex: str | None = None) -> dict:
     agreement = {
         "prompts": len(prompts),
         "raw": sum(p["unique_completions"] == 1 for p in prompts) / len(prompts),
-        "answer": sum(a["distinct"] == 1 for a in answered) / len(prompts) if answered else None,
+        # one answer every time, found in every completion (none found is no agreement: TARa@N
+        # as Atil et al. count it)
+        "answer": sum(a["distinct"] == 1 and not a["unmatched"] for a in answered) / len(prompts)
+        if answered
+        else None,
     }
     report = {
         **common,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from detcheck.errors import UsageError
+from detcheck.errors import DataError, UsageError
 
 FORMATS = ("openai", "batch", "csv", "jsonl")
 OBJECTS = {"chat.completion": "chat", "text_completion": "completions", "response": "responses"}
@@ -193,12 +193,17 @@ def _table(path: Path, fmt: str, columns: dict) -> Iterator[Record | str]:
             raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
         with f:
             reader = csv.DictReader(f)
-            missing = [c for c in columns.values() if c and c not in (reader.fieldnames or [])]
-            if missing:
-                raise UsageError(f"{path}: no column {missing[0]!r} (it has: "
-                                 f"{', '.join(reader.fieldnames or [])})")  # fmt: skip
-            for item in reader:
-                yield _table_row(item, columns, f"{path}:{reader.line_num}")
+            try:
+                names = reader.fieldnames or []
+                missing = [c for c in columns.values() if c and c not in names]
+                if missing:
+                    raise UsageError(f"{path}: no column {missing[0]!r} (it has: "
+                                     f"{', '.join(names)})")  # fmt: skip
+                for item in reader:
+                    yield _table_row(item, columns, f"{path}:{reader.line_num}")
+            except UnicodeDecodeError as exc:  # the rest of the file cannot be read either
+                raise DataError(f"{path}:{reader.line_num + 1}: not UTF-8 text ({exc.reason} "
+                                f"at byte {exc.start} of a block)") from None  # fmt: skip
         return
     for number, raw in _lines(path):
         where = f"{path}:{number}"
