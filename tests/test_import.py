@@ -254,3 +254,28 @@ def test_an_imported_run_json_is_pinned(tmp_path):
     unsent = {"retry_policy", "background_load", "measurement", "partition", "client", "notes"}
     assert set(meta) == (set(RUN_JSON_KEYS) - unsent) | {"imported"}
     assert set(meta["imported"]) == {"at", "format", "files", "skipped", "lacks"}
+
+
+def test_legacy_completions_and_a_line_too_long_to_be_a_response(tmp_path):
+    from detcheck.send.batch_api import MAX_LINE_BYTES
+
+    def completion(i: int) -> dict:
+        text = [" Heads", " up"] if i % 2 else [" Heads", " down"]
+        return {"id": f"cmpl-{i}", "object": "text_completion", "model": "davinci-002",
+                "choices": [{"index": 0, "text": "".join(text), "finish_reason": "length",
+                             "logprobs": {"tokens": text, "token_logprobs": [-0.1, -0.5],
+                                          "top_logprobs": [{t: -0.1} for t in text]}}]}  # fmt: skip
+
+    path = tmp_path / "completions.jsonl"
+    with open(path, "w") as f:
+        for i in range(6):
+            f.write(json.dumps(completion(i)) + "\n")
+            if i == 2:  # a line no API response is: skipped whole, never held
+                f.write('{"pad": "' + "x" * MAX_LINE_BYTES + '"}\n')
+    code, data, err = run_import(path, "-o", tmp_path / "runs")
+    assert code == 2 and "completions.jsonl:4: a line of" in err
+    code, data, err = run_import(path, "-o", tmp_path / "runs", "--skip-bad")
+    assert code == 0, err
+    assert data["n"] == 6 and data["unique_completions"] == 2 and data["imported"]["skipped"] == 1
+    run = read_run(data["run_paths"][0])
+    assert run.meta["api"] == "completions" and run.meta["config"]["kind"] == "generate"

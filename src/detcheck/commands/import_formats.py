@@ -51,18 +51,30 @@ def read_records(paths: list[Path], fmt: str, columns: dict, *,
             yield item
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+def _lines(path: Path) -> Iterator[tuple[int, bytes | int]]:
+    """Each non-blank line; one over MAX_LINE_BYTES arrives as its length (not held)."""
+    from detcheck.send.batch_api import MAX_LINE_BYTES
+
     try:
         f = open(path, "rb")
     except OSError as exc:
         raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
     with f:
-        for number, raw in enumerate(f, 1):
-            if raw.strip():
+        number = 0
+        while raw := f.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                length = len(raw)
+                while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
+                    length += len(rest)
+                yield number, length + len(rest)
+            elif raw.strip():
                 yield number, raw
 
 
-def _json(raw: bytes, where: str) -> object:
+def _json(raw: bytes | int, where: str) -> object:
+    if isinstance(raw, int):
+        return f"{where}: a line of {raw:,} bytes, over the limit of one response"
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
