@@ -15,6 +15,19 @@ runner = CliRunner()
 KEY = "sk-test-background-0123456789"
 
 
+def flip_alone_with_background(respond, n: int, out) -> tuple[FakeOpenAI, dict]:
+    """`flip --n n --concurrency 1 --background-load 3` against `respond`: the server, the JSON."""
+    with FakeOpenAI(respond) as server:
+        result = runner.invoke(
+            app,
+            ["flip", "--n", str(n), "--concurrency", "1", "--background-load", "3",
+             "--out", str(out), "-q", "--json"],
+            env={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url},
+        )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    return server, json.loads(result.stdout)
+
+
 def test_background_load_is_sent_counted_and_never_recorded(tmp_path):
     import time
 
@@ -22,15 +35,7 @@ def test_background_load_is_sent_counted_and_never_recorded(tmp_path):
         time.sleep(0.01)  # so the background streams overlap the measured one
         return coin_flip(i, request)
 
-    with FakeOpenAI(slow) as server:
-        result = runner.invoke(
-            app,
-            ["flip", "--n", "30", "--concurrency", "1", "--background-load", "3",
-             "--out", str(tmp_path), "-q", "--json"],
-            env={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url},
-        )  # fmt: skip
-    assert result.exit_code == 0, result.stderr
-    data = json.loads(result.stdout)
+    server, data = flip_alone_with_background(slow, 30, tmp_path)
     assert data["n"] == 30
     prompts = [r["messages"][0]["content"] for r in server.requests]
     measured = [p for p in prompts if p.startswith("Flip a coin")]
@@ -111,15 +116,8 @@ def test_the_background_in_flight_is_let_finish_before_the_run_ends(tmp_path):
                 finished_at.append(datetime.datetime.now(datetime.timezone.utc))
         return coin_flip(i, request)
 
-    with FakeOpenAI(slow_background) as server:
-        result = runner.invoke(
-            app,
-            ["flip", "--n", "10", "--concurrency", "1", "--background-load", "3",
-             "--out", str(tmp_path), "-q", "--json"],
-            env={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url},
-        )  # fmt: skip
-    assert result.exit_code == 0, result.stderr
-    run = read_run(json.loads(result.stdout)["run_path"])
+    server, data = flip_alone_with_background(slow_background, 10, tmp_path)
+    run = read_run(data["run_path"])
     ended_at = datetime.datetime.fromisoformat(run.meta["ended_at"])
     sent = sum(1 for r in server.requests if r["messages"][0]["content"].startswith("Request "))
     assert len(finished_at) == sent == run.meta["notes"]["background_requests"] >= 3
