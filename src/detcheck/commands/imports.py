@@ -221,11 +221,11 @@ def _write_runs(prompts, staging, set_id, *, fmt, sources, skipped) -> list[str]
                     writer, counts = writers[index]
                     _store(writer, row, counts, by_index[index].kind)
         finally:
-            for writer, counts in writers.values():
+            for index, (writer, counts) in writers.items():
                 writer.close(status="complete", successes=counts[1], attempts=counts[0])
-                names.append(writer.meta["run_id"])
+                names.append((index, writer.meta["run_id"]))
         spill.unlink()
-    return names
+    return [name for _, name in sorted(names)]  # the prompts in the order the data has them
 
 
 def _store(writer, row: dict, counts: list[int], kind: str) -> None:
