@@ -152,3 +152,9 @@ def reference_calls():
     lps = target_logprobs(table.column("top_logprobs"), "Heads")
     fps = np.array(table.column("system_fingerprint").to_pylist(), dtype=object)
     return lps, fps
+
+
+def manual_text() -> str:
+    """The front page and every page of the manual: where a user looks for what detcheck does."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return "\n\n".join(p.read_text() for p in pages)

@@ -143,4 +143,4 @@ def test_the_readme_shows_the_example_test_the_suite_runs():
 
     root = Path(__file__).parent.parent
     example = (root / "tests" / "test_example_pytest.py").read_text()
-    assert example.strip() in (root / "README.md").read_text()
+    assert example.strip() in (root / "docs" / "python.md").read_text()

@@ -159,13 +159,14 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_every_command_has_help_and_readme_docs():
-    from pathlib import Path
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    from conftest import manual_text
+
+    readme = manual_text()
     for command in app.registered_commands:
         name = command.name or command.callback.__name__
         assert command.callback.__doc__, f"{name} has no help"
-        assert f"detcheck {name}" in readme, f"README does not document detcheck {name}"
+        assert f"detcheck {name}" in readme, f"the manual does not document detcheck {name}"
 
 
 def test_analyze_json_has_the_statistics_keys(recording):

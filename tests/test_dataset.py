@@ -1,5 +1,5 @@
 """The runs directory is a dataset: pyarrow, pandas and duckdb read both layouts (`flip --out`
-and `run --out`) with no options, partition values equal the column values, and the README's
+and `run --out`) with no options, partition values equal the column values, and the manual's
 column table and duckdb query agree with what is written."""
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from detcheck.store.schema import RUN_SCHEMA
 from fake_openai import FakeOpenAI
 
 runner = CliRunner()
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).parent.parent / "docs" / "runs.md"
+COLUMNS_PAGE = Path(__file__).parent.parent / "docs" / "columns.md"
 SLASHED = "Qwen/Qwen3-8B"  # a model name that is not a valid path segment as it stands
 
 
@@ -112,7 +113,7 @@ def test_a_run_written_before_the_rename_is_still_read(recording):
 
 
 def _readme_columns() -> dict[str, str]:
-    text = README.read_text()
+    text = COLUMNS_PAGE.read_text()
     section = text[text.index("| Column | Type |") :]
     table = section[: section.index("\n\n")]
     rows = [line.split("|")[1:-1] for line in table.splitlines()[2:]]

@@ -1,17 +1,17 @@
-"""Every option of every command is in the README (as sqlite-utils checks its docs): an option a
-user cannot find there does not exist for them."""
+"""Every option of every command is in the manual (README.md and docs/, as sqlite-utils checks its
+docs): an option a user cannot find there does not exist for them."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import typer
 
+from conftest import manual_text
 from detcheck.cli import app
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+README = manual_text()
 GROUP = typer.main.get_command(app)
 
 

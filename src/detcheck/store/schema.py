@@ -101,3 +101,48 @@ RUN_SCHEMA = pa.schema(
 )
 
 COLUMNS = tuple(RUN_SCHEMA.names)
+
+# What each column holds: the column table (docs/columns.md) is written from it by docs/generate.py
+COLUMN_MEANINGS = {
+    "run_id": "the run's id (also its directory's name)",
+    "seq": "attempt order within the run",
+    "call": "which of the n calls this attempt serves",
+    "attempt": "1 for a call's first try, 2 for its first retry, ...",
+    "started_at": "when the request was sent",
+    "finished_at": "when its answer (or failure) arrived",
+    "latency_ms": "the two apart, in milliseconds",
+    "in_flight": "requests in flight when it started (background load included)",
+    "ok": "a usable response (failed attempts are rows too)",
+    "http_status": "the HTTP status, null if none came",
+    "error_type": "why an attempt failed: `http_<status>`, `timeout`, `connection`, "
+    "`malformed_body`, `no_logprobs`, `unusable_logprob`, `body_rejected`, `client_error`, "
+    "`unstorable`",
+    "error": "the failure in words",
+    "response_id": "the response's `id`",
+    "request_id": "the `x-request-id` header",
+    "model": "the model asked for (in the path for partitioned runs)",
+    "system_fingerprint": "the backend configuration the response names",
+    "token": "the first token the endpoint chose",
+    "logprob": "its logprob (nats)",
+    "top_logprobs": "the first position's top logprobs, ranked",
+    "prompt_tokens": "usage",
+    "completion_tokens": "usage",
+    "cached_tokens": "usage: prompt tokens served from the provider's cache",
+    "response_headers": "allow-listed response headers (request headers are never stored)",
+    "raw_body": "the response body as received (keys redacted)",
+    "final_url": "the URL that answered a redirected request (no credentials), else null",
+    "finish_reason": "`generate`: why the completion stopped",
+    "text": "`generate`: the completion",
+    "gen_tokens": "`generate`: every generated token",
+    "gen_logprobs": "`generate`: each token's logprob",
+    "gen_top_tokens": "`generate`: per position, the ranked alternatives",
+    "gen_top_logprobs": "`generate`: their logprobs",
+    "response_model": "the model the response named (a dated snapshot, or another model)",
+    "endpoint": "the base URL, without credentials (`replay:<path>` for a replay)",
+    "measurement": "the experiment's measurement `name`; null for `flip`",
+    "target_token": "the first label's token (`flip`)",
+    "target_logprob": "that token's logprob among the row's top logprobs; null where it is not "
+    "there",
+    "batch_id": "`--via batch`: the batch the line came back in",
+    "custom_id": "`--via batch`: the line's id in its batch (`call-<c>-attempt-<a>`)",
+}
