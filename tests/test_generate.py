@@ -232,7 +232,6 @@ def test_resume_and_plot_a_generate_run(tmp_path):
     data = json.loads(resumed.stdout)
     assert data["n"] == 9 and data["kind"] == "generate"
     assert read_run(first["run_path"]).meta["status"] == "complete"
-    pytest.importorskip("matplotlib")
     image = tmp_path / "paths.png"
     plotted = runner.invoke(app, ["plot", first["run_path"], "-o", str(image)])
     assert plotted.exit_code == 0, plotted.stderr

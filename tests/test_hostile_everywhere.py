@@ -59,7 +59,6 @@ FINGERPRINT = "fp_$\\foo{$"
 
 def test_a_fingerprint_that_looks_like_mathtext_is_drawn_as_text(tmp_path):
     """Before: matplotlib's mathtext parser failed on it, and report and plot crashed."""
-    pytest.importorskip("matplotlib")
 
     def respond(i, request):
         body = chat_body(i, COIN_LOGPROBS[i % 3], fingerprint=FINGERPRINT if i % 2 else "fp_a")

@@ -51,7 +51,6 @@ def _report(paths, out, *args):
 
 
 def test_the_report_page_is_self_contained_and_says_what_was_measured(recording, tmp_path):
-    pytest.importorskip("matplotlib")
     html = _report([recording], tmp_path / "r.html")
     assert_self_contained(html)
     data = json.loads(runner.invoke(app, ["analyze", str(recording), "--json"]).stdout)
@@ -71,7 +70,6 @@ def test_the_report_page_is_self_contained_and_says_what_was_measured(recording,
 
 
 def test_a_generate_run_gets_its_divergence_picture(tmp_path):
-    pytest.importorskip("matplotlib")
     html = _report(["recordings/story-generate-200"], tmp_path / "g.html")
     assert_self_contained(html)
     assert "3 different completions in 200 calls" in html and "<svg" in html
@@ -121,7 +119,6 @@ def test_the_page_renders_in_a_headless_browser(recording, tmp_path):
         if os.environ.get("DETCHECK_REQUIRE_BROWSER") == "1":
             pytest.fail("no chromium to render the page with")
         pytest.skip("no headless browser (Debian: apt install chromium)")
-    pytest.importorskip("matplotlib")
     page = tmp_path / "r.html"
     _report([recording], page)
     flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=390,1600"]

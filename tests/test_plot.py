@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import struct
 
-import pytest
 from typer.testing import CliRunner
 
 from detcheck.cli import app
 
-pytest.importorskip("matplotlib")
 runner = CliRunner()
 
 

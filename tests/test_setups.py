@@ -62,7 +62,6 @@ def test_compare_refuses_another_prompt_and_temperature_as_no_drift(tmp_path, re
 
 
 def test_plot_refuses_mixed_setups_too(tmp_path, recording):
-    pytest.importorskip("matplotlib")
     _run(tmp_path, recording)
     _run(tmp_path, recording, "--model", "other-model")
     result = runner.invoke(app, ["plot", str(tmp_path), "-o", str(tmp_path / "p.png")])

@@ -83,7 +83,7 @@ def report_body(
     elif figure_svg is None and configs is not None:
         parts.append(
             "<h2>Figure</h2><p>No figure: plotting needs matplotlib "
-            "(<code>pip install 'detcheck[plot]'</code>).</p>"
+            "(<code>pip install matplotlib</code>).</p>"
         )
     if report.get("kind") == "generate":
         from detcheck.render.generations import render_text

@@ -1,5 +1,5 @@
 """`detcheck plot`: the distinct values (coloured by fingerprint, cluster bands shaded) and the
-accumulation curve, from a report dict. matplotlib is an optional extra."""
+accumulation curve, from a report dict, with matplotlib (imported only when a figure is drawn)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from pathlib import Path
 from detcheck.errors import UsageError
 from detcheck.text import count
 
-INSTALL_HINT = (
-    "plotting needs matplotlib: pip install 'detcheck[plot]' (in a checkout: uv sync --extra plot)"
-)
+# matplotlib is a dependency: only a broken or hand-pruned environment lacks it
+INSTALL_HINT = "plotting needs matplotlib, which detcheck depends on: pip install matplotlib"
 
 
 FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
