@@ -43,6 +43,18 @@ def pyplot():
     return plt
 
 
+def plain_log_ticks(axis) -> None:
+    """1, 10, 100 ... written out: a log axis's own labels are mathtext, which is off (above)
+    and would print as `$\\mathdefault{10^{2}}$`."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10))
+    axis.set_major_formatter(
+        FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}")
+    )
+    axis.set_minor_formatter(NullFormatter())
+
+
 def draw(report: dict, title: str | None = None):
     """The figure of a report (flip: values, clusters close up, accumulation; generate: where
     the paths part), for a file or an HTML page."""
@@ -104,6 +116,7 @@ def _overview(ax, report: dict, fingerprints: list[str], colours: dict) -> None:
             ]
             ax.scatter(*zip(*pts), s=12, color=colours[fp], label=fp, alpha=0.8, zorder=2)
     ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)
     ax.set_ylim(0.8, max(v["count"] for v in values) * 1.6 if values else 10)
     ax.set_xlabel(f"probability of {report['target']!r} (%)")
     ax.set_ylabel("calls returning the value (log)")
@@ -129,7 +142,8 @@ def _strip(ax, cluster: dict, report: dict, fingerprints: list[str], colours: di
     span = max(offsets) or 1.0
     ax.set_xlim(-0.08 * span, 1.08 * span)
     ax.set_ylim(0, max(counts) * 1.25)
-    ax.set_title(f"{lo:.6f}%: {len(values)} values, {count(cluster['count'], 'call')}", fontsize=8)
+    # two lines: six of these side by side, one line each ran into its neighbours
+    ax.set_title(f"{lo:.6f}%\n{len(values)} values, {count(cluster['count'], 'call')}", fontsize=8)
     ax.set_xlabel(f"+ 1e-6 pp above {lo:.6f}%", fontsize=7)
     ax.tick_params(labelsize=7)
 
@@ -144,6 +158,7 @@ def _accumulation(ax, report: dict) -> None:
     if hi > lo:
         ax.axhspan(lo, hi, color="0.85", zorder=0, label=f"95% interval {lo:,.1f} to {hi:,.1f}")
     ax.set_xscale("log")
+    plain_log_ticks(ax.xaxis)
     ax.set_xlabel("calls")
     ax.set_ylabel("distinct values (expected)")
     ax.set_title("accumulation: more calls, more values?", fontsize=10)
