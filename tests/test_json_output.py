@@ -25,6 +25,7 @@ FAILING = {
     "probe": ["probe", "--top-logprobs", "-1"],
     "sweep": ["sweep", "--concurrency", "0"],
     "audit": ["audit", "--n", "3"],
+    "import": ["import", "/nonexistent/log.jsonl", "--format", "openai"],
 }
 
 

@@ -109,8 +109,11 @@ def guess_format(path: Path) -> str:
     try:
         with open(path, "rb") as f:
             first = f.readline(1 << 20)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
         line = json.loads(first)
-    except (OSError, ValueError):
+    except ValueError:
         raise UsageError(f"{path}: give --format (openai, batch, csv or jsonl)") from None
     if isinstance(line, dict) and "custom_id" in line:
         return "batch"
