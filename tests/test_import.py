@@ -99,6 +99,21 @@ def test_a_table_of_repetitions_is_a_prompt_set_with_tarr_and_tara(tmp_path):
     assert "timing unknown" in runner.invoke(app, ["analyze", str(out)]).stdout
 
 
+def test_a_table_with_its_own_answer_column_gives_tara_without_a_regex(tmp_path):
+    # the answers as a harness parsed them: q0 agrees, q1 differs, q2 had none parsed once
+    path = tmp_path / "answers.jsonl"
+    rows = [(0, "So: A", "A"), (0, "It is A.", "A"), (1, "B", "B"), (1, "C", "C"),
+            (2, "D", "D"), (2, "no idea", None)]  # fmt: skip
+    path.write_text("".join(json.dumps({"q": q, "out": t, "parsed": a}) + "\n" for q, t, a in rows))
+    code, data, err = run_import(path, "--format", "jsonl", "--text", "out", "--id", "q",
+                                 "--answer", "parsed", "-o", tmp_path / "runs")  # fmt: skip
+    assert code == 0, err
+    assert data["agreement"]["raw"] == 0.0
+    assert data["agreement"]["answer"] == 1 / 3  # only q0: q2's missing answer is no agreement
+    (run,) = [r for r in read_runs([str(tmp_path / "runs")]) if r.meta["tags"]["prompt_id"] == "2"]
+    assert run.table.column("answer").to_pylist() == ["D", None]
+
+
 def test_logged_chat_completions_of_one_token_are_a_flip_run(tmp_path):
     path = tmp_path / "log.jsonl"
     lines = [json.dumps(chat_body(i, -0.1 - 1e-4 * (i % 3))) for i in range(30)]

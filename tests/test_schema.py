@@ -52,11 +52,12 @@ PINNED_V4 = [
     ("target_logprob", "double"),
     ("batch_id", DICT),
     ("custom_id", "string"),
+    ("answer", "string"),
 ]
 
 
 def test_schema_is_pinned():
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     assert [(f.name, str(f.type)) for f in RUN_SCHEMA] == PINNED_V4
 
 

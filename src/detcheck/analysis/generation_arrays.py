@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from detcheck.errors import DataError
 
 GENERATION_COLUMNS = ["ok", "seq", "system_fingerprint", "finish_reason", "text"]
-GENERATION_COLUMNS += ["gen_tokens", "gen_logprobs", "http_status", "error_type"]
+GENERATION_COLUMNS += ["gen_tokens", "gen_logprobs", "http_status", "error_type", "answer"]
 
 
 END = -1  # the code of "no token here": the completion ended before this position
@@ -36,6 +36,8 @@ class Generations:
     # answers longer than asked (a server that ignores max_tokens) are read to max_tokens; what
     # follows is told apart by `tails` (0: none), so they still count as different completions
     tails: np.ndarray | None = None
+    # the answers the data gave beside the texts (`import --answer`); None when none did
+    answers: list[str | None] | None = None
     over_length: int = 0
     text_mismatch: int = 0  # responses whose text is not their tokens joined
     # asked for without logprobs: a completion is its text (one code per response), and where
@@ -137,7 +139,7 @@ def _read_texts(runs) -> Generations:
     """Generations known by their text only (some runs were asked for without logprobs): each
     response's text is its one code; runs with tokens are read by their text too, so that they
     pool with the others on what both have."""
-    texts, reasons, fps, where = [], [], [], []
+    texts, reasons, fps, where, answers = [], [], [], [], []
     errors: Counter = Counter()
     for run in runs:
         for batch in run.batches(GENERATION_COLUMNS, batch_size=8_192):
@@ -146,6 +148,7 @@ def _read_texts(runs) -> Generations:
             errors.update(e or "unknown" for e in failed.column("error_type").to_pylist())
             good = batch.filter(ok)
             texts += good.column("text").to_pylist()
+            answers += good.column("answer").to_pylist()
             reasons += good.column("finish_reason").to_pylist()
             fps += good.column("system_fingerprint").to_pylist()
             where.append((run, good.column("seq").to_numpy()))
@@ -155,8 +158,9 @@ def _read_texts(runs) -> Generations:
     codes = indices.to_numpy(zero_copy_only=False).astype(np.int32).reshape(-1, 1)
     logprobs = np.full(codes.shape, np.nan)
     return Generations(
-        codes, logprobs, vocabulary, texts, reasons, fps, dict(errors), where, text_only=True
-    )
+        codes, logprobs, vocabulary, texts, reasons, fps, dict(errors), where, text_only=True,
+        answers=answers if any(a is not None for a in answers) else None,
+    )  # fmt: skip
 
 
 def _flat_destinations(lengths: np.ndarray, width: int) -> np.ndarray | None:

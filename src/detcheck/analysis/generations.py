@@ -231,17 +231,25 @@ def summarise(g: Generations, answer_regex: str | None = None) -> dict:
         # what does not add up: answers longer than max_tokens, texts that are not their tokens
         "flags": {"over_length": g.over_length, "text_mismatch": g.text_mismatch},
     }
-    if answer_regex is not None:
-        report["answers"] = answer_tally(g.texts, answer_regex)
+    if (tally := _answers(g, answer_regex)) is not None:
+        report["answers"] = tally
     return report
 
 
-def answer_tally(texts: Sequence[str | None], answer_regex: str) -> dict:
-    tally = Counter(answers(texts, answer_regex))
+def _answers(g: Generations, answer_regex: str | None) -> dict | None:
+    """The answers' tally: by --answer-regex from the texts, else the answers the data gave
+    (`import --answer`), else None."""
+    if answer_regex is not None:
+        return answer_tally(answers(g.texts, answer_regex))
+    return answer_tally(g.answers) if g.answers is not None else None
+
+
+def answer_tally(found: Sequence[str | None]) -> dict:
+    tally = Counter(found)
     return {
         "distinct": len(tally),
         "modal": tally.most_common(1)[0][0],
-        "modal_share": tally.most_common(1)[0][1] / len(texts),
+        "modal_share": tally.most_common(1)[0][1] / len(found),
         "unmatched": tally.get(None, 0),
     }
 
@@ -285,8 +293,8 @@ def _summarise_texts(g: Generations, first, counts, answer_regex: str | None) ->
         "errors_by_type": dict(sorted(g.errors_by_type.items())),
         "flags": {"over_length": 0, "text_mismatch": 0},
     }
-    if answer_regex is not None:
-        report["answers"] = answer_tally(g.texts, answer_regex)
+    if (tally := _answers(g, answer_regex)) is not None:
+        report["answers"] = tally
     return report
 
 
@@ -383,13 +391,16 @@ def build_generation_report(runs, answer_regex: str | None = None) -> dict:
                 "answers": s.get("answers"),
             }
         )
-    answered = [p["answers"] for p in prompts] if answer_regex is not None else None
+    answered = [p["answers"] for p in prompts]
+    if all(a is None for a in answered):
+        answered = None
     agreement = {
         "prompts": len(prompts),
         "raw": sum(p["unique_completions"] == 1 for p in prompts) / len(prompts),
         # one answer every time, found in every completion (none found is no agreement: TARa@N
         # as Atil et al. count it)
-        "answer": sum(a["distinct"] == 1 and not a["unmatched"] for a in answered) / len(prompts)
+        "answer": sum(bool(a) and a["distinct"] == 1 and not a["unmatched"] for a in answered)
+        / len(prompts)
         if answered
         else None,
     }

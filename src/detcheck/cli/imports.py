@@ -48,6 +48,7 @@ def import_responses(
     prompt: _column("the prompt") = None,
     model: _column("the model that answered") = None,
     logprob: _column("the answer's logprob") = None,
+    answer: _column("the answer parsed from the completion (TARa@N without --answer-regex)") = None,
     skip_bad: Annotated[
         bool,
         typer.Option("--skip-bad", help="Go on past lines that cannot be read, and count them."),
@@ -62,7 +63,7 @@ def import_responses(
     from detcheck.commands.imports import import_command
 
     columns = {"text": text, "id": id_column, "prompt": prompt, "model": model,
-               "logprob": logprob}  # fmt: skip
+               "logprob": logprob, "answer": answer}  # fmt: skip
     report = import_command(
         files, out, fmt, columns, batch_input=batch_input, skip_bad=skip_bad,
         answer_regex=answer_regex, log=(lambda _: None) if quiet else err,

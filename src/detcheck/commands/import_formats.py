@@ -234,6 +234,8 @@ def _table_row(item: dict, columns: dict, where: str) -> Record | str:
     row: dict = {"attempt": 1, "ok": True, "text": text}
     if columns.get("model"):
         row["response_model"] = _text_or_none(item[columns["model"]])
+    if columns.get("answer"):  # an empty cell: no answer was found in this completion
+        row["answer"] = _text_or_none(item[columns["answer"]])
     if columns.get("logprob"):
         try:
             row["logprob"] = float(item[columns["logprob"]])

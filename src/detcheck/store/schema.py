@@ -2,16 +2,16 @@
 
 Bump SCHEMA_VERSION whenever a column is added, removed, renamed or retyped. Older parts stay
 readable: a column they lack reads as nulls (version 1 has no `final_url`, versions 1 and 2 no
-whole-generation columns), or, for the run's constants, as the run's own value (see
-`store.files.run_constants`). Up to version 3, `model` held the model the response named, which
-is `response_model` since 4.
+whole-generation columns, versions 1 to 4 no `answer`), or, for the run's constants, as the
+run's own value (see `store.files.run_constants`). Up to version 3, `model` held the model the
+response named, which is `response_model` since 4.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Bump when a key of run.json is added, removed, renamed or retyped (tests/test_json_schema.py
 # pins them). 1: the first pinned form (with `timeout_s`, `client`, `resumed` sessions).
@@ -97,6 +97,8 @@ RUN_SCHEMA = pa.schema(
         pa.field("target_logprob", pa.float64()),  # its logprob in top_logprobs; null if absent
         pa.field("batch_id", pa.dictionary(pa.int32(), pa.string())),  # --via batch: its batch
         pa.field("custom_id", pa.string()),  # --via batch: the line's id in the batch
+        # since version 5: the answer the data gave with the completion (`import --answer`)
+        pa.field("answer", pa.string()),
     ]
 )
 
@@ -145,4 +147,6 @@ COLUMN_MEANINGS = {
     "there",
     "batch_id": "`--via batch`: the batch the line came back in",
     "custom_id": "`--via batch`: the line's id in its batch (`call-<c>-attempt-<a>`)",
+    "answer": "`import --answer`: the answer the table gave with the completion (TARa@N without "
+    "`--answer-regex`); null elsewhere",
 }
