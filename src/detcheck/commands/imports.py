@@ -49,7 +49,6 @@ class Prompt:
     ok: int = 0
     one_token: bool = True  # every usable response generated one token, with logprobs
     logprobs: bool = True
-    timed: bool = False
     fingerprinted: bool = False
     first_tokens: Counter = field(default_factory=Counter)
 
@@ -173,7 +172,6 @@ def _count(p: Prompt, item: Record) -> None:
     row = item.row
     p.n += 1
     p.model = p.model or row.get("response_model")
-    p.timed = p.timed or row.get("started_at") is not None
     p.fingerprinted = p.fingerprinted or row.get("system_fingerprint") is not None
     if not row["ok"]:
         return
@@ -187,11 +185,15 @@ def _count(p: Prompt, item: Record) -> None:
         p.one_token = False
 
 
+def _keys_in(texts) -> list[str]:
+    return sorted({m.group(0) for text in texts for m in KEY_LIKE.finditer(text)})
+
+
 def _redacted(row: dict) -> dict:
     from detcheck.send.record import redact_row
 
-    found = {m.group(0) for v in row.values() if isinstance(v, str) for m in KEY_LIKE.finditer(v)}
-    return redact_row(row, sorted(found)) if found else row
+    found = _keys_in(v for v in row.values() if isinstance(v, str))
+    return redact_row(row, found) if found else row
 
 
 def _redacted_json(value):
@@ -199,7 +201,7 @@ def _redacted_json(value):
     from detcheck.text import redact
 
     text = json.dumps(value)
-    found = sorted({m.group(0) for m in KEY_LIKE.finditer(text)})
+    found = _keys_in([text])
     return json.loads(redact(text, found)) if found else value
 
 
@@ -252,7 +254,8 @@ def _meta(p: Prompt, set_id: str | None, fmt: str, sources: list, skipped: int) 
     model = request.get("model") or p.model or "unknown"
     target = p.first_tokens.most_common(1)[0][0] if p.kind == "flip" else None
     label = target.strip() if target else None
-    known = {"timing": p.timed, "fingerprint": p.fingerprinted, "logprobs": p.logprobs,
+    # no format carries when a call was sent, or what else was in flight
+    known = {"timing": False, "fingerprint": p.fingerprinted, "logprobs": p.logprobs,
              "request": p.request is not None}  # fmt: skip
     lacks = [LACKS[k] for k, it_is in known.items() if not it_is]
     tags = {"prompt_set": set_id, "prompt_id": p.key} if set_id else {}
@@ -301,12 +304,3 @@ def _meta(p: Prompt, set_id: str | None, fmt: str, sources: list, skipped: int) 
             "lacks": lacks,
         },  # fmt: skip
     }
-
-
-def imported_lines(meta: dict) -> list[str]:
-    """What a report says of an imported run: from what, and what it lacks."""
-    imported = meta.get("imported")
-    if not imported:
-        return []
-    files = ", ".join(f["name"] for f in imported.get("files") or [])
-    return [f"imported ({imported.get('format')}) from {files}", *imported.get("lacks", [])]

@@ -29,14 +29,18 @@ def path_picture(r: dict, width: int = 64) -> str:
     return "\n".join(lines)
 
 
+def named_files(files: list[str]) -> str:
+    """'a.csv, b.csv, c.csv and 2 more'."""
+    return ", ".join(files[:3]) + (f" and {len(files) - 3:,} more" if len(files) > 3 else "")
+
+
 def imported_lines(r: dict) -> list[str]:
     """What a report of imported data cannot say, one line each."""
     imported = (r.get("measured") or {}).get("imported")
     if not imported:
         return []
-    files = imported["files"]
-    source = ", ".join(files[:3]) + (f" and {len(files) - 3:,} more" if len(files) > 3 else "")
-    head = f"imported      {'/'.join(imported['formats'])} data from {source}"
+    formats, files = "/".join(imported["formats"]), named_files(imported["files"])
+    head = f"imported      {formats} data from {files}"
     return [head, *(f"              {lack}" for lack in imported["lacks"])]
 
 

@@ -20,10 +20,9 @@ def measured_line(r: dict) -> str | None:
     tier = " via the Batch API" if m.get("via") == ["batch"] else ""
     at = f"at {', '.join(m['endpoints']) or '?'}"
     if m.get("imported"):
-        files = m["imported"]["files"]
-        at = f"imported from {', '.join(files[:3])}" + (
-            f" and {len(files) - 3:,} more" if len(files) > 3 else ""
-        )
+        from detcheck.render.generations import named_files
+
+        at = f"imported from {named_files(m['imported']['files'])}"
     return (
         f"{', '.join(m['models']) or 'unknown model'} {at}{tier}"
         f"{when if first else ''}, {which}, n = {r['n']:,}"
@@ -149,14 +148,14 @@ def _details(r: dict) -> list[str]:
             "accumulation  "
             + ", ".join(f"{count(p['calls'], 'call')} -> {p['distinct']:.1f}" for p in picks)
         )
+    imported = (r.get("measured") or {}).get("imported")
     for name, key in (
         ("the fingerprint", "fingerprint_association"),
         ("the time of the call", "time_association"),
         ("the concurrency", "concurrency_association"),
     ):
         result = r[key]
-        lacks = ((r.get("measured") or {}).get("imported") or {}).get("lacks") or []
-        if key != "fingerprint_association" and any(x.startswith("timing") for x in lacks):
+        if imported and key != "fingerprint_association":  # no format carries the times
             out.append(f"explains?     {name}: not tested (imported data: timing unknown)")
             continue
         if key == "concurrency_association" and r.get("replayed"):
