@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -76,6 +77,7 @@ class FakeOpenAI:
         self.paths: list[str] = []  # each request's path and query string
         self.headers: list[dict] = []
         self.replies: list[Reply] = []
+        self.times: list[float] = []  # each request's arrival (time.monotonic())
         self._lock = threading.Lock()
         outer = self
 
@@ -93,6 +95,7 @@ class FakeOpenAI:
                 request = json.loads(self.rfile.read(length) or b"{}")
                 with outer._lock:
                     i = len(outer.requests)
+                    outer.times.append(time.monotonic())
                     outer.requests.append(request)
                     outer.paths.append(self.path)
                     outer.headers.append({k.lower(): v for k, v in self.headers.items()})

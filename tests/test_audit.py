@@ -5,108 +5,16 @@ not read as broken everywhere."""
 from __future__ import annotations
 
 import json
-import math
-import threading
 import time
-from dataclasses import dataclass, field
 
 import pytest
 from typer.testing import CliRunner
 
+from audit_engine import Engine, audit, verdict_of
 from detcheck.analysis import audit as verdicts
 from detcheck.cli import app
 from detcheck.store import read_run
-from fake_openai import FakeOpenAI, Reply, chat_body, responses_body
-
-PROMPT = "Flip a coin. Return Heads or Tails only."
-BASE = math.log(0.6)
-
-
-@dataclass
-class Engine:
-    """A fake engine: deterministic unless told to break one cause."""
-
-    batch: bool = False  # the logprob moves when another request is in flight
-    mixed: bool = False  # ... when an unrelated prompt is in flight
-    prefix: bool = False  # ... when a prompt sharing the measured one's start is in flight
-    top_logprobs: bool = False  # the chosen logprob depends on how many top logprobs are asked
-    first_call: bool = False  # the first call after a start differs
-    ignores_seed: bool = False  # temperature > 0 samples without the seed
-    greedy_samples: bool = False  # temperature 0 samples anyway
-    logprobs_text: bool = False  # asking for logprobs changes the greedy text
-    noisy: bool = False  # every call one of three values, whatever the arm
-    refuses_top1: bool = False  # a 400 for top_logprobs 1
-    in_flight: list = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __call__(self, i: int, request: dict) -> Reply:
-        if self.refuses_top1 and request.get("top_logprobs") == 1:
-            error = {"error": {"message": "top_logprobs must be at least 5", "type": "invalid"}}
-            return Reply(400, json.dumps(error).encode())
-        responses = "input" in request  # the Responses API: the prompt as `input`
-        prompt = request["input"] if responses else request["messages"][0]["content"]
-        with self.lock:
-            others = list(self.in_flight)
-            self.in_flight.append(prompt)
-        time.sleep(0.003)  # long enough for a batch to overlap
-        with self.lock:
-            others += [p for p in self.in_flight if p is not prompt]
-            self.in_flight.remove(prompt)
-        measured = prompt == PROMPT
-        shift = 0.0
-        if measured and self.batch and any(p == PROMPT for p in others):
-            shift += 1e-6
-        if measured and self.mixed and any(not p.startswith(PROMPT[:5]) for p in others):
-            shift += 2e-6
-        if (
-            measured
-            and self.prefix
-            and any(p.startswith(PROMPT[:10]) and p != PROMPT for p in others)
-        ):  # noqa: E501
-            shift += 4e-6
-        if self.top_logprobs and request.get("top_logprobs") == 1:
-            shift += 8e-6
-        if self.first_call and i == 0:
-            shift += 16e-6
-        if self.noisy:
-            shift += 1e-6 * (i % 3)
-        if responses:
-            body = responses_body(i, BASE - shift, top_k=request.get("top_logprobs", 20))
-            part = body["output"][0]["content"][0]
-            if request.get("max_output_tokens", 16) > 16:  # a whole answer (16 is the least)
-                part["text"] = self._text(i, request)
-            if "include" not in request:  # no logprobs asked for: none sent
-                del part["logprobs"]
-            return Reply(200, json.dumps(body).encode())
-        body = chat_body(i, BASE - shift, top_k=request.get("top_logprobs", 20))
-        if request.get("max_tokens", 1) > 1:  # a whole answer: its text is what is compared
-            body["choices"][0]["message"]["content"] = self._text(i, request)
-        if not request.get("logprobs"):  # not asked for: none sent, as real servers do
-            body["choices"][0]["logprobs"] = None
-        return Reply(200, json.dumps(body).encode())
-
-    def _text(self, i: int, request: dict) -> str:
-        sampled = request["temperature"] > 0 or self.greedy_samples
-        if not sampled:
-            asked = request.get("logprobs") or "include" in request  # chat, or Responses
-            return "Heads, surely" if self.logprobs_text and asked else "Heads"
-        draw = i if self.ignores_seed or request["temperature"] == 0 else request.get("seed", i)
-        return f"answer {draw * 7919 % 6}"
-
-
-def audit(engine: Engine, tmp_path, *args: str) -> tuple[int, dict]:
-    with FakeOpenAI(engine) as server:
-        env = {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.base_url}
-        result = CliRunner().invoke(
-            app, ["audit", "--out", str(tmp_path), "--json", "-q", *args], env=env
-        )
-    assert result.exit_code in (0, 1), result.stderr or result.exception
-    return result.exit_code, json.loads(result.stdout)
-
-
-def verdict_of(data: dict) -> dict[str, str]:
-    return {c["name"]: c["verdict"] for c in data["checks"]}
-
+from fake_openai import FakeOpenAI
 
 EVERY_CHECK = (
     "batch", "mixed_load", "shared_prefix", "logprobs_toggle", "top_logprobs", "seed",
@@ -213,8 +121,12 @@ def test_a_dry_run_counts_the_whole_audit_and_sends_nothing(tmp_path):
         assert server.requests == []
     assert result.exit_code == 0, result.stderr
     plan = json.loads(result.stdout)
-    # the warm-up + 9 arms: alone is in five checks, greedy and seed_per_call in two each
-    assert plan["requests"] == 1 + 9 * 10 and plan["arms"] == 9
+    # the warm-up + 9 arms: alone is in five checks, greedy and seed_per_call in two each;
+    # mixed_load and shared_prefix each keep 7 background streams, each stream at most one
+    # request ahead of the measured calls of each of the 4 rounds
+    assert plan["measured_requests"] == 1 + 9 * 10 and plan["arms"] == 9
+    assert plan["background_requests"] == 2 * 7 * (10 + 4)
+    assert plan["requests"] == plan["measured_requests"] + plan["background_requests"]
 
 
 def test_verdicts_compare_against_the_control_not_against_zero_variation():
@@ -226,7 +138,11 @@ def test_verdicts_compare_against_the_control_not_against_zero_variation():
     assert verdicts.differs("x", ["a"] * 10, ["z"] * 10)["verdict"] == "broken"
     one_new = verdicts.differs("x", ["a"] * 20, ["a"] * 19 + ["z"])
     assert one_new["verdict"] == "holds" and one_new["new_values"] == 1  # one odd call: little
-    assert one_new["p_value"] == pytest.approx(0.5)
+    assert one_new["p_value"] == pytest.approx(1.0)  # two-sided: twice 0.5
+    # the treatment settling where the control wanders differs too, and a treatment with more
+    # calls than its control is judged alike (the pooled mode may be the treatment's)
+    assert verdicts.differs("x", ["a", "b", "c"] * 10, ["b"] * 30)["verdict"] == "broken"
+    assert verdicts.differs("x", ["a"] * 30, ["b"] * 40)["verdict"] == "broken"
     # the first call: unseen among later calls that never vary is surprising; among later calls
     # that all differ, it is not
     assert verdicts.first_call("z", ["a"] * 40)["verdict"] == "broken"

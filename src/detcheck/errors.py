@@ -18,9 +18,16 @@ class DataError(DetcheckError):
 
 
 class EndpointError(DetcheckError):
-    """The endpoint refused the measurement in a way retrying cannot fix."""
+    """The endpoint refused the measurement in a way retrying cannot fix. `status` is the HTTP
+    status that said so, and `server_message` the server's own words, when there were any (the
+    audit tells a refusal of one parameter from a failure by them)."""
 
     exit_code = 3
+
+    def __init__(self, message: str, *, status: int | None = None, server_message: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.server_message = server_message
 
 
 class Interrupted(DetcheckError):

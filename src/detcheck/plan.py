@@ -71,6 +71,8 @@ class Control:
     poll_s: float = spec.default("batch_poll_s")  # the Batch API: between status checks
     cancel_on_interrupt: bool = False  # the Batch API: Ctrl-C cancels the batch too
     progress: bool = True  # a progress bar on the terminal
+    pacer: object = None  # a send.pace.Pacer shared with other runs (an audit's arms), if any
+    limit: object = None  # a send.retry.AdaptiveLimit shared by flips run at once, if any
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The audit's verdicts: each check compares a treatment arm with its control, both plain counts
 of what came back (a first token's logprob, or a whole completion), so an endpoint that varies
-in every arm is judged by whether the treatment varies *more*, not by whether it varies.
+in every arm is judged by whether the treatment's answers differ from the control's, not by
+whether they vary.
 
 Pure functions: counts in, a verdict and the numbers behind it out."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 
 ALPHA = 0.01  # the false-alarm rate of one check's verdict
 
@@ -23,20 +25,34 @@ def arm_summary(values: Sequence[Hashable]) -> dict:
     return {"n": len(values), "distinct": len(counts), "modal_share": top / len(values)}
 
 
-def more_varied(control: Sequence[Hashable], treatment: Sequence[Hashable]) -> dict:
-    """Does the treatment stray from the control's modal value more than the control does?
-    Fisher's exact test, one-sided, on [[control at its mode, control elsewhere], [treatment at
-    the control's mode, treatment elsewhere]]. The effect is the difference of the two shares
-    away from that mode, in percentage points; `new_values` counts treatment calls whose value
-    the control never gave."""
-    from scipy.stats import fisher_exact
-
-    mode, _ = Counter(control).most_common(1)[0]
+def _at_mode(control: Sequence[Hashable], treatment: Sequence[Hashable]) -> list[list[int]]:
+    """[[control at the mode, control elsewhere], [treatment at the mode, treatment elsewhere]]
+    for the pooled arms' modal value (ties: the first given). Pooled, the mode depends on the
+    data and not on which arm a call is in, so when both arms draw alike a test on this table
+    keeps its level (the control's own mode favoured the control: 2.2% false alarms at 1% with
+    four equally likely values)."""
+    mode, _ = Counter([*control, *treatment]).most_common(1)[0]
     c_at = sum(1 for v in control if v == mode)
     t_at = sum(1 for v in treatment if v == mode)
-    table = [[c_at, len(control) - c_at], [t_at, len(treatment) - t_at]]
-    # treatment elsewhere more often: the odds c_at*t_else / (c_else*t_at) above 1
-    p_value = float(fisher_exact(table, alternative="greater").pvalue)
+    return [[c_at, len(control) - c_at], [t_at, len(treatment) - t_at]]
+
+
+def _fisher(table, alternative: str) -> float:
+    from scipy.stats import fisher_exact
+
+    return float(fisher_exact(table, alternative=alternative).pvalue)
+
+
+def _two_sided(table) -> float:
+    """Either arm more at the mode: twice the smaller one-sided p (the drift test's too)."""
+    return min(1.0, 2 * min(_fisher(table, "greater"), _fisher(table, "less")))
+
+
+def _numbers(control: Sequence[Hashable], treatment: Sequence[Hashable], p_value: float) -> dict:
+    """The p-value, the effect (the treatment's share away from the pooled mode minus the
+    control's, in percentage points) and `new_values`: treatment calls whose value the control
+    never gave."""
+    table = _at_mode(control, treatment)
     seen = set(control)
     return {
         "p_value": p_value,
@@ -46,11 +62,14 @@ def more_varied(control: Sequence[Hashable], treatment: Sequence[Hashable]) -> d
 
 
 def differs(name: str, control: Sequence, treatment: Sequence, alpha: float = ALPHA) -> dict:
-    """A check broken when the treatment varies beyond the control's own variation."""
+    """A check broken when the treatment's answers differ from the control's beyond the
+    control's own variation: Fisher's exact test, two-sided, of the share at the pooled modal
+    value (a treatment that always gives another value, or strays from the mode more often,
+    or settles where the control wanders, all differ)."""
     out = {"name": name, "control": arm_summary(control), "treatment": arm_summary(treatment)}
     if not control or not treatment:
         return {**out, "verdict": NOT_TESTED, "reason": "an arm holds no usable response"}
-    test = more_varied(control, treatment)
+    test = _numbers(control, treatment, _two_sided(_at_mode(control, treatment)))
     verdict = BROKEN if test["p_value"] < alpha else HOLDS
     return {**out, **test, "verdict": verdict, "alpha": alpha}
 
@@ -67,7 +86,8 @@ def has_effect(
         return {**out, "verdict": NOT_TESTED, "reason": "an arm holds no usable response"}
     if len(set(varied)) == 1:
         return {**out, "verdict": NOT_TESTED, "reason": cannot_tell}
-    test = more_varied(fixed, varied)
+    # one-sided: the varied arm strays from the mode more often than the fixed one
+    test = _numbers(fixed, varied, _fisher(_at_mode(fixed, varied), "greater"))
     verdict = HOLDS if test["p_value"] < alpha else BROKEN
     return {**out, **test, "verdict": verdict, "alpha": alpha}
 
@@ -103,45 +123,51 @@ def drift(rounds: Sequence[Sequence[Hashable]], alpha: float = ALPHA) -> dict | 
     interleaved round by round, so a drift shows here and not as an effect of one factor."""
     if len(rounds) < 2 or not rounds[0] or not rounds[-1]:
         return None
-    test = more_varied(rounds[0], rounds[-1])
-    reverse = more_varied(rounds[-1], rounds[0])
-    p_value = min(1.0, 2 * min(test["p_value"], reverse["p_value"]))  # either way
+    p_value = _two_sided(_at_mode(rounds[0], rounds[-1]))  # either way
     return {"p_value": p_value, "drifted": p_value < alpha}
-
-
-def _fisher_greater(table) -> float:
-    from scipy.stats import fisher_exact
-
-    return float(fisher_exact(table, alternative="greater").pvalue)
 
 
 def p_range(
     control: Sequence[Hashable], treatment: Sequence[Hashable], more_control: int,
-    more_treatment: int,
+    more_treatment: int, two_sided: bool = False,
 ) -> tuple[float, float]:  # fmt: skip
-    """The least and the greatest p-value more_varied can give once each arm has had its
-    remaining calls, whatever they return. For each value that may end as the control's mode,
-    the extremes: every remaining control call on it and every remaining treatment call
-    elsewhere (the least p), or the control only as much on it as keeps it the mode and every
-    remaining treatment call on it (the greatest); the one-sided p only falls as a table moves
-    toward [[more, fewer], [fewer, more]] (tests/test_audit.py checks that by enumeration)."""
+    """The least p-value a check's test can give once each arm has had its remaining calls,
+    whatever they return, and a bound the greatest cannot pass (one-sided: the treatment
+    strays more; `two_sided`: either arm). For each value that may end as the pooled mode, two
+    corners: every remaining control call on it and the treatment's only as many as keep it
+    the mode (A), or the reverse (B); calls not on it go to values never seen, which lift no
+    rival. A one-sided p only falls as a table moves toward [[more, fewer], [fewer, more]], so
+    its least is at A and its greatest at B (the other side's the reverse); the least of the
+    two-sided p is then exact and its greatest bounded (tests/test_audit.py enumerates)."""
     c, t = Counter(control), Counter(treatment)
+    pooled = c + t
     n_c, n_t = len(control), len(treatment)
     fresh = object()  # a value neither arm has given yet
-    low, high = 1.0, 0.0
+    low = {"greater": 1.0, "less": 1.0}
+    high_one = high_two = 0.0
+
+    def table(at_c: int, at_t: int) -> list[list[int]]:
+        return [[at_c, n_c + more_control - at_c], [at_t, n_t + more_treatment - at_t]]
+
     for v in [*dict.fromkeys([*c, *t]), fresh]:
         c_v, t_v = c.get(v, 0), t.get(v, 0)
-        rival = max((k for u, k in c.items() if u != v), default=0)
-        if c_v + more_control >= rival and c_v + more_control > 0:
-            at = c_v + more_control
-            table = [[at, n_c - c_v], [t_v, n_t + more_treatment - t_v]]
-            low = min(low, _fisher_greater(table))
-        lift = max(0, rival - c_v)  # control calls it needs to be the mode
-        if lift <= more_control and c_v + lift > 0:
-            at = c_v + lift
-            table = [[at, n_c + more_control - at], [t_v + more_treatment, n_t - t_v]]
-            high = max(high, _fisher_greater(table))
-    return low, high
+        rival = max((k for u, k in pooled.items() if u != v), default=0)
+        high = {"greater": 0.0, "less": 0.0}  # over the outcomes whose mode is v
+        need = max(0, rival - (c_v + t_v + more_control))
+        if need <= more_treatment and c_v + t_v + more_control + need > 0:
+            a = table(c_v + more_control, t_v + need)
+            low["greater"] = min(low["greater"], _fisher(a, "greater"))
+            high["less"] = _fisher(a, "less")
+        need = max(0, rival - (c_v + t_v + more_treatment))
+        if need <= more_control and c_v + t_v + more_treatment + need > 0:
+            b = table(c_v + need, t_v + more_treatment)
+            high["greater"] = _fisher(b, "greater")
+            low["less"] = min(low["less"], _fisher(b, "less"))
+        high_one = max(high_one, high["greater"])
+        high_two = max(high_two, min(1.0, 2 * min(high.values())))
+    if not two_sided:
+        return low["greater"], high_one
+    return min(1.0, 2 * min(low.values())), high_two
 
 
 def possible_verdicts(
@@ -159,7 +185,7 @@ def possible_verdicts(
         return {HOLDS, BROKEN}
     if not control or not treatment:
         return {HOLDS, BROKEN, NOT_TESTED}
-    low, high = p_range(control, treatment, more_control, more_treatment)
+    low, high = p_range(control, treatment, more_control, more_treatment, test == "differs")
     out = set()
     if low < alpha:
         out.add(BROKEN if test == "differs" else HOLDS)
@@ -179,3 +205,88 @@ def verdict_of(test: str, control, treatment, alpha: float = ALPHA, *, name: str
     if test == "concentrated":
         return has_effect(name, control, treatment, alpha, cannot_tell=cannot_tell)
     return differs(name, control, treatment, alpha)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One answered call of an arm: what it gave, who answered, and where it stands."""
+
+    value: Hashable  # (first token, its logprob) of a flip arm; the text of a generate arm
+    backend: tuple  # (system_fingerprint, the model the response named)
+    started_us: int  # when it was sent (microseconds since the epoch)
+    in_flight: int  # requests in flight when it was sent, background included
+    arm: str
+    round: int | None
+    call: int
+
+
+def _backend_name(backend: tuple) -> str:
+    fingerprint, model = backend
+    return f"fingerprint {fingerprint or 'none'}, model {model or 'unnamed'}"
+
+
+def judged(
+    control: Sequence[Call], treatment: Sequence[Call], *, shares: bool
+) -> tuple[list, list, str | None, str | None]:
+    """The values a check compares, and why it cannot (a reason) or how it was restricted (a
+    note). A treatment about sharing a batch tells nothing unless most of its calls were sent
+    beside another request.
+    When the endpoint answered as more than one backend, both arms are restricted to the one
+    backend they share most calls of: a change of backend is named, not read as the factor."""
+    if shares:
+        shared = sum(1 for c in treatment if c.in_flight >= 2)
+        if 2 * shared < len(treatment):  # (the first call of a round starts alone)
+            why = (
+                f"only {shared} of the treatment's {len(treatment)} calls shared a batch (429s "
+                "or the server cut the concurrency, or rounds of one call: raise --n)"
+            )
+            return [], [], why, None
+    backends = list(dict.fromkeys(c.backend for c in [*control, *treatment]))  # first seen first
+    note = None
+    if len(backends) > 1:
+        c_count = Counter(c.backend for c in control)
+        t_count = Counter(c.backend for c in treatment)
+        best = max(backends, key=lambda b: (min(c_count[b], t_count[b]), c_count[b] + t_count[b]))
+        if not min(c_count[best], t_count[best]):
+            shown = " / ".join(_backend_name(b) for b in backends)
+            return [], [], f"the endpoint changed between this check's arms ({shown})", None
+        control = [c for c in control if c.backend == best]
+        treatment = [c for c in treatment if c.backend == best]
+        note = f"judged on the calls answered as {_backend_name(best)} only"
+    return [c.value for c in control], [c.value for c in treatment], None, note
+
+
+LISTED_CHANGES = 10  # an endpoint that alternates between backends is summed up, not listed
+
+
+def endpoint_changes(calls: Sequence[Call]) -> dict | None:
+    """Whether the endpoint answered as more than one backend (system_fingerprint, or the model
+    the response named) over the audit, in the order calls were sent: each backend with its
+    calls and where it was first and last seen, and the changes from one to the next (the
+    first LISTED_CHANGES of them). None when it stayed one backend."""
+    ordered = sorted(calls, key=lambda c: (c.started_us, c.arm, c.call))
+    if len({c.backend for c in ordered}) < 2:
+        return None
+
+    def named(backend: tuple) -> dict:
+        return {"system_fingerprint": backend[0], "model": backend[1]}
+
+    def where(c: Call) -> dict:
+        from datetime import datetime, timezone
+
+        at = datetime.fromtimestamp(c.started_us / 1e6, tz=timezone.utc).isoformat()
+        return {"arm": c.arm, "round": c.round, "call": c.call, "at": at}
+
+    seen: dict[tuple, dict] = {}
+    changes = []
+    for before, c in zip([None, *ordered], ordered):
+        entry = seen.setdefault(c.backend, {**named(c.backend), "calls": 0, "first": where(c)})
+        entry["calls"] += 1
+        entry["last"] = where(c)
+        if before is not None and before.backend != c.backend:
+            changes.append({"from": named(before.backend), "to": named(c.backend), "at": where(c)})
+    return {
+        "identities": list(seen.values()),
+        "changes": changes[:LISTED_CHANGES],
+        "switches": len(changes),
+    }

@@ -8,7 +8,8 @@ A check module has: `RANK` (its place in the report), `TEST` ("differs": the tre
 from the control's modal value more than the control does; "concentrated": the control must
 be more concentrated than the treatment, or the factor is ignored; "first_call"), `MEANING`
 (holds, broken), `arms(sizes) -> (control, treatment)`, and optionally `NEEDS_SEED` and
-`CANNOT_TELL` (why a "concentrated" test cannot tell when the treatment gives one answer).
+`CANNOT_TELL` (why a "concentrated" test cannot tell when the treatment gives one answer) and
+`NEEDS_BATCH` (it compares sharing a batch with not: --concurrency 1 cannot test it).
 
 May import: detcheck.spec, detcheck.errors and detcheck.text only."""
 
@@ -29,6 +30,9 @@ class Arm:
     kind: str
     changes: dict = field(default_factory=dict)
     what: str = ""
+    # its calls are about sharing a batch: only those sent while another request was in flight
+    # count (429s that cut the concurrency to 1 leave it nothing to say)
+    shares: bool = False
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from detcheck.checks import ALONE, Arm
 
 RANK = 1
 TEST = "differs"
+NEEDS_BATCH = True
 MEANING = (
     "sharing a batch with copies of the request does not change the answer",
     "the answer depends on the batch: concurrency changes the logprobs (batch-variant kernels)",
@@ -13,4 +14,4 @@ MEANING = (
 
 def arms(sizes):
     k = sizes.concurrency
-    return ALONE, Arm("batched", "flip", {"concurrency": k}, f"concurrency {k}")
+    return ALONE, Arm("batched", "flip", {"concurrency": k}, f"concurrency {k}", shares=True)

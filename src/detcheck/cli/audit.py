@@ -13,7 +13,8 @@ from detcheck.cli.output import asker, err, print_out, show_plan
 # what an audit varies itself is not an option: concurrency is the batch it tries
 AUDITED = (
     "model", "prompt", "base_url", "api", "seed", "no_seed", "n", "concurrency", "max_tokens",
-    "top_logprobs", "timeout_s", "out", "max_cost", "max_attempts", "rpm", "resume",
+    "top_logprobs", "timeout_s", "out", "max_cost", "max_attempts", "backoff_s", "max_backoff_s",
+    "rpm", "resume",
 )  # fmt: skip
 HELP = {
     "n": "Calls per arm (each check compares two arms; arms shared between checks are sent once).",
@@ -34,8 +35,9 @@ def audit(
     require: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated checks that must not be broken: exit 1 if any is (e.g. "
-            "batch,seed), 0 otherwise, 2 for errors.",
+            help="Comma-separated checks that must hold: exit 1 if any is broken or was not "
+            "decided (not tested, and why, on stderr), 0 if all hold, 2 for usage errors, 3 "
+            "when the endpoint could not be measured (e.g. batch,seed).",
             rich_help_panel=spec.OUTPUT,
         ),
     ] = None,
@@ -55,24 +57,23 @@ def audit(
     temperature_zero, first_call. Each holds, is broken (beyond the control's own variation),
     or is not tested (and why); an arm stops once every verdict it serves is settled."""
     from detcheck.commands import FlipOptions
-    from detcheck.commands.audit import audit_command, choose, required_broken
+    from detcheck.commands.audit import audit_command, choose, required_unmet
+    from detcheck.errors import UsageError
     from detcheck.render.audit import render
 
     if given.get("resume") and (only or skip):
-        from detcheck.errors import UsageError
-
         raise UsageError("--resume carries on the audit's own checks: it takes no --only/--skip")
     checks = choose(only, skip)
     required = choose(require, None) if require else []
     missing = [c for c in required if c not in checks]
-    if missing:
-        from detcheck.errors import UsageError
-
+    if missing and not given.get("resume"):  # a resumed audit's checks are its own: see below
         raise UsageError(f"--require {missing[0]}: that check is not run (see --only/--skip)")
     options = FlipOptions(**given, progress=not quiet, dry_run=dry_run, confirm=asker(yes))
     result = audit_command(options, log=(lambda _: None) if quiet else err, checks=checks)
     if dry_run:
         return show_plan(result, as_json)
     print_out(render(result), result, as_json)
-    if required_broken(result, required):
+    unmet = required_unmet(result, required)
+    if unmet:  # said even under -q: it is why the gate fails
+        err(f"detcheck: --require not met: {'; '.join(unmet)}")
         raise typer.Exit(1)

@@ -67,8 +67,9 @@ def fail(message: str, exit_code: int, as_json: bool = False):
     if as_json:
         from detcheck.text import printable
 
-        reason = message.removeprefix("error: ")
-        typer.echo(json.dumps({"error": printable(reason), "exit_code": exit_code}))
+        reason = message.removeprefix("error: ")  # its own lines kept (a resume hint's)
+        reason = printable(reason, keep_lines=True)
+        typer.echo(json.dumps({"error": reason, "exit_code": exit_code}))
     raise typer.Exit(exit_code) from None
 
 
@@ -86,9 +87,13 @@ def show_plan(plan: dict, as_json: bool) -> None:
 
     cost = plan["estimated_cost_usd"]
     prompt = plan["prompt_tokens_per_request"]
+    background = plan.get("background_requests") or 0
+    requests = f"{plan['requests']:,} requests"
+    if background:
+        requests += f" ({plan['measured_requests']:,} measured + at most {background:,} background)"
     lines = [
-        f"dry run: nothing was sent. {plan['requests']:,} requests to {plan['model']} at "
-        f"{plan['endpoint']} ({plan['api']} API)",
+        f"dry run: nothing was sent. {requests} to {plan['model']} at {plan['endpoint']} "
+        f"({plan['api']} API)",
         "tokens per request: "
         + (f"{prompt} prompt + " if prompt is not None else "prompt unknown + ")
         + f"up to {plan['completion_tokens_per_request']} completion",

@@ -18,53 +18,87 @@ def tier_factor(via: str) -> float:
     return BATCH_DISCOUNT if via == "batch" else 1.0
 
 
-def cost_line(config: FlipConfig, n: int, replay: bool, via: str = "online") -> str:
-    from detcheck.send.tokens import count_prompt_tokens, estimate_cost_usd
-
-    if replay:
+def cost_line(spend: dict) -> str:
+    """The plan's spend in one line (what spend_of counted), said before anything is sent."""
+    n = spend["measured_requests"]
+    if spend["replay"]:
         return f"replaying {n:,} calls: no endpoint is called, nothing is spent"
-    prompt_tokens = count_prompt_tokens(config.model, config.prompt)
+    prompt_tokens = spend["prompt_tokens_per_request"]
     if prompt_tokens is None:
-        return f"{n:,} calls to {config.model} (no token count or price known for this model)"
-    cost = estimate_cost_usd(config.model, prompt_tokens, config.max_tokens, n)
-    prices = "Batch API prices (half the list price)" if via == "batch" else "list prices"
-    cost = cost * tier_factor(via) if cost is not None else None
-    price = f", at most {fmt_usd(cost)} at {prices}" if cost is not None else ""
-    return (
-        f"{n:,} calls x ({prompt_tokens} prompt + {config.max_tokens} completion tokens)"
-        f"{price} (cached prompts cost less)"
+        return f"{n:,} calls to {spend['model']} (no token count or price known for this model)"
+    line = (
+        f"{n:,} calls x ({prompt_tokens} prompt + {spend['completion_tokens_per_request']} "
+        "completion tokens)"
     )
+    if spend["background_requests"]:
+        line += (
+            f" + up to {spend['background_requests']:,} background requests x (up to "
+            f"{spend['background_prompt_tokens_per_request']} prompt + "
+            f"{spend['background_completion_tokens_per_request']} completion tokens)"
+        )
+    cost = spend["estimated_cost_usd"]
+    prices = "Batch API prices (half the list price)" if spend["via"] == "batch" else "list prices"
+    price = f", at most {fmt_usd(cost)} at {prices}" if cost is not None else ""
+    return f"{line}{price} (cached prompts cost less)"
 
 
 # A live run estimated above this asks before it starts, in a terminal (--yes skips the question)
 CONFIRM_ABOVE_USD = 5.0
 
 
-def spend_of(config: FlipConfig, n: int, endpoint: str, replay: bool, via: str = "online") -> dict:
-    """What a run will send and, at list prices, cost at most (the --dry-run answer)."""
+def spend_of(
+    config: FlipConfig, n: int, endpoint: str, replay: bool, via: str = "online", *,
+    background: int = 0, prefix: str = "",
+) -> dict:  # fmt: skip
+    """What a run will send and, at list prices, cost at most (the --dry-run answer): its n
+    measured calls and, with --background-load, the most its background streams can send
+    (each stays at most one request ahead of the measured calls begun: background x (n + 1),
+    priced at the largest request a stream sends)."""
+    from detcheck.send.background import largest_background_request
     from detcheck.send.tokens import count_prompt_tokens, estimate_cost_usd
 
-    prompt_tokens = None if replay else count_prompt_tokens(config.model, config.prompt)
-    cost = (
-        0.0
-        if replay
-        else estimate_cost_usd(config.model, prompt_tokens, config.max_tokens, n)
-        if prompt_tokens is not None
-        else None
-    )
-    if cost:
-        cost *= tier_factor(via)
+    extra = background * (n + 1) if background and n > 0 else 0
+    largest = largest_background_request(config, prefix)
+
+    def priced(request, count: int) -> tuple[int | None, float | None]:
+        if replay or not count:
+            return (None if replay else count_prompt_tokens(request.model, request.prompt)), 0.0
+        tokens = count_prompt_tokens(request.model, request.prompt)
+        if tokens is None:
+            return None, None
+        return tokens, estimate_cost_usd(request.model, tokens, request.max_tokens, count)
+
+    prompt_tokens, cost = priced(config, n)
+    extra_tokens, extra_cost = priced(largest, extra) if extra else (None, 0.0)
+    total = None if cost is None or extra_cost is None else (cost + extra_cost) * tier_factor(via)
     return {
         "dry_run": True,
         "via": via,
         "model": config.model,
         "endpoint": endpoint,
         "api": config.api,
-        "requests": n,
+        "requests": n + extra,  # every request it may send
+        "measured_requests": n,
+        "background_requests": extra,
         "prompt_tokens_per_request": prompt_tokens,
         "completion_tokens_per_request": config.max_tokens,
-        "estimated_cost_usd": cost,  # null: no token count or price known for the model
+        "background_prompt_tokens_per_request": extra_tokens,
+        "background_completion_tokens_per_request": largest.max_tokens if extra else None,
+        "estimated_cost_usd": total,  # null: no token count or price known for the model
         "replay": replay,
+    }
+
+
+def total_spend(spends: list[dict], **extra) -> dict:
+    """Several runs' spends as one plan (a prompt set, an audit): requests of each kind and
+    the cost added up (unknown if any is), the rest as the first run's."""
+    costs = [s["estimated_cost_usd"] for s in spends]
+    counted = ("requests", "measured_requests", "background_requests")
+    return {
+        **spends[0],
+        **{key: sum(s[key] for s in spends) for key in counted},
+        "estimated_cost_usd": None if None in costs else sum(costs),
+        **extra,
     }
 
 
@@ -87,7 +121,7 @@ def check_spend(spend: dict, max_cost: float | None, confirm) -> None:
             )
     if confirm is not None and cost is not None and cost > CONFIRM_ABOVE_USD:
         question = (
-            f"{spend['requests']:,} calls to {spend['model']} are estimated at up to "
+            f"{spend['requests']:,} requests to {spend['model']} are estimated at up to "
             f"{fmt_usd(cost)}. Go ahead?"
         )
         if not confirm(question):

@@ -28,7 +28,7 @@ def flip_command(options, log: Log, *, report: bool = True):
     else:
         plan = new_plan(options, log)
         if options.dry_run:
-            log(cost_line(plan.config, plan.n, replay=options.replay is not None, via=plan.via))
+            log(cost_line(plan.spend))
             return plan.spend, None, None
     return execute(plan, open_writer(plan, log), log, report=report)
 
@@ -53,7 +53,7 @@ def open_writer(plan: Plan, log: Log):
         f"resuming {stored.run_dir}: {plan.start.done:,} of {plan.n:,} responses kept, "
         f"{plan.remaining:,} to go"
     )
-    log(cost_line(plan.config, plan.remaining, replay=plan.replay, via=plan.via))
+    log(cost_line(plan.spend))
     return writer
 
 
@@ -62,8 +62,9 @@ def execute(plan: Plan, writer, log: Log, *, report: bool = True):
     from detcheck.analysis.report import report_of
     from detcheck.analysis.stats import import_scipy_in_background
     from detcheck.render.progress import ProgressBar
-    from detcheck.send.online import Flip, run_flip
-    from detcheck.store import read_run, utc_now
+    from detcheck.send.online import Flip
+    from detcheck.send.runner import run_flip
+    from detcheck.store import read_run
 
     if plan.via == "batch":
         from detcheck.send.batch import BatchFlip
@@ -85,27 +86,12 @@ def execute(plan: Plan, writer, log: Log, *, report: bool = True):
         exc.args = (f"{exc}\n{_resume_hint(writer, done + flip.outcome.successes, n)}",)
         raise
     finally:
-        o = flip.outcome
-        notes = {
-            "other_model": o.other_model,
-            "redirected": o.redirected,
-            "background_requests": o.background_requests,
-            "background_failed": o.background_failed,
-            **o.notes,
-        }
-        if writer.meta.get("resumed"):  # this session's end (a session a kill ended has none)
-            writer.meta["resumed"][-1]["ended_at"] = utc_now().isoformat()
         try:
-            writer.close(
-                status=status,
-                ended_at=utc_now().isoformat(),
-                successes=done + o.successes,
-                attempts=plan.start.seq + o.attempts,
-                notes={k: (writer.meta.get("notes") or {}).get(k, 0) + v for k, v in notes.items()},
-            )
+            close_run(plan, writer, flip.outcome, status)
         except DetcheckError as exc:  # the disk filled, or an upload failed: say how to go on
             if not failing:  # (an error already on its way is the one to report)
-                exc.args = (f"{exc}\n{_resume_hint(writer, done + o.successes, n)}",)
+                successes = done + flip.outcome.successes
+                exc.args = (f"{exc}\n{_resume_hint(writer, successes, n)}",)
                 raise
     plan.endpoint.transport = None  # a replay's bodies are not needed for the report: free them
     log(usage_line(config, outcome, replay=plan.replay, via=plan.via))
@@ -129,6 +115,75 @@ def execute(plan: Plan, writer, log: Log, *, report: bool = True):
     if outcome.interrupted:
         log(_resume_hint(writer, done + outcome.successes, n))
     return analysed, location(writer), outcome
+
+
+def close_run(plan: Plan, writer, outcome, status: str) -> None:
+    """Close a run after sending: its status, its counts, and the notes of this session added
+    to those of earlier ones."""
+    from detcheck.store import utc_now
+
+    o = outcome
+    notes = {
+        "other_model": o.other_model,
+        "redirected": o.redirected,
+        "background_requests": o.background_requests,
+        "background_failed": o.background_failed,
+        **o.notes,
+    }
+    if writer.meta.get("resumed"):  # this session's end (a session a kill ended has none)
+        writer.meta["resumed"][-1]["ended_at"] = utc_now().isoformat()
+    writer.close(
+        status=status,
+        ended_at=utc_now().isoformat(),
+        successes=plan.start.done + o.successes,
+        attempts=plan.start.seq + o.attempts,
+        notes={k: (writer.meta.get("notes") or {}).get(k, 0) + v for k, v in notes.items()},
+    )
+
+
+def execute_many(options_list: list, log: Log, *, in_flight: int) -> list[Path]:
+    """New runs sent at once, in one event loop, with at most `in_flight` requests in flight
+    across them all (1: one at a time, in turn): a prompt set measured alone, or batched with
+    itself. Every run is closed whatever happens; the first error is raised after, naming its
+    run. Returns the runs' directories."""
+    from dataclasses import replace
+
+    from detcheck.send.online import Flip, Outcome
+    from detcheck.send.retry import AdaptiveLimit
+    from detcheck.send.runner import run_flips
+
+    limit = AdaptiveLimit(in_flight)
+    plans, writers = [], []
+    try:
+        for options in options_list:
+            plan = new_plan(options, _silent)
+            plan.control = replace(plan.control, limit=limit)
+            plans.append(plan)
+            writers.append(open_writer(plan, _silent))
+    except BaseException:
+        for plan, writer in zip(plans, writers):
+            close_run(plan, writer, Outcome(), "failed")
+        raise
+    flips = [Flip(plan, writer, on_notice=log) for plan, writer in zip(plans, writers)]
+    ended = run_flips(flips)
+    for plan, writer, flip, outcome in zip(plans, writers, flips, ended):
+        if isinstance(outcome, BaseException):
+            status = "failed"
+        else:
+            status = "interrupted" if outcome.interrupted else "complete"
+        close_run(plan, writer, flip.outcome, status)
+    failed = [o for o in ended if isinstance(o, BaseException)]
+    if failed:
+        raise failed[0]
+    if any(o.interrupted for o in ended):
+        from detcheck.errors import Interrupted
+
+        raise Interrupted("interrupted: what arrived is kept")
+    return [writer.run_dir for writer in writers]
+
+
+def _silent(_: str) -> None:
+    pass
 
 
 def _finish_complete(plan: Plan, log: Log, *, report: bool = True):

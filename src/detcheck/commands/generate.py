@@ -47,7 +47,7 @@ def load_prompts(path: Path) -> list[tuple[str, str]]:
 def generate_command(options, prompts: Path | None, log: Log):
     """(report, run paths, interrupted?) of one prompt's run, or of one run per prompt."""
     from detcheck.analysis.report import report_of
-    from detcheck.commands.costs import check_spend
+    from detcheck.commands.costs import check_spend, total_spend
     from detcheck.store import read_runs
     from detcheck.store.runs import new_run_id
 
@@ -63,9 +63,7 @@ def generate_command(options, prompts: Path | None, log: Log):
     # the spend of the whole set is planned, limited and confirmed once, before any prompt runs
     quiet = replace(options, dry_run=True, prompt=items[0][1])
     spends = [flip_command(replace(quiet, prompt=p), lambda _: None)[0] for _, p in items]
-    spend = {**spends[0], "requests": sum(s["requests"] for s in spends), "prompts": len(items)}
-    costs = [s["estimated_cost_usd"] for s in spends]
-    spend["estimated_cost_usd"] = None if None in costs else sum(costs)
+    spend = total_spend(spends, prompts=len(items))
     if options.dry_run:
         return spend, [], False
     check_spend(spend, options.max_cost, options.confirm)

@@ -35,6 +35,7 @@ FlipOptions = make_dataclass(
         ("answer_regex", object, None),  # generate: the answer in each completion (TARa@N)
         ("measurement", object, None),  # an experiment's name for this measurement
         ("hold_concurrency", bool, False),  # 429s retried without cutting the concurrency
+        ("pacer", object, None),  # --rpm shared with other runs (an audit's arms): a Pacer
         ("dry_run", bool, False),  # print the plan (requests, tokens, cost); send nothing
         # asked before a live run estimated above CONFIRM_ABOVE_USD: text -> go ahead? (None:
         # nobody to ask, e.g. not a terminal, or --yes)

@@ -85,6 +85,7 @@ def _control(options) -> Control:
         poll_s=options.batch_poll_s,
         cancel_on_interrupt=options.cancel_on_interrupt,
         progress=options.progress,
+        pacer=options.pacer,
     )
 
 
@@ -120,7 +121,10 @@ def new_plan(options, log: Log) -> Plan:
     if options.via == "batch" and options.background_load:
         raise UsageError("--background-load shares online batches; --via batch has none")
     replay = options.replay is not None
-    spend = spend_of(config, n, endpoint_name, replay=replay, via=options.via)
+    spend = spend_of(
+        config, n, endpoint_name, replay=replay, via=options.via,
+        background=options.background_load, prefix=options.background_prefix,
+    )  # fmt: skip
     plan = Plan(
         config,
         targets,
@@ -159,7 +163,7 @@ def new_plan(options, log: Log) -> Plan:
             )
         else:
             log(f"{t.label!r} is measured as token {t.token!r} ({t.how})")
-    log(cost_line(config, n, replay=replay, via=options.via))
+    log(cost_line(spend))
     clash = layout_clash(plan.out, options.partition)
     if clash:
         log(f"warning: {clash}")
@@ -234,7 +238,11 @@ def resume_plan(options, log: Log) -> Plan:
         )
         if done >= n:
             return plan  # nothing to send: closing the run is all that may be left
-        plan.spend = spend_of(stored, n - done, meta.get("endpoint") or "", replay, options.via)
+        plan.spend = spend_of(
+            stored, n - done, meta.get("endpoint") or "", replay, options.via,
+            background=options.background_load,
+            prefix=options.background_prefix,
+        )  # fmt: skip
         check_spend(plan.spend, options.max_cost, options.confirm)
         if replay:
             plan.endpoint, _, _ = replay_endpoint(Path(meta["replay_of"]), served=done)

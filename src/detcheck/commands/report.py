@@ -59,5 +59,13 @@ def write_audit_page(audit_dir: Path, out: Path, title: str | None = None) -> Pa
         result = json.loads((audit_dir / "_audit.json").read_text())
     except (OSError, ValueError) as exc:
         raise DataError(f"{audit_dir}/_audit.json: cannot read it ({exc})") from None
+    if not isinstance(result, dict) or result.get("status") != "complete":
+        import shlex
+
+        raise DataError(
+            f"{audit_dir} is an audit that did not finish (killed, or stopped by an error): no "
+            f"verdicts to show yet; finish it with: detcheck audit --resume "
+            f"{shlex.quote(str(audit_dir))}"
+        )
     _write_atomic(out, html_page(result, title).encode())
     return out

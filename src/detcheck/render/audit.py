@@ -3,6 +3,8 @@ one line each of what it means for a user."""
 
 from __future__ import annotations
 
+import textwrap
+
 
 def _arm(summary: dict | None) -> str:
     if not summary or not summary.get("n"):
@@ -25,7 +27,39 @@ def _numbers(check: dict) -> str:
         parts.append(f"{check['new_values']} calls with a value the control never gave")
     if check["name"] == "first_call" and check.get("first_value_share") is not None:
         parts.append(f"first value in {check['first_value_share']:.0%} of later calls")
+    if check.get("note"):
+        parts.append(check["note"])
     return "; ".join(parts)
+
+
+def _backend(named: dict) -> str:
+    return (
+        f"fingerprint {named.get('system_fingerprint') or 'none'}, model "
+        f"{named.get('model') or 'unnamed'}"
+    )
+
+
+def changed_lines(result: dict) -> list[str]:
+    """What the audit says when the endpoint answered as more than one backend: each change
+    (old and new, from which call), shown wherever the verdicts are."""
+    changes = result.get("endpoint_changes")
+    if not changes:
+        return []
+    lines = [
+        f"warning: the endpoint changed during the audit ({len(changes['identities'])} "
+        f"backends, {changes['switches']} change{'s' if changes['switches'] != 1 else ''}); "
+        "each check is judged on the calls of one backend only:"
+    ]
+    for change in changes["changes"]:
+        at = change["at"]
+        where = f"arm {at['arm']}" + (f", round {at['round']}" if at["round"] else "")
+        lines.append(
+            f"  {_backend(change['from'])} -> {_backend(change['to'])} from call {at['call']} "
+            f"of {where} ({at['at']})"
+        )
+    if changes["switches"] > len(changes["changes"]):
+        lines.append(f"  ... and {changes['switches'] - len(changes['changes'])} more")
+    return lines
 
 
 def render(result: dict) -> str:
@@ -55,6 +89,8 @@ def render(result: dict) -> str:
             f"{drift['p_value']:.3g}): the endpoint drifted during the audit, so read every "
             "verdict with care"
         )
+    for line in changed_lines(result):  # folded to a terminal's 80 columns
+        lines.append(textwrap.fill(line, 80, subsequent_indent="    "))
     broken = [c["name"] for c in result["checks"] if c["verdict"] == "broken"]
     lines.append(f"broken: {', '.join(broken)}" if broken else "no check broken")
     lines.append(f"every arm is a run under {result['out']}")
@@ -110,6 +146,14 @@ def html_page(result: dict, title: str | None = None) -> str:
             '<p class="headline drift">The control arm changed between the first and last '
             f"rounds (p = {result['drift']['p_value']:.3g}): the endpoint drifted during the "
             "audit, so read every verdict with care.</p>"
+        )
+    changed = changed_lines(result)
+    if changed:
+        said = changed[0].removeprefix("warning: ")
+        items = "".join(f"<li>{escape(line.strip())}</li>" for line in changed[1:])
+        parts.append(
+            f'<p class="headline drift">{escape(said[0].upper() + said[1:])}</p>'
+            f'<ul class="lines">{items}</ul>'
         )
     parts.append(f'<h2>Arms</h2><ul class="lines">{arms}</ul>')
     parts.append(

@@ -8,11 +8,8 @@ deciding whether to retry, so failures are recorded, not dropped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import gc
 import re
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,9 +23,11 @@ from tenacity.wait import wait_exponential_jitter
 from detcheck.config import (
     strip_credentials,
 )
-from detcheck.errors import DetcheckError, EndpointError, Interrupted
+from detcheck.errors import DetcheckError, EndpointError
 from detcheck.plan import Plan
+from detcheck.send.background import background_request
 from detcheck.send.client import make_client, within
+from detcheck.send.pace import pacer_for
 from detcheck.send.record import (
     MAX_ERROR_BODY_CHARS,
     allowed_headers,
@@ -43,9 +42,11 @@ from detcheck.send.retry import (
     RETRYABLE_STATUS,
     AdaptiveLimit,
     TransientError,
+    fatal_message,
     parse_reset_s,
     retry_after_s,
 )
+from detcheck.send.runner import install_stop_handlers, remove_stop_handlers
 from detcheck.send.transport import BodyRejected
 from detcheck.shapes._parse import FINAL_KINDS, MalformedResponse
 from detcheck.store import RunWriter, to_micros, utc_now
@@ -118,31 +119,42 @@ class Flip:
         self._next_call = plan.start.call
         self._end_call = plan.start.call + n
         self._seq = plan.start.seq
-        self.limit = AdaptiveLimit(control.concurrency, adaptive=not control.hold_concurrency)
+        # one limit shared by several flips (send.runner.run_flips: all of a prompt set's in
+        # flight at once, at most that many), else the run's own
+        self.limit = control.limit or AdaptiveLimit(
+            control.concurrency, adaptive=not control.hold_concurrency
+        )
+        self._workers: list[asyncio.Task] = []
         self._stop = asyncio.Event()
         self._measured_done = False  # background streams send no more once set
         self._fatal: DetcheckError | None = None
+        # --rpm: every request waits its turn, background included; an audit's arms share one
+        self._pacer = pacer_for(self.rpm, control.pacer)
+        self._calls_started = 0  # measured calls begun: each lets every stream send one more
 
-    async def run(self) -> Outcome:
-        from aiolimiter import AsyncLimiter
-
-        # A bucket of one refilled every 60/rpm s: evenly spaced, no burst at the start.
-        self._limiter = AsyncLimiter(1, 60.0 / self.rpm) if self.rpm else None
+    async def run(self, signals: bool = True) -> Outcome:
+        """Send until n calls succeeded (or stop); `signals`: Ctrl-C and SIGTERM stop this
+        flip (send.runner.run_flips installs one handler for several instead)."""
         t0 = time.perf_counter()
         loop = asyncio.get_running_loop()
-        workers: list[asyncio.Task] = []
-        self._install_signal_handlers(loop, workers)
+        workers = self._workers
+        if signals:
+            install_stop_handlers(loop, [self])
+        self._started = asyncio.Condition()
         try:
             async with make_client(self.endpoint) as client:
                 self.client = client
-                workers.extend(asyncio.create_task(self._worker()) for _ in range(self.concurrency))
+                # the background first, so that the first measured call already shares a batch
                 background = [
                     asyncio.create_task(self._background(k)) for k in range(self.background_load)
                 ]
+                workers.extend(asyncio.create_task(self._worker()) for _ in range(self.concurrency))
                 try:
                     results = await asyncio.gather(*workers, return_exceptions=True)
                 finally:
                     self._measured_done = True
+                    async with self._started:
+                        self._started.notify_all()  # streams waiting for a call: no more come
                     if background:
                         await self._let_finish(background)
                     for task in background:
@@ -156,7 +168,8 @@ class Flip:
                 if unexpected and self._fatal is None:
                     raise unexpected[0]
         finally:
-            self._remove_signal_handlers(loop)
+            if signals:
+                remove_stop_handlers(loop)
             self.outcome.elapsed_s = time.perf_counter() - t0
         if self._fatal is not None:
             raise self._fatal
@@ -181,32 +194,26 @@ class Flip:
         finally:
             stopping.cancel()
 
-    def _install_signal_handlers(self, loop, workers) -> None:
-        def stop() -> None:
-            if self._stop.is_set():  # second signal: abandon what is in flight
-                for task in workers:
-                    task.cancel()
-                return
-            self._stop.set()
-            self.on_notice(
-                f"stopping: waiting for {self.limit.in_flight} in-flight request(s) to be recorded "
-                "(press Ctrl-C again to abandon them)"
-            )
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            # not in the main thread (detcheck.flip() from a notebook's running loop): no handlers
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, stop)
-
-    def _remove_signal_handlers(self, loop) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(sig)
+    def stop(self) -> None:
+        """Ctrl-C or SIGTERM: the first waits for what is in flight to be recorded, a second
+        abandons it."""
+        if self._stop.is_set():
+            for task in self._workers:
+                task.cancel()
+            return
+        self._stop.set()
+        self.on_notice(
+            f"stopping: waiting for {self.limit.in_flight} in-flight request(s) to be recorded "
+            "(press Ctrl-C again to abandon them)"
+        )
 
     async def _worker(self) -> None:
         while not self._stop.is_set() and self._next_call < self._end_call:
             call = self._next_call
             self._next_call += 1
+            async with self._started:
+                self._calls_started += 1
+                self._started.notify_all()
             try:
                 await self._serve(call)
             except _Abandoned:
@@ -263,18 +270,21 @@ class Flip:
     async def _background(self, k: int) -> None:
         """One stream of --background-load: other prompts, of lengths that vary with each
         request, sent back to back until the measured calls are done (the ones in flight then
-        are let finish); nothing is recorded."""
-        from dataclasses import replace
-
+        are let finish); nothing is recorded. A stream is never more than one request ahead
+        of the measured calls begun, so a run sends at most background_load x (n + 1) of them:
+        what its plan priced (background_request), however fast they fail."""
         shape = self.config.shape
         sent = 0
         while not self._stop.is_set() and not self._measured_done:
-            words = " ".join(["background"] * (4 + 9 * ((k + sent) % 7)))
-            config = replace(
-                self.config,
-                prompt=f"{self.background_prefix}Request {k}.{sent}: {words}",
-                max_tokens=max(self.config.max_tokens, 16),
-            )
+            async with self._started:
+                await self._started.wait_for(functools.partial(self._may_send, sent))
+            if self._measured_done or self._stop.is_set():
+                return
+            if self._pacer is not None:
+                await self._pacer.wait()
+                if self._measured_done or self._stop.is_set():
+                    return
+            config = background_request(self.config, self.background_prefix, k, sent)
             sent += 1
             self._background_in_flight += 1
             self.outcome.background_requests += 1  # sent
@@ -296,9 +306,14 @@ class Flip:
                 self.outcome.background_failed += 1
                 await asyncio.sleep(0.1)  # a failing endpoint is not hammered
 
+    def _may_send(self, sent: int) -> bool:
+        """A background stream's next request may go: it is at most one ahead of the measured
+        calls begun, or they are all done (it then sends nothing)."""
+        return sent <= self._calls_started or self._measured_done
+
     async def _attempt(self, call: int, attempt_no: int) -> None:
-        if self._limiter is not None:
-            await self._limiter.acquire()
+        if self._pacer is not None:
+            await self._pacer.wait()
         in_flight = await self.limit.acquire()
         seq = self._seq
         self._seq += 1
@@ -336,7 +351,7 @@ class Flip:
         self.outcome.prompt_tokens += row.get("prompt_tokens") or 0
         self.outcome.cached_tokens += row.get("cached_tokens") or 0
         self.outcome.completion_tokens += row.get("completion_tokens") or 0
-        if len(row["top_logprobs"]) < self.config.top_logprobs:
+        if self.config.logprobs and len(row["top_logprobs"]) < self.config.top_logprobs:
             if not self.outcome.short_top_logprobs:  # say so at once, not after N calls
                 self.on_notice(
                     f"warning: the endpoint returned {len(row['top_logprobs'])} top logprobs, "
@@ -468,30 +483,8 @@ class Flip:
             retry_after = retry_after_s(response.headers if response is not None else None)
             return TransientError(f"http_{status}", message, retry_after)
         # a one-line message: server text with its control characters and newlines escaped
-        return EndpointError(_fatal_message(status, printable(message), self.body["model"]))
-
-
-def _fatal_message(status: int, message: str, model: str) -> str:
-    if status == 429:
-        return f"the account has no quota left (429 insufficient_quota): {message}"
-    if status == 401:
-        return f"the endpoint rejected the API key (401): {message}"
-    if status == 403:
-        return f"the endpoint refused access (403): {message}"
-    if status == 404:
-        return f"not found (404) - is {model!r} a model this endpoint serves? {message}"
-    return f"the endpoint refused the request ({status}): {message}"
-
-
-def run_flip(flip: Flip) -> Outcome:
-    """Run a measurement to the end; Ctrl-C / SIGTERM end it early with what arrived kept."""
-    # Everything alive now (modules, the SDK, the tokenizer: ~100k objects) lives through the
-    # run: frozen, the collector's full passes (~60 ms each, with every call in flight waiting)
-    # do not walk it.
-    gc.freeze()
-    try:
-        return asyncio.run(flip.run())
-    except KeyboardInterrupt:  # signal handlers could not be installed (not the main thread)
-        raise Interrupted("interrupted") from None
-    finally:
-        gc.unfreeze()
+        return EndpointError(
+            fatal_message(status, printable(message), self.body["model"]),
+            status=status,
+            server_message=printable(message),
+        )

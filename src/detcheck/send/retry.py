@@ -97,3 +97,15 @@ class AdaptiveLimit:
                     self.limit += 1
                     self._ok_streak = 0
             self._cond.notify_all()
+
+
+def fatal_message(status: int, message: str, model: str) -> str:
+    if status == 429:
+        return f"the account has no quota left (429 insufficient_quota): {message}"
+    if status == 401:
+        return f"the endpoint rejected the API key (401): {message}"
+    if status == 403:
+        return f"the endpoint refused access (403): {message}"
+    if status == 404:
+        return f"not found (404) - is {model!r} a model this endpoint serves? {message}"
+    return f"the endpoint refused the request ({status}): {message}"
