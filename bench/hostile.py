@@ -13,6 +13,15 @@ Cases:
   bomb         `flip --via batch` whose output file is a 2 MB gzip that decodes to 2 GiB
   labels       resolving 5,000 labels with an empty tiktoken memory
   prompt       a run's start after one run with a --prompt-mb prompt was remembered
+  audit_money  an audit with background arms, --max-cost at its own estimate: requests planned
+               and received by the server
+  audit_rpm    an audit under --rpm 300 (about 90 s): the most requests in any 60 s and 1 s
+  audit_resume_dry_run  `audit --resume --dry-run` of a killed audit: requests it sent
+  audit_outage 15 requests answered 503 mid-audit, then `--resume`: the exit and final verdicts
+  audit_seeds  the seed check's seeds per call: repeats (or the fixed arm's seed) among them
+  audit_require  `--require seed` where seed was not tested (--no-seed): the exit code
+  audit_backend_change  a new backend right after the warm-up: first_call's verdict
+  audit_false_alarm  4,000 checks with the same noise (4 values) in both arms: broken share
 """
 
 from __future__ import annotations
@@ -87,6 +96,123 @@ os.environ["TIKTOKEN_CACHE_DIR"] = {tmp!r}
 from detcheck.send.tokens import resolve_targets
 resolve_targets("gpt-4o", tuple(f"label{{k}}" for k in range(5000)))
 done()
+""",
+    # --- the audit: money, pace, resume and verdicts (issue 38); requests counted at the server
+    "audit_money": """
+from typer.testing import CliRunner
+from audit_engine import Engine
+from fake_openai import FakeOpenAI
+from detcheck.cli import app
+args = ["audit", "--only", "mixed_load,shared_prefix", "--n", "40", "--out", {tmp!r}, "--json",
+        "-q"]
+with FakeOpenAI(Engine()) as server:
+    env = {{"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.base_url}}
+    plan = json.loads(CliRunner().invoke(app, [*args, "--dry-run"], env=env).stdout)
+    cap = str(plan["estimated_cost_usd"])  # --max-cost at the audit's own estimate
+    result = CliRunner().invoke(app, [*args, "--max-cost", cap], env=env)
+    done(planned=plan["requests"], sent=len(server.requests), exit=result.exit_code)
+""",
+    "audit_rpm": """
+from typer.testing import CliRunner
+from audit_engine import Engine
+from fake_openai import FakeOpenAI
+from detcheck.cli import app
+args = ["audit", "--only", "batch,mixed_load", "--n", "40", "--rpm", "300", "--out", {tmp!r},
+        "-q"]
+with FakeOpenAI(Engine()) as server:
+    env = {{"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.base_url}}
+    CliRunner().invoke(app, args, env=env)
+    times = sorted(server.times)
+def most(window):
+    return max(sum(1 for u in times if t <= u < t + window) for t in times)
+done(requests=len(times), rpm=300, max_in_60s=most(60.0), max_in_1s=most(1.0))
+""",
+    "audit_resume_dry_run": """
+import os, signal, subprocess, sys
+from audit_engine import Engine
+from fake_openai import FakeOpenAI
+cli = [sys.executable, "-m", "detcheck.cli", "audit"]
+quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+with FakeOpenAI(Engine()) as server:
+    env = {{**os.environ, "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.base_url}}
+    args = ["--only", "batch,top_logprobs", "--n", "40", "--out", {tmp!r}, "-q"]
+    proc = subprocess.Popen([*cli, *args], env=env, **quiet)
+    while len(server.requests) < 30:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    root = next(p for p in Path({tmp!r}).iterdir() if p.is_dir())
+    before = len(server.requests)
+    dry = subprocess.run([*cli, "--resume", str(root), "--dry-run", "-q"], env=env,
+                         capture_output=True, text=True)
+    said = (dry.stderr.strip().splitlines() or [""])[-1][:50]
+    done(sent=len(server.requests) - before, exit=dry.returncode, said=said)
+""",
+    "audit_outage": """
+from typer.testing import CliRunner
+from audit_engine import Engine
+from fake_openai import FakeOpenAI
+from detcheck.cli import app
+engine = Engine(top_logprobs=True, down=range(30, 45))  # 15 requests answered 503
+args = ["audit", "--only", "batch,top_logprobs", "--n", "40", "--out", {tmp!r}, "--json", "-q",
+        "--max-attempts", "3"]
+with FakeOpenAI(engine) as server:
+    env = {{"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.base_url}}
+    first = CliRunner().invoke(app, args, env=env)
+    root = next(p for p in Path({tmp!r}).iterdir() if p.is_dir())
+    engine.down = range(0)  # the outage is over
+    again = CliRunner().invoke(app, ["audit", "--resume", str(root), "--json", "-q"], env=env)
+data = json.loads((root / "_audit.json").read_text())
+final = ", ".join(f"{{c['name']}} {{c['verdict']}}" for c in data["checks"])
+done(first_exit=first.exit_code, after_resume=final)
+""",
+    "audit_seeds": """
+from typer.testing import CliRunner
+from audit_engine import Engine
+from fake_openai import FakeOpenAI
+from detcheck.cli import app
+with FakeOpenAI(Engine()) as server:
+    env = {{"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.base_url}}
+    CliRunner().invoke(app, ["audit", "--only", "seed", "--n", "12", "--out", {tmp!r}, "-q"],
+                       env=env)
+    seeds = [r["seed"] for r in server.requests if r.get("temperature") == 1.0]
+# the fixed arm sends one seed k times; the other k must be new and distinct
+repeated = len(seeds) - len(set(seeds)) - (len(seeds) // 2 - 1)
+done(calls=len(seeds), seeds_repeated=repeated)
+""",
+    "audit_require": """
+from typer.testing import CliRunner
+from audit_engine import Engine
+from fake_openai import FakeOpenAI
+from detcheck.cli import app
+with FakeOpenAI(Engine()) as server:
+    env = {{"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.base_url}}
+    result = CliRunner().invoke(app, ["audit", "--only", "batch,seed", "--no-seed", "--require",
+                                      "seed", "--n", "4", "--out", {tmp!r}, "-q"], env=env)
+done(exit=result.exit_code)  # seed was not tested: the gate must not pass
+""",
+    "audit_backend_change": """
+from typer.testing import CliRunner
+from audit_engine import Engine
+from fake_openai import FakeOpenAI
+from detcheck.cli import app
+with FakeOpenAI(Engine(new_backend_from=1)) as server:  # a new backend after the warm-up
+    env = {{"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.base_url}}
+    result = CliRunner().invoke(app, ["audit", "--only", "first_call,batch", "--n", "20",
+                                      "--out", {tmp!r}, "-q", "--json"], env=env)
+data = json.loads(result.stdout)
+first = next(c for c in data["checks"] if c["name"] == "first_call")
+done(first_call=first["verdict"], named="endpoint_changes" in data)
+""",
+    "audit_false_alarm": """
+import numpy as np
+from detcheck.analysis import audit as verdicts
+rng = np.random.default_rng(20261207)
+trials = 4000
+broken = sum(
+    verdicts.differs("x", rng.choice(4, size=40).tolist(), rng.choice(4, size=40).tolist())[
+        "verdict"] == "broken" for _ in range(trials))
+done(level=verdicts.ALPHA, false_alarms=broken / trials)
 """,
     "prompt": """
 import os
