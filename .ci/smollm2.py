@@ -94,6 +94,19 @@ def dequantize(source: Path, target: Path) -> Path:
     import gguf
     import numpy as np
 
+    def tensor(name: str, values):
+        return values.astype(np.float32), gguf.GGMLQuantizationType.F32
+
+    return rewrite(source, target, tensor, gguf.LlamaFileType.ALL_F32)
+
+
+def rewrite(source: Path, target: Path, tensor, file_type) -> Path:
+    """`source` written again as `target`: its metadata copied (tokenizer, chat template), the
+    file type said, and each tensor as `tensor(name, its dequantized values)` gives it (values,
+    their type: F32 values, or bytes quantized to that type)."""
+    import gguf
+    import numpy as np
+
     reader = gguf.GGUFReader(source)
     arch = reader.fields["general.architecture"]
     arch_name = bytes(arch.parts[arch.data[0]]).decode()
@@ -104,7 +117,7 @@ def dequantize(source: Path, target: Path) -> Path:
         if name.startswith("GGUF.") or name == "general.architecture":
             continue  # the writer writes these itself
         if name == "general.file_type":
-            writer.add_uint32(name, int(gguf.LlamaFileType.ALL_F32))
+            writer.add_uint32(name, int(file_type))
             continue
         kind = field.types[0]
         if kind == gguf.GGUFValueType.ARRAY:
@@ -120,12 +133,11 @@ def dequantize(source: Path, target: Path) -> Path:
             writer.add_string(name, bytes(field.parts[field.data[0]]).decode("utf-8"))
         else:
             writer.add_key_value(name, field.parts[field.data[0]].tolist()[0], kind)
-    for tensor in reader.tensors:
-        values = gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
-        shape = tuple(int(d) for d in reversed(tensor.shape.tolist()))
-        writer.add_tensor(
-            tensor.name, values.reshape(shape), raw_dtype=gguf.GGMLQuantizationType.F32
-        )
+    for t in reader.tensors:
+        values = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        shape = tuple(int(d) for d in reversed(t.shape.tolist()))
+        data, kind = tensor(t.name, values.reshape(shape))
+        writer.add_tensor(t.name, data, raw_dtype=kind)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

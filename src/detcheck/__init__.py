@@ -21,6 +21,7 @@ _LAZY = {
     "generate": "detcheck.api",
     "analyze": "detcheck.api",
     "audit": "detcheck.api",
+    "verify": "detcheck.api",
     "compare": "detcheck.api",
     "Report": "detcheck.api",
     "RunResult": "detcheck.api",
@@ -51,6 +52,7 @@ __all__ = [
     "compare",
     "flip",
     "generate",
+    "verify",
 ]
 
 

@@ -9,6 +9,7 @@ from detcheck.api import audit as audit
 from detcheck.api import compare as compare
 from detcheck.api import flip as flip
 from detcheck.api import generate as generate
+from detcheck.api import verify as verify
 from detcheck.errors import DataError as DataError
 from detcheck.errors import DetcheckError as DetcheckError
 from detcheck.errors import EndpointError as EndpointError

@@ -221,6 +221,34 @@ def audit(
     return _in_loop_safe(lambda: audit_command(options, log or _quiet, checks=chosen))
 
 
+def verify(
+    *,
+    reference: str | PathLike,
+    reference_model: str | None = None,
+    reference_key_env: str | None = None,
+    prompts: PathLike | None = None,
+    alpha: float = 0.01,
+    key_env: str = "OPENAI_API_KEY",
+    log: Callable[[str], None] | None = None,
+    **params,
+) -> dict:
+    """`detcheck verify`: is the endpoint (`base_url`, `model`...) serving the reference's model?
+    `reference` is a base URL or the directory an earlier verification wrote. Returns what
+    `--json` prints: `verdict` ("identical", "consistent" or "differs"), `calls`, `per_prompt`,
+    the distance, the floor; a dry run (`dry_run=True`), what it would send."""
+    from detcheck.commands.verify import verify_command
+
+    dry_run = bool(params.pop("dry_run", False))
+    options = _options(params, "flip", progress=False, dry_run=dry_run, key_env=key_env)
+    return _in_loop_safe(
+        lambda: verify_command(
+            options, log or _quiet, reference=str(reference), reference_model=reference_model,
+            reference_key_env=reference_key_env,
+            prompts_path=Path(prompts) if prompts is not None else None, alpha=alpha,
+        )
+    )  # fmt: skip
+
+
 def analyze(
     paths: PathLike | Sequence[PathLike],
     *,

@@ -371,6 +371,9 @@ KIND_DEFAULTS: dict[str, dict] = {
     # `detcheck audit`: calls per arm, the batch it tries, a generate arm's length (its flip
     # arms keep one token); its arms are flips and generates, never of this kind
     "audit": {"n": 40, "concurrency": 8, "max_tokens": 16},
+    # `detcheck verify`: calls per prompt on each side (3 rounds: 1 alone, 2 batched each),
+    # the most in flight when batched; its runs are flips
+    "verify": {"n": 9, "concurrency": 8},
 }
 
 
@@ -398,6 +401,11 @@ def validate(values: dict) -> None:
 FILE_ONLY = {
     "name": ((str,), "a name"),
     "api_key_env": ((str,), "an environment variable name"),
+    # a measurement with `reference` is a verification (`detcheck verify`) of its endpoint
+    # against it: a base URL, or the directory an earlier `verify -o` wrote
+    "reference": ((str,), "a base URL or a verification's directory"),
+    "reference_model": ((str,), "a model name"),
+    "reference_key_env": ((str,), "an environment variable name"),
 }
 
 

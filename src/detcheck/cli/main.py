@@ -196,11 +196,13 @@ def report_command(
 
     What was measured, the headline, the figure, the values, the analysis in words, the JSON."""
     from detcheck.analysis.report import report_of
-    from detcheck.commands.report import write_audit_page, write_report_page
+    from detcheck.commands.report import write_audit_page, write_report_page, write_verify_page
     from detcheck.store import read_runs
 
     if len(paths) == 1 and (Path(paths[0]) / "_audit.json").is_file():  # an audit's directory
         return echo(f"wrote {write_audit_page(Path(paths[0]), output, title)}")
+    if len(paths) == 1 and (Path(paths[0]) / "_verify.json").is_file():  # a verification's
+        return echo(f"wrote {write_verify_page(Path(paths[0]), output, title)}")
     runs = read_runs(paths, warn=warn)
     thresholds = given["thresholds"] or spec.default("thresholds")
     report = report_of(
@@ -229,88 +231,10 @@ def show(
     echo(show_command(path, row))
 
 
-@app.command()
-@cli_errors
-def run(
-    experiment: Annotated[Path, typer.Argument(help="An experiment file (TOML).")],
-    out: Annotated[
-        str,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Runs go under OUT/model=<model>/date=<YYYY-MM-DD>/ (a directory or URI).",
-        ),
-    ] = "runs",
-    as_json: AsJson = False,
-    quiet: Quiet = False,
-    progress: Annotated[
-        bool, typer.Option(hidden=True, help="Progress is shown by default now; kept for old jobs.")
-    ] = True,
-    debug: Debug = False,
-) -> None:
-    """Run every measurement of an experiment file; one summary line each."""
-    from detcheck.commands import run_experiment, summary_line
+from detcheck.cli import monitor as _monitor  # noqa: E402
 
-    summaries = run_experiment(experiment, out, log=err, progress=progress and not quiet)
-    if as_json:
-        failed = sum("error" in s for s in summaries)
-        echo(json.dumps({"measurements": summaries, "failed": failed}, indent=2))
-    for s in summaries:
-        (err if as_json else echo)(summary_line(s))
-    if any("error" in s for s in summaries):
-        raise typer.Exit(3)
-
-
-@app.command()
-@cli_errors(internal_exit=2)
-@spec_options("thresholds")
-def compare(
-    baseline: Annotated[str, typer.Argument(help="Baseline runs (a run, directory or URI).")],
-    candidate: Annotated[str, typer.Argument(help="Candidate runs (a run, directory or URI).")],
-    given: dict,
-    token: Token = None,
-    fail_on: Annotated[
-        str,
-        typer.Option(
-            help="Findings that fail (exit 1), comma-separated, from: clusters, shares, modal, "
-            "fingerprints, flips, values.",
-        ),
-    ] = "clusters,shares,modal,fingerprints,flips",
-    alpha: Annotated[float, typer.Option(help="Significance level of every test.")] = 0.001,
-    allow_setup_change: flag(
-        "--allow-setup-change",
-        "Compare runs of different setups (model, prompt, labels, temperature, top_logprobs, "
-        "API); refused by default, naming what differs.",
-    ) = False,
-    markdown: Annotated[
-        Path | None, typer.Option(help="Also write the markdown report to this file.")
-    ] = None,
-    html: Annotated[
-        Path | None,
-        typer.Option(help="Also write the report as one self-contained HTML page."),
-    ] = None,
-    as_json: AsJson = False,
-    debug: Debug = False,
-) -> None:
-    """Compare two sets of runs; exit 0 no drift, 1 drift, 2 error."""
-    from detcheck.commands import compare_command
-
-    thresholds = given["thresholds"] or spec.default("thresholds")
-    text, data, drifted = compare_command(
-        baseline,
-        candidate,
-        thresholds=thresholds,
-        token=token,
-        fail_on=fail_on,
-        alpha=alpha,
-        markdown=markdown,
-        warn=warn,
-        allow_setup_change=allow_setup_change,
-        html=html,
-    )
-    print_out(text, data, as_json)
-    if drifted:
-        raise typer.Exit(1)
+app.command("run")(cli_errors(_monitor.run))
+app.command("compare")(cli_errors(internal_exit=2)(spec_options("thresholds")(_monitor.compare)))
 
 
 @app.command()
@@ -371,6 +295,12 @@ app.command("import")(cli_errors(_imports.import_responses))
 
 app.command("audit")(
     cli_errors(spec_options(*_audit.AUDITED, help=_audit.HELP, kind="audit")(_audit.audit))
+)
+
+from detcheck.cli import verify as _verify  # noqa: E402
+
+app.command("verify")(
+    cli_errors(spec_options(*_verify.VERIFIED, help=_verify.HELP, kind="verify")(_verify.verify))
 )
 
 

@@ -34,6 +34,9 @@ def run_experiment(path: Path, out: str | Path, log: Log, progress: bool = False
             measurement=m.name,
         )
         try:
+            if "reference" in s:  # a verification against a reference
+                summaries.append(_verify(m.name, s, options, log))
+                continue
             report, run_path, _ = flip_command(options, log=log)
         except DetcheckError as exc:
             summaries.append({"name": m.name, "error": str(exc).splitlines()[0]})
@@ -42,9 +45,37 @@ def run_experiment(path: Path, out: str | Path, log: Log, progress: bool = False
     return summaries
 
 
+def _verify(name: str, s: dict, options, log: Log) -> dict:
+    """One verification of an experiment file: its verdict, as `detcheck run` reports it."""
+    from dataclasses import replace
+
+    from detcheck.commands.verify import verify_command
+
+    options = replace(options, partition=False, measurement=None)
+    result = verify_command(
+        options, log, reference=s["reference"], reference_model=s.get("reference_model"),
+        reference_key_env=s.get("reference_key_env"),
+    )  # fmt: skip
+    return {
+        "name": name,
+        "verdict": result["verdict"],
+        "p_value": result["p_value"],
+        "distance_nats": result["distance_nats"],
+        "moved_prompts": result["moved_prompts"],
+        "prompts": result["prompts"],
+        "run_path": result["out"],
+    }
+
+
 def summary_line(s: dict) -> str:
     if "error" in s:
         return f"{s['name']}: FAILED: {s['error']}"
+    if "verdict" in s:
+        return (
+            f"{s['name']}: {s['verdict']} (p = {s['p_value']:.3g}, {s['moved_prompts']} of "
+            f"{s['prompts']} prompts moved, distance {s['distance_nats']:.3g} nats) -> "
+            f"{s['run_path']}"
+        )
     fps = ", ".join(f"{k} {v:,}" for k, v in sorted(s["fingerprints"].items()))
     modal = f"modal {s['modal_pct']:.10f}% in {s['modal_share']:.1%}" if s["modal_pct"] else ""
     from detcheck.text import count

@@ -10,6 +10,12 @@
     api_key_env = "OPENAI_API_KEY"  # the environment variable holding the key (never the key)
     model = "gpt-4o-2024-08-06"
 
+    [[measurement]]                 # a verification: is the endpoint still the reference's model?
+    name = "provider-is-llama"
+    base_url = "https://provider.example/v1"
+    model = "llama-3.1-8b"
+    reference = "refs/20261201T000000Z-verify-abc123"   # or the reference's base URL
+
 Errors name the file, the line and the field.
 """
 
@@ -122,14 +128,14 @@ def _check_fields(table: dict, fail) -> None:
         if key == "seed" and value is False:  # no seed: for an endpoint that refuses one
             continue
         if isinstance(value, bool) != (bool in types) or not isinstance(value, types):
-            shown = "" if key == "api_key_env" else f", got {value!r:.80}"
+            shown = "" if key.endswith("key_env") else f", got {value!r:.80}"
             fail(f"field {key!r} must be {what}{shown}", key)
         if key == "labels" and not all(isinstance(v, str) for v in value):
             fail("field 'labels' must be a list of strings", key)
-        if key == "api_key_env" and (not _ENV_NAME.fullmatch(value) or _looks_like_key(value)):
+        if key.endswith("key_env") and (not _ENV_NAME.fullmatch(value) or _looks_like_key(value)):
             # never echo it: it may be the key itself
             fail(
-                "field 'api_key_env' must name an environment variable (like OPENAI_API_KEY) "
+                f"field {key!r} must name an environment variable (like OPENAI_API_KEY) "
                 "that holds the key, not the key itself (the value is not shown)",
                 key,
             )

@@ -158,6 +158,8 @@ def execute_many(options_list: list, log: Log, *, in_flight: int) -> list[Path]:
         for options in options_list:
             plan = new_plan(options, _silent)
             plan.control = replace(plan.control, limit=limit)
+            if plans and plan.endpoint == plans[0].endpoint:
+                plan.endpoint = plans[0].endpoint  # one client for them all (send.runner)
             plans.append(plan)
             writers.append(open_writer(plan, _silent))
     except BaseException:

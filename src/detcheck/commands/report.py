@@ -69,3 +69,26 @@ def write_audit_page(audit_dir: Path, out: Path, title: str | None = None) -> Pa
         )
     _write_atomic(out, html_page(result, title).encode())
     return out
+
+
+def write_verify_page(verify_dir: Path, out: Path, title: str | None = None) -> Path:
+    """A verification directory's page (its _verify.json, as `detcheck verify` wrote it)."""
+    import json
+
+    from detcheck.errors import DataError, UsageError
+    from detcheck.render.verify import html_page
+    from detcheck.store.files import _write_atomic
+
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"-o must end in .html, got {out.name!r}")
+    try:
+        result = json.loads((verify_dir / "_verify.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{verify_dir}/_verify.json: cannot read it ({exc})") from None
+    if not isinstance(result, dict) or result.get("status") != "complete":
+        raise DataError(
+            f"{verify_dir} is a verification that did not finish (killed, or stopped by an "
+            "error): no verdict to show; its runs are kept, run `detcheck verify` again"
+        )
+    _write_atomic(out, html_page(result, title).encode())
+    return out

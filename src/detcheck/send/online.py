@@ -8,6 +8,7 @@ deciding whether to retry, so failures are recorded, not dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 import time
@@ -132,9 +133,10 @@ class Flip:
         self._pacer = pacer_for(self.rpm, control.pacer)
         self._calls_started = 0  # measured calls begun: each lets every stream send one more
 
-    async def run(self, signals: bool = True) -> Outcome:
+    async def run(self, signals: bool = True, client=None) -> Outcome:
         """Send until n calls succeeded (or stop); `signals`: Ctrl-C and SIGTERM stop this
-        flip (send.runner.run_flips installs one handler for several instead)."""
+        flip (send.runner.run_flips installs one handler for several instead); `client`: one
+        open client shared with other flips to the same endpoint (else its own)."""
         t0 = time.perf_counter()
         loop = asyncio.get_running_loop()
         workers = self._workers
@@ -142,7 +144,9 @@ class Flip:
             install_stop_handlers(loop, [self])
         self._started = asyncio.Condition()
         try:
-            async with make_client(self.endpoint) as client:
+            async with (
+                contextlib.nullcontext(client) if client else make_client(self.endpoint) as client
+            ):
                 self.client = client
                 # the background first, so that the first measured call already shares a batch
                 background = [

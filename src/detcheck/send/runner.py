@@ -44,15 +44,24 @@ def run_flip(flip):
 
 
 def run_flips(flips: list) -> list:
-    """Several flips at once in one loop (their limits may be one shared object); each one's
-    outcome, or the exception that ended it, in order."""
+    """Several flips at once in one loop (their limits may be one shared object, their
+    endpoint too); each one's outcome, or the exception that ended it, in order."""
+
+    from detcheck.send.client import make_client
 
     async def together():
         loop = asyncio.get_running_loop()
         install_stop_handlers(loop, flips)
         try:
+            # one client (one connection pool, one TLS set-up) when they share an endpoint
+            if len({id(f.endpoint) for f in flips}) == 1:
+                async with make_client(flips[0].endpoint) as client:
+                    return await asyncio.gather(
+                        *(f.run(signals=False, client=client) for f in flips),
+                        return_exceptions=True,
+                    )
             return await asyncio.gather(
-                *(flip.run(signals=False) for flip in flips), return_exceptions=True
+                *(f.run(signals=False) for f in flips), return_exceptions=True
             )
         finally:
             remove_stop_handlers(loop)

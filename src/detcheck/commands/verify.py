@@ -1,0 +1,352 @@
+"""`detcheck verify`: is this endpoint serving the reference's model? Both sides answer the same
+prompts (one token, top logprobs, temperature 0, a seed), each alone and batched (every prompt
+in flight at once), in rounds; the reference's own variation across those conditions is what a
+difference must exceed (detcheck.analysis.verify), so batching noise is never called another
+model. Every answer is stored as ordinary runs under -o DIR/<verification id>/{reference,
+candidate}/; a later `verify --reference DIR/<verification id>` reuses the stored reference
+side without calling it (monitoring without a live reference).
+
+Rounds stop as soon as the candidate is shown to differ (each look at alpha / rounds, so the
+chance of a false `differs` over all looks stays within alpha); a candidate that is the same
+model needs every round to be told `identical` or `consistent`."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from detcheck.analysis import verify as judge
+from detcheck.commands.costs import check_spend, total_spend
+from detcheck.config import strip_credentials
+from detcheck.errors import DetcheckError, UsageError
+
+Log = Callable[[str], None]
+
+VERIFY_VERSION = 1
+STATE = "_verify.json"
+ROUNDS = 3
+SIDES = ("reference", "candidate")
+CONDITIONS = ("alone", "batched")
+
+# Short prompts of many kinds (facts, arithmetic, code, lists, languages, formats, stories):
+# each answer's first token has a spread of likely tokens worth comparing. They read the same
+# as a chat message and as a completions prompt.
+DEFAULT_PROMPTS = (
+    ("capital", "The capital of France is"),
+    ("arithmetic", "2 + 2 ="),
+    ("opposite", "The opposite of hot is"),
+    ("freezing", "Water freezes at a temperature of"),
+    ("sky", "On a clear day the sky is"),
+    ("python", "def fibonacci(n):"),
+    ("list", "Three primary colors are red,"),
+    ("french", "Translate to French: Good morning ->"),
+    ("json", '{"name": "Alice", "age":'),
+    ("story", "Once upon a time, in a small village,"),
+    ("planet", "The largest planet in our solar system is"),
+    ("recipe", "To make a cup of tea, first"),
+    ("animal", "The fastest land animal is the"),
+    ("count", "One, two, three, four,"),
+    ("question", "Q: What is the boiling point of water?\nA:"),
+    ("email", "Dear hiring manager,"),
+    ("sql", "SELECT name FROM users WHERE"),
+    ("poem", "Roses are red, violets are"),
+    ("weekday", "The day after Monday is"),
+    ("science", "Photosynthesis converts sunlight into"),
+    ("history", "The first person to walk on the Moon was"),
+    ("math", "The square root of 81 is"),
+    ("advice", "The best way to learn a language is"),
+    ("greeting", "Hello! How are"),
+)
+
+
+def verify_command(options, log: Log, *, reference: str, reference_model: str | None = None,
+                   reference_key_env: str | None = None, prompts_path: Path | None = None,
+                   alpha: float = judge.ALPHA, rounds: int = ROUNDS) -> dict:  # fmt: skip
+    """Verify `options`' endpoint (the candidate) against `reference`: a base URL, or the
+    directory an earlier verification wrote. Returns the verification as data (what --json
+    prints); a dry run, what it would send and cost."""
+    from detcheck import spec
+    from detcheck.commands.generate import load_prompts
+    from detcheck.store import RunLock, is_uri
+    from detcheck.store.runs import new_run_id
+
+    if options.replay is not None or options.resume is not None:
+        raise UsageError("verify calls both endpoints: it takes no --replay or --resume")
+    if options.via == "batch":
+        raise UsageError("verify measures online batching: it takes no --via batch")
+    if not 0 < alpha < 0.5:
+        raise UsageError(f"--alpha must be between 0 and 0.5, got {alpha}")
+    n = options.n if options.n is not None else spec.default("n", "verify")
+    alone, batched = sizes_of(n, rounds)
+    in_flight = options.concurrency or spec.default("concurrency", "verify")
+    if in_flight < 2:
+        raise UsageError(f"--concurrency must be at least 2 (the batched answers), got {in_flight}")
+    out = Path(options.out or spec.default("out"))
+    if is_uri(str(out)):
+        raise UsageError("verify writes its runs to a local directory: -o takes a path")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {out}: not a directory (the verification's directory goes under it)")
+    prompts = load_prompts(prompts_path) if prompts_path else list(DEFAULT_PROMPTS)
+    stored = None if _is_url(reference) else stored_reference(Path(reference))
+    if stored is not None:
+        prompts = _stored_prompts(stored, prompts, prompts_path)
+    common = {"temperature": 0.0, "max_tokens": 1, "kind": "flip", "concurrency": 1}
+    candidate = replace(options, **common)
+    sides = {"candidate": candidate}
+    if stored is None:
+        sides["reference"] = replace(
+            candidate, base_url=reference, model=reference_model or options.model,
+            key_env=reference_key_env or options.key_env,
+        )  # fmt: skip
+    state = {"verify_version": VERIFY_VERSION, "verify_id": new_run_id("verify")}
+    root = out / state["verify_id"]
+    spend = _spend(sides, prompts, n)
+    if options.dry_run:
+        return {**spend, "reference_stored": str(stored) if stored else None}
+    check_spend(spend, options.max_cost, options.confirm)
+    try:
+        root.mkdir(parents=True)
+    except OSError as exc:
+        raise UsageError(f"-o {out}: cannot create {root.name} ({exc.strerror or exc})") from None
+    lock = RunLock(root)
+    try:
+        state["settings"] = {
+            "candidate": _described(candidate),
+            "reference": _described(sides["reference"]) if stored is None else None,
+            "reference_stored": str(stored) if stored is not None else None,
+            "prompts": [{"id": p, "prompt": text} for p, text in prompts],
+            "n": n, "rounds": rounds, "alone_per_round": alone, "batched_per_round": batched,
+            "concurrency": in_flight, "alpha": alpha,
+        }  # fmt: skip
+        state["status"] = "running"
+        _save(root, state)
+        return _rounds(state, root, sides, prompts, stored, log, sizes=(alone, batched, in_flight))
+    finally:
+        lock.release()
+
+
+def sizes_of(n: int, rounds: int) -> tuple[int, int]:
+    """Calls per prompt per round: (alone, batched), a third alone, at least one each."""
+    per_round = n // rounds
+    if per_round < 2:
+        raise UsageError(
+            f"verify needs --n of at least {2 * rounds} (one call alone and one batched per "
+            f"prompt in each of {rounds} rounds), got {n}"
+        )
+    alone = max(1, per_round // 3)
+    return alone, per_round - alone
+
+
+def _is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
+def _described(options) -> dict:
+    return {
+        "base_url": strip_credentials(options.value("base_url")),
+        "model": options.value("model"),
+        "api": options.value("api"),
+        "top_logprobs": options.value("top_logprobs"),
+        "seed": options.value("seed"),
+    }
+
+
+def _save(root: Path, state: dict) -> None:
+    from detcheck.store.files import _write_atomic
+
+    _write_atomic(root / STATE, (json.dumps(state, indent=2) + "\n").encode())
+
+
+def stored_reference(path: Path) -> Path:
+    """The verification whose reference side a new one reuses: `path` itself, or the newest
+    complete verification directly under it."""
+    if (path / STATE).is_file():
+        found = path
+    elif path.is_dir():
+        done = [p for p in sorted(path.iterdir()) if (p / STATE).is_file()
+                and _state(p).get("settings", {}).get("reference")]  # fmt: skip
+        if not done:
+            raise UsageError(
+                f"--reference {path}: neither a base URL (http://...) nor a directory that "
+                "`detcheck verify -o` wrote"
+            )
+        found = done[-1]
+    else:
+        raise UsageError(
+            f"--reference {path}: no such directory (give a base URL, http://..., or a directory "
+            "that `detcheck verify -o` wrote)"
+        )
+    state = _state(found)
+    if not (state.get("settings") or {}).get("reference"):
+        raise UsageError(f"--reference {found}: its own reference was a stored one, not measured")
+    if not (found / "reference").is_dir():
+        raise UsageError(f"--reference {found}: its reference side is missing")
+    return found
+
+
+def _state(path: Path) -> dict:
+    try:
+        return json.loads((path / STATE).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path / STATE}: cannot read it ({exc})") from None
+
+
+def _stored_prompts(stored: Path, prompts, prompts_path) -> list[tuple[str, str]]:
+    """The stored reference's prompts: a new verification asks the candidate the same."""
+    theirs = [(p["id"], p["prompt"]) for p in _state(stored)["settings"]["prompts"]]
+    if prompts_path is not None and prompts != theirs:
+        raise UsageError(
+            f"--prompts {prompts_path}: the stored reference {stored} answered other prompts; "
+            "leave --prompts out to use its own"
+        )
+    return theirs
+
+
+def _spend(sides: dict, prompts, n: int) -> dict:
+    """Every request of every side, priced once before anything is sent (each side at its
+    model's list price)."""
+    from detcheck.commands.flip import flip_command
+
+    spends = [
+        flip_command(replace(side, prompt=text, n=n, dry_run=True), _silent)[0]
+        for side in sides.values()
+        for _, text in prompts
+    ]
+    return total_spend(spends, prompts=len(prompts), sides=list(sides))
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def _rounds(state, root, sides, prompts, stored, log, *, sizes) -> dict:
+    """Send the rounds, looking after each; the verification as data."""
+    from detcheck.commands.flip import execute_many
+
+    settings = state["settings"]
+    rounds, alpha = settings["rounds"], settings["alpha"]
+    alone, batched, in_flight = sizes
+    base = {name: _side_options(side, name) for name, side in sides.items()}
+    hint = f"what arrived is kept in {root}"
+    result: dict = {}
+    seen: dict = {}  # each finished run's answers, read once
+    for k in range(1, rounds + 1):
+        for name in SIDES if k % 2 else SIDES[::-1]:  # who goes first alternates
+            if name not in base:
+                continue
+            for condition, calls, limit in (("alone", alone, 1), ("batched", batched, in_flight)):
+                log(f"--- round {k} of {rounds}: {name}, {condition} ({calls} x {len(prompts)})")
+                options = [  # a prompt's runs in a directory of its own: analyze reads it
+                    replace(
+                        base[name],
+                        prompt=text,
+                        n=calls,
+                        out=str(root / name / prompt_id),
+                        tags=_tags(state, name, condition, k, prompt_id),
+                    )  # fmt: skip
+                    for prompt_id, text in prompts
+                ]
+                try:
+                    execute_many(options, log, in_flight=limit)
+                except DetcheckError as exc:  # a side down: exit 3, naming which
+                    first = str(exc).splitlines()[0]
+                    raise type(exc)(f"the {name}: {first} ({hint})") from None
+        result = _look(state, root, stored, alpha / rounds, seen)
+        log(f"round {k}: {result['verdict']} (p = {result['p_value']:.3g}, "
+            f"{result['moved_prompts']} of {result['prompts']} prompts moved)")  # fmt: skip
+        if result["verdict"] == judge.DIFFERS:
+            break
+    state.update(status="complete", **result, out=str(root))
+    _save(root, state)
+    return state
+
+
+def _side_options(options, side: str):
+    return replace(options, max_cost=None, confirm=None, dry_run=False, progress=False,
+                   measurement=f"verify {side}")  # fmt: skip
+
+
+def _tags(state: dict, side: str, condition: str, round_: int, prompt_id: str) -> dict:
+    return {
+        "verify_id": state["verify_id"], "verify_side": side, "verify_condition": condition,
+        "verify_round": round_, "prompt_set": f"{state['verify_id']}-{side}",
+        "prompt_id": prompt_id,
+    }  # fmt: skip
+
+
+def _look(state: dict, root: Path, stored: Path | None, alpha: float, seen: dict) -> dict:
+    """The verdict on every answer so far (a stored reference: all of its answers)."""
+    reference = answers_of(stored / "reference" if stored else root / "reference", seen)
+    candidate = answers_of(root / "candidate", seen)
+    found = judge.verdict(reference, candidate, alpha)
+    found["calls"] = {
+        "reference": 0 if stored else _count(reference),
+        "candidate": _count(candidate),
+    }
+    found["reference_calls_stored"] = _count(reference) if stored else None
+    return found
+
+
+def _count(answers: dict) -> int:
+    return sum(len(a) for a in answers.values())
+
+
+def answers_of(side_dir: Path, seen: dict | None = None) -> dict[str, list[judge.Answer]]:
+    """Every answer a side's runs hold, by prompt id, in order of round and call. `seen`
+    keeps what each run held at an earlier look (a finished run does not change)."""
+    from detcheck.store import find_runs
+
+    seen = {} if seen is None else seen
+    out: dict[str, list] = {}
+    if not side_dir.is_dir():
+        return out
+    for run_dir in find_runs(side_dir):
+        if run_dir not in seen:
+            seen[run_dir] = _run_answers(run_dir)
+        prompt_id, answers = seen[run_dir]
+        out.setdefault(prompt_id, []).extend(answers)
+    for answers in out.values():
+        answers.sort(key=lambda a: a.order)
+    return out
+
+
+def _run_answers(run_dir: Path) -> tuple[str, list[judge.Answer]]:
+    from detcheck.store import read_run
+
+    run = read_run(run_dir, columns=["ok", "call", "top_logprobs", "raw_body"])
+    tags = run.meta.get("tags") or {}
+    table = run.table.filter(run.table.column("ok")).sort_by("call")
+    base = int(tags.get("verify_round") or 0) * 1000
+    answers = []
+    for call, (top, body) in enumerate(zip(table.column("top_logprobs").to_pylist(),
+                                           table.column("raw_body").to_pylist())):  # fmt: skip
+        ranked = tuple((e["token"], e["logprob"]) for e in top or ())
+        if ranked:
+            answers.append(judge.Answer(ranked, tags.get("verify_condition", ""), base + call,
+                                        _ids(body)))  # fmt: skip
+    return str(tags.get("prompt_id")), answers
+
+
+def _ids(body: str | None) -> tuple[int, ...] | None:
+    """The top tokens' ids, where the endpoint sends them (llama.cpp's server does)."""
+    if not body or '"id"' not in body:
+        return None
+    try:
+        data = json.loads(body)
+        first = data["choices"][0]["logprobs"]["content"][0]
+        ids = tuple(int(e["id"]) for e in first["top_logprobs"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return ids
+
+
+def exit_code(result: dict) -> int:
+    """0 identical or consistent, 1 differs (2 and 3 are errors, raised before)."""
+    return 1 if result.get("verdict") == judge.DIFFERS else 0
+
+
+def resume_hint(root: Path) -> str:
+    return f"detcheck report {shlex.quote(str(root))}"
