@@ -199,3 +199,20 @@ def test_the_python_api_and_an_experiment_file(tmp_path, prompts, monkeypatch):
         ran = CliRunner().invoke(app, ["run", str(experiment), "-o", str(tmp_path / "runs")])
     assert ran.exit_code == 1, ran.stderr
     assert "provider: differs" in ran.stdout
+
+
+def test_rpm_paces_each_side_across_its_prompts_and_rounds(tmp_path, prompts):
+    # 1,200 a minute: a request every 0.05 s on each side, all prompts and rounds together
+    with FakeOpenAI(Model()) as ref, FakeOpenAI(Model()) as cand:
+        env = {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": cand.base_url}
+        result = CliRunner().invoke(app, [
+            "verify", "--reference", ref.base_url, "--prompts", str(prompts), "-o",
+            str(tmp_path), "--rpm", "1200", "-q"], env=env)  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        for server in (ref, cand):
+            times = sorted(server.times)
+            assert len(times) == 8 * 9
+            # no second holds more than 20 (+2 where the loaded loopback's jitter moves one);
+            # a pacer per run let each of the 8 prompts' runs go at 20 a second
+            most = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
+            assert most <= 22, most

@@ -20,10 +20,11 @@ sys.path.insert(0, str(ROOT / ".ci"))
 try:
     from llama_server import binary, serve
     from smollm2 import f32, q4_1
+    from variants import gemma, q8_0, step
 finally:
     sys.path.pop(0)
 
-__all__ = ["binary", "f32", "measure", "q4_1", "require", "serve"]
+__all__ = ["binary", "f32", "gemma", "measure", "q4_1", "q8_0", "require", "serve", "step"]
 
 
 def require(*paths: Path, how: str) -> None:

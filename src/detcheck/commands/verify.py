@@ -265,8 +265,12 @@ def _rounds(state, root, sides, prompts, stored, log, *, sizes) -> dict:
 
 
 def _side_options(options, side: str):
+    from detcheck.send.pace import pacer_for
+
+    # --rpm holds for the side as a whole: every run of it (all prompts, every round) shares
+    # one pacer
     return replace(options, max_cost=None, confirm=None, dry_run=False, progress=False,
-                   measurement=f"verify {side}")  # fmt: skip
+                   measurement=f"verify {side}", pacer=pacer_for(options.rpm))  # fmt: skip
 
 
 def _tags(state: dict, side: str, condition: str, round_: int, prompt_id: str) -> dict:
