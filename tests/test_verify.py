@@ -216,3 +216,17 @@ def test_rpm_paces_each_side_across_its_prompts_and_rounds(tmp_path, prompts):
             # a pacer per run let each of the 8 prompts' runs go at 20 a second
             most = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
             assert most <= 22, most
+
+
+def test_a_prompt_id_never_writes_outside_the_verification(tmp_path):
+    prompts = tmp_path / "hostile.jsonl"
+    ids = ["../../escape", "/abs/path", "a b", "ok-id"]
+    prompts.write_text("".join(json.dumps({"id": i, "prompt": f"Say {k}"}) + "\n"
+                               for k, i in enumerate(ids)))  # fmt: skip
+    _, data, _, _ = verify(Model(), Model(), tmp_path / "out", prompts)
+    root = Path(data["out"])
+    made = {p.parent.parent.name for p in (root / "candidate").rglob("_run.json")}
+    assert len(made) == 4 and "ok-id" in made
+    assert not Path("/abs/path").exists()
+    assert all(root in p.parents for p in tmp_path.rglob("_run.json"))  # none escaped
+    assert set(data["per_prompt"]) == set(ids)  # the ids as given, in the results

@@ -223,8 +223,8 @@ def verdict(reference: dict, candidate: dict, alpha: float = ALPHA) -> dict:
         "alpha": alpha,
         "p_value": p_value,
         "prompts": total,
-        "left_out": sorted(set(reference) ^ set(candidate))
-        + [p for p in reference if p in candidate and p not in prompts],
+        # prompts one side has no usable answer to: not compared
+        "left_out": sorted((set(reference) | set(candidate)) - set(prompts)),
         "moved_prompts": moved,
         "reference_moved_against_itself": own,
         "distance_nats": distance_,

@@ -128,6 +128,18 @@ def verify_command(options, log: Log, *, reference: str, reference_model: str | 
         lock.release()
 
 
+def dir_name(prompt_id: str) -> str:
+    """A prompt's directory under its side: its id where that is a plain name, else a name
+    made of it (an id from a file may hold "/" or "..")."""
+    import hashlib
+    import re
+
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", prompt_id):
+        return prompt_id
+    plain = re.sub(r"[^A-Za-z0-9._-]+", "-", prompt_id).strip(".-")[:40] or "prompt"
+    return f"{plain}-{hashlib.sha256(prompt_id.encode()).hexdigest()[:8]}"
+
+
 def sizes_of(n: int, rounds: int) -> tuple[int, int]:
     """Calls per prompt per round: (alone, batched), a third alone, at least one each."""
     per_round = n // rounds
@@ -244,7 +256,7 @@ def _rounds(state, root, sides, prompts, stored, log, *, sizes) -> dict:
                         base[name],
                         prompt=text,
                         n=calls,
-                        out=str(root / name / prompt_id),
+                        out=str(root / name / dir_name(prompt_id)),
                         tags=_tags(state, name, condition, k, prompt_id),
                     )  # fmt: skip
                     for prompt_id, text in prompts

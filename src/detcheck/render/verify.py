@@ -71,6 +71,8 @@ def lines_of(result: dict) -> list[str]:
             f"floor: a move above {_nats(floor)} nats on every prompt would have been told "
             f"apart from the reference's noise ({need} prompts moved suffice)"
         )
+    if result.get("left_out"):
+        out.append(f"left out (no usable answer on one side): {', '.join(result['left_out'])}")
     vocab = result.get("vocabulary") or {}
     if vocab.get("other_family"):
         out.append(f"another model family: {vocab['why']}")
