@@ -175,7 +175,9 @@ def main() -> None:
     codes = [("now", None)]
     if args.against:
         tree = args.dir / f"rev-{args.against}"
-        codes.append((args.against, tree / "src" if tree.exists() else worktree(args.against, tree)))
+        codes.append(
+            (args.against, tree / "src" if tree.exists() else worktree(args.against, tree))
+        )
     table = []
     for shape in [s.strip() for s in args.only.split(",")]:
         import_args, rows = make_inputs(args.dir, shape, args.mb, args.rows, args.prompts)
@@ -190,8 +192,20 @@ def main() -> None:
                 if src is not None:
                     env["PYTHONPATH"] = str(src)
                 ours = min(
-                    timed([sys.executable, "-m", "detcheck", "import", *import_args, "-q",
-                           "--json", "-o", str(Path(tmp) / f"{label}-{k}")], env)  # fmt: skip
+                    timed(
+                        [
+                            sys.executable,
+                            "-m",
+                            "detcheck",
+                            "import",
+                            *import_args,
+                            "-q",
+                            "--json",
+                            "-o",
+                            str(Path(tmp) / f"{label}-{k}"),
+                        ],
+                        env,
+                    )  # fmt: skip
                     for k in range(args.repeat)
                 )
                 row += [f"{ours[0]:.1f}", f"{ours[1]:,.0f}", f"{ours[0] / best[0]:.1f}x"]
