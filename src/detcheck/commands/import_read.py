@@ -1,0 +1,441 @@
+"""Pass 1 of `detcheck import`: every input read once, a chunk at a time, into spill tables
+(import_columns.SPILL_SCHEMA), each row numbered by its file and line and given its group.
+
+Each chunk's lines are split three ways: bare chat.completion bodies, parsed by Arrow's reader
+(import_columns); logged {request, response} objects and Batch API lines, whose wrapper is read
+by Python's json and whose bodies then take the same columnar path; and everything else (other
+APIs, several choices, refusals, error bodies, whatever may hold a credential) read line by
+line by import_formats, redacted before it is counted, as it always was. A CSV table is read by
+Arrow's CSV reader, or, if anything in it is odd, by Python's csv module with its rows capped."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from detcheck.commands import import_columns as ic
+from detcheck.commands.import_formats import (
+    Record,
+    _BatchRequests,
+    _openai_line,
+    _parameters,
+    _prompt_text,
+    group_key,
+    read_records,
+)
+from detcheck.commands.import_runs import Groups, Spill
+from detcheck.commands.import_secrets import keys_in, redacted_json, secrets_of
+from detcheck.errors import DataError, UsageError
+
+Log = Callable[[str], None]
+ROW_NAMES = [f.name for f in ic.SPILL_SCHEMA if not f.name.startswith("_")]
+WRAPPED = (b'{"request"', b'{"response"')
+
+
+class Reader:
+    """Pass 1's state: the groups, the spill, the lines skipped."""
+
+    def __init__(self, spill: Spill, groups: Groups, *, skip_bad: bool, log: Log):
+        self.spill, self.groups = spill, groups
+        self.skip_bad, self.log = skip_bad, log
+        self.skipped = self.rows = 0
+        self.file = 0
+        self.requests = None
+
+    def read(self, paths: list[Path], fmt: str, columns: dict, batch_input: Path | None) -> None:
+        from detcheck.send.batch_api import MAX_LINE_BYTES
+
+        if fmt in ("csv", "jsonl") and not columns.get("text"):
+            raise UsageError(f"--format {fmt} needs --text COLUMN (the completion)")
+        if batch_input is not None and fmt != "batch":
+            raise UsageError("--batch-input is for --format batch")
+        requests = None
+        if fmt == "batch":
+            if batch_input is not None:
+                requests = self.requests = _BatchRequests(batch_input)
+            else:
+                self.log(
+                    "no --batch-input: the requests are unknown, so responses are grouped by the "
+                    "model and API that answered (give the batch's input file to group them by "
+                    "request)"
+                )
+        for self.file, path in enumerate(paths):
+            if fmt == "csv":
+                if not self._csv(path, columns):
+                    self._records(read_records([path], "csv", columns), path)
+            elif fmt == "jsonl":
+                self._records(read_records([path], "jsonl", columns), path)
+            else:
+                for chunk in ic.chunks(path, MAX_LINE_BYTES):
+                    self._chunk(chunk, path, fmt, requests)
+        if requests is not None and requests.unknown:
+            self.log(
+                f"{requests.unknown:,} responses whose custom_id is not in {batch_input.name}: "
+                "grouped by the model and API that answered, apart from the known requests"
+            )
+        if self.skipped:
+            self.log(f"skipped {self.skipped:,} line(s) that could not be read (--skip-bad)")
+
+    # ---- bad lines ------------------------------------------------------------------------
+
+    def _bad(self, reasons: list[tuple[int, str]]) -> None:
+        """Stop at the first line (in the file's order) that could not be read, or count them."""
+        if not reasons:
+            return
+        if not self.skip_bad:
+            raise DataError(f"{min(reasons)[1]} (--skip-bad goes on without it)")
+        self.skipped += len(reasons)
+
+    def _order(self, number: int, choice: int = 0) -> int:
+        return (self.file << 48) | (number << 8) | min(choice, 255)
+
+    # ---- openai and batch lines -----------------------------------------------------------
+
+    def _chunk(self, chunk: ic.Chunk, path: Path, fmt: str, requests) -> None:
+        bad = [(n, f"{path}:{n}: a line of {size:,} bytes, over the limit of one response")
+               for n, size in chunk.overlong]  # fmt: skip
+        lines = chunk.lines
+        slow: list[int] = []
+        tables: list[pa.Table] = []
+        if lines:
+            suspect = ic.suspects(pa.array(lines, pa.binary()))
+            bodies: list[bytes] = []  # candidates for the columnar path, with what they carry
+            carried: list[tuple] = []  # (line position, request, api, extra row fields)
+            for k, line in enumerate(lines):
+                if suspect[k]:
+                    slow.append(k)
+                elif fmt == "batch":
+                    self._batch_body(k, line, requests, bodies, carried, slow)
+                elif line.startswith(WRAPPED):
+                    self._wrapped_body(k, line, bodies, carried, slow)
+                else:
+                    bodies.append(line)
+                    carried.append((k, None, None, None))
+            slow += self._columnar(bodies, carried, chunk.numbers, tables)
+        rows: list[dict] = []
+        for k in sorted(slow):
+            number = int(chunk.numbers[k])
+            where = f"{path}:{number}"
+            raw = lines[k]
+            if fmt == "batch":
+                from detcheck.commands.import_formats import _batch_line
+
+                item = _batch_line(raw, requests, where)
+            else:
+                item = _openai_line(raw, where)
+            if isinstance(item, str):
+                bad.append((number, item))
+            else:
+                rows += [self._slow_row(r, self._order(number, r.choice)) for r in item]
+        self._bad(bad)
+        if rows:
+            tables.append(_rows_table(rows))
+        for t in tables:
+            self.rows += t.num_rows
+            self.spill.add(t)
+
+    def _wrapped_body(self, k, line, bodies, carried, slow) -> None:
+        try:
+            data = json.loads(line)
+        except (ValueError, RecursionError):
+            slow.append(k)
+            return
+        if not isinstance(data, dict) or "object" in data or "response" not in data:
+            slow.append(k)
+            return
+        body = data["response"]
+        if isinstance(body, dict) and isinstance(body.get("body"), dict):
+            body = body["body"]
+        if not isinstance(body, dict):
+            slow.append(k)
+            return
+        bodies.append(json.dumps(body, separators=(",", ":")).encode())
+        carried.append((k, _parameters(data.get("request")), None, None))
+
+    def _batch_body(self, k, line, requests, bodies, carried, slow) -> None:
+        from detcheck.send.batch_api import read_output_line
+
+        out = read_output_line(line)
+        if isinstance(out, str) or out.status != 200 or not isinstance(out.body, dict):
+            slow.append(k)
+            return
+        api, request, found = requests.peek(out.custom_id) if requests else (None, None, set())
+        if found:  # its request held a credential: redacted line by line
+            slow.append(k)
+            return
+        extra = {"custom_id": out.custom_id, "http_status": out.status,
+                 "request_id": out.request_id}  # fmt: skip
+        bodies.append(json.dumps(out.body, separators=(",", ":")).encode())
+        carried.append((k, request, api, extra))
+
+    def _columnar(self, bodies, carried, numbers, tables) -> list[int]:
+        """Parse `bodies` the columnar way, halving a batch that cannot be until the odd lines
+        are found; returns the line positions left for the per-line reader."""
+        left: list[int] = []
+        stack = [(0, len(bodies))]
+        while stack:
+            a, b = stack.pop()
+            if a == b:
+                continue
+            table = self._fast(bodies[a:b], carried[a:b], numbers)
+            if table is not None:
+                tables.append(table)
+            elif b - a <= ic.SMALLEST_FAST:
+                left += [c[0] for c in carried[a:b]]
+            else:
+                middle = (a + b) // 2
+                stack += [(middle, b), (a, middle)]
+        return left
+
+    def _fast(self, bodies: list[bytes], carried: list[tuple], numbers) -> pa.Table | None:
+        parsed = ic.parse_bodies(bodies)
+        if parsed is None:
+            return None
+        raw = pa.array(bodies, pa.binary())
+        rows = ic.chat_rows(parsed, raw, ic.token_fields(raw))
+        if rows is None or not pc.all(pc.is_valid(raw.cast(pa.string()))).as_py():
+            return None
+        n = rows.num_rows
+        models = rows.column("response_model").to_pylist()
+        ids = rows.column("response_id").to_pylist()
+        groups = np.empty(n, np.int32)
+        order = np.empty(n, np.int64)
+        extra: dict[str, list] = {"custom_id": [], "http_status": [], "request_id": []}
+        for i, (k, request, _, more) in enumerate(carried):
+            if more is not None and request is None and self.requests is not None:
+                self.requests.unknown += 1  # a batch line whose custom_id the input lacks
+            key = group_key(request, "chat", models[i])
+            groups[i] = self.groups.index(key, _prompt_text(request) if request else None,
+                                          request, "chat")  # fmt: skip
+            order[i] = self._order(int(numbers[k]))
+            for name in extra:
+                extra[name].append((more or {}).get(name))
+        marks = pa.array([_mark(rid, 0) for rid in ids], pa.int64())
+        if any(v is not None for v in extra["custom_id"]):
+            for name, values in extra.items():
+                index = rows.schema.get_field_index(name)
+                field = rows.schema.field(index)
+                rows = rows.set_column(index, field, pa.array(values, field.type))
+        return _with_order(rows, order, groups, marks)
+
+    # ---- the per-line reader --------------------------------------------------------------
+
+    def _records(self, records, path: Path) -> None:
+        """Records of the per-line reader (a table's rows), spilled a few thousand at a time."""
+        batch: list[tuple[Record, int]] = []
+        bad: list[tuple[int, str]] = []
+        count = 0
+        for item in records:
+            count += 1
+            if isinstance(item, str):
+                bad.append((count, item))
+                self._bad(bad)
+                bad = []
+                continue
+            batch.append((item, count))
+            if len(batch) >= 20_000:
+                self._spill_records(batch)
+                batch = []
+        self._spill_records(batch)
+
+    def _spill_records(self, batch: list[tuple[Record, int]]) -> None:
+        if not batch:
+            return
+        rows = [self._slow_row(item, self._order(number, item.choice)) for item, number in batch]
+        table = _rows_table(rows)
+        self.rows += table.num_rows
+        self.spill.add(table)
+
+    def _slow_row(self, item: Record, order: int) -> dict:
+        """A record redacted (before anything is counted), grouped and numbered."""
+        from detcheck.send.record import redact_row
+
+        texts = [v for v in item.row.values() if isinstance(v, str)]
+        if isinstance(item.prompt, str):
+            texts.append(item.prompt)
+        secrets = secrets_of(keys_in(texts) | item.secrets)
+        row = redact_row(item.row, secrets) if secrets else item.row
+        if item.key not in self.groups.by_key:
+            request, prompt = (redacted_json(v, set(secrets)) for v in (item.request, item.prompt))
+            self.groups.index(item.key, prompt, request, item.api, item.prompt_id)
+        rid = row.get("response_id")
+        return {
+            **row,
+            ic.ORDER: order,
+            ic.GROUP: self.groups.by_key[item.key].index,
+            ic.MARK: _mark(rid, item.choice) if isinstance(rid, str) else None,
+        }
+
+    # ---- CSV by Arrow -----------------------------------------------------------------------
+
+    def _csv(self, path: Path, columns: dict) -> bool:
+        """A CSV table read by Arrow's reader into the spill; False (nothing spilled) if the
+        file needs the per-line reader: odd rows, a cell over the limit, bad UTF-8."""
+        import pyarrow.csv as pcsv
+
+        from detcheck.commands.import_formats import open_input
+        from detcheck.send.batch_api import MAX_LINE_BYTES
+
+        wanted = [c for c in columns.values() if c]
+        start, rows_before = len(self.spill.files), self.rows
+        groups_before = dict(self.groups.by_key)
+        try:
+            with open_input(path) as f:
+                reader = pcsv.open_csv(
+                    f,
+                    read_options=pcsv.ReadOptions(block_size=ic.CHUNK_BYTES, use_threads=True),
+                    parse_options=pcsv.ParseOptions(newlines_in_values=True),
+                    convert_options=pcsv.ConvertOptions(
+                        column_types={c: pa.string() for c in wanted},
+                        include_columns=wanted,
+                        strings_can_be_null=False,
+                        quoted_strings_can_be_null=False,
+                    ),
+                )
+                at = 0
+                for batch in reader:
+                    table = self._csv_rows(batch, columns, at, MAX_LINE_BYTES)
+                    if table is None:
+                        raise _Odd
+                    at += batch.num_rows
+                    self.rows += table.num_rows
+                    self.spill.add(table)
+        except (_Odd, pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowKeyError):
+            for spilled in self.spill.files[start:]:  # start the file again, line by line
+                spilled.unlink(missing_ok=True)
+            del self.spill.files[start:], self.spill.batches[start:]
+            self.groups.by_key = groups_before
+            self.rows = rows_before
+            return False
+        return True
+
+    def _csv_rows(self, batch: pa.RecordBatch, columns: dict, at: int, cap: int):
+        n = batch.num_rows
+        cells = {name: batch.column(col) for name, col in columns.items() if col}
+        size = sum(pc.binary_length(c).to_numpy(zero_copy_only=False) for c in cells.values())
+        if n and int(np.max(size)) > cap:
+            return None
+        values = {}
+        for name in ("prompt", "model", "answer", "id"):  # an empty cell: nothing given
+            if name in cells:
+                values[name] = pc.if_else(pc.equal(cells[name], ""), None, cells[name])
+        if "id" in values and values["id"].null_count:
+            return None  # a row without its id: the per-line reader names it
+        logprob = None
+        if "logprob" in cells:
+            try:
+                logprob = pc.cast(cells["logprob"], pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None
+            if not np.isfinite(logprob.to_numpy(zero_copy_only=False)).all():
+                return None
+        prompt_ids = values.get("id")
+        if prompt_ids is None:
+            prompt_ids = _prompt_digests(values.get("prompt"), n)
+        models = values.get("model")
+        order = (self.file << 48) | ((np.arange(n, dtype=np.int64) + at + 2) << 8)
+        keys = pc.binary_join_element_wise(
+            prompt_ids, models if models is not None else pa.nulls(n, pa.string()), "\x1f",
+            null_handling="replace", null_replacement="\x00",
+        )  # fmt: skip
+        encoded = pc.dictionary_encode(keys)
+        uniques = encoded.dictionary.to_pylist()
+        codes = encoded.indices.to_numpy()
+        _, first = np.unique(codes, return_index=True)
+        index = np.empty(len(uniques), np.int32)
+        prompts = values.get("prompt")
+        for code, row in zip(np.unique(codes).tolist(), first.tolist()):
+            prompt_id, _, model = uniques[code].partition("\x1f")
+            model = None if model == "\x00" else model
+            prompt = prompts[row].as_py() if prompts is not None else None
+            index[code] = self.groups.index((prompt_id, "table", model or "?"), prompt, None,
+                                            None, prompt_id)  # fmt: skip
+        text = cells["text"]
+        suspect = ic.suspects(pc.binary_join_element_wise(*cells.values(), "\n"))
+        columns_out = {
+            "attempt": pa.array(np.ones(n, np.int32)),
+            "ok": pa.array(np.ones(n, bool)),
+            "text": text,
+            "response_model": models,
+            "answer": values.get("answer"),
+            "logprob": logprob,
+        }
+        table = ic.table_of(columns_out, n)
+        table = _with_order(table, order, index[codes], pa.nulls(n, pa.int64()))
+        if suspect.any():  # a key in a cell: those rows redacted as the per-line reader does
+            table = self._redact_rows(table, suspect)
+        return table
+
+    def _redact_rows(self, table: pa.Table, suspect: np.ndarray) -> pa.Table:
+        from detcheck.send.record import redact_row
+
+        clean = table.filter(pa.array(~suspect))
+        rows = table.filter(pa.array(suspect)).to_pylist()
+        for row in rows:
+            texts = [v for v in row.values() if isinstance(v, str)]
+            secrets = secrets_of(keys_in(texts))
+            if secrets:
+                redact_row(row, secrets)
+        return pa.concat_tables([clean, _rows_table(rows)])
+
+
+class _Odd(Exception):
+    """A CSV table the columnar reader does not take as it is."""
+
+
+def _mark(response_id, choice: int) -> int | None:
+    """A response's identity (id and choice) as a number: equal for the same response."""
+    if not isinstance(response_id, str):
+        return None
+    digest = hashlib.blake2b(f"{choice}\x00{response_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def _prompt_digests(prompts, n: int) -> pa.Array:
+    """A table's prompt id without --id: the prompt's digest ("" when there is no prompt)."""
+    if prompts is None:
+        return pa.array([""] * n, pa.string())
+    encoded = pc.dictionary_encode(prompts)
+    digests = [
+        "" if p is None else hashlib.sha256(p.encode()).hexdigest()[:12]
+        for p in encoded.dictionary.to_pylist()
+    ]
+    out = pa.array(digests, pa.string()).take(encoded.indices)
+    return pc.if_else(pc.is_null(prompts), "", out)
+
+
+def _with_order(table: pa.Table, order, groups, marks) -> pa.Table:
+    for name, values in ((ic.ORDER, order), (ic.GROUP, groups), (ic.MARK, marks)):
+        index = table.schema.get_field_index(name)
+        field = table.schema.field(index)
+        table = table.set_column(index, field, pa.array(values, field.type))
+    return table
+
+
+def _rows_table(rows: list[dict]) -> pa.Table:
+    """Row dicts as a spill table; a row that does not fit (a number out of its column's
+    range) is kept as a failed row with its raw body, as a journal keeps it."""
+    try:
+        return pa.Table.from_pylist(rows, schema=ic.SPILL_SCHEMA)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        pass
+    fixed = []
+    for row in rows:
+        try:
+            pa.Table.from_pylist([row], schema=ic.SPILL_SCHEMA)
+            fixed.append(row)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+            raw = row.get("raw_body")
+            fixed.append({
+                "attempt": 1, "ok": False, "error_type": "unstorable",
+                "error": f"the row did not fit the schema: {exc}"[:500],
+                "raw_body": raw if isinstance(raw, str) else None,
+                ic.ORDER: row[ic.ORDER], ic.GROUP: row[ic.GROUP], ic.MARK: None,
+            })  # fmt: skip
+    return pa.Table.from_pylist(fixed, schema=ic.SPILL_SCHEMA)
