@@ -136,12 +136,13 @@ DUCKDB = {
 
 def timed(command: list[str], env: dict | None = None) -> tuple[float, float]:
     """(seconds, peak RSS in MB) of one child process (its own rusage, from wait4)."""
-    t0 = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - t0
-    error = child.stderr.read().decode()
-    child.stderr.close()
+    with tempfile.TemporaryFile() as stderr:  # a file: a pipe would fill and block the child
+        t0 = time.perf_counter()
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - t0
+        stderr.seek(0)
+        error = stderr.read().decode(errors="replace")[-4000:]
     if status != 0:
         sys.exit(f"{' '.join(command[:6])}...: exit {status}\n{error}")
     return seconds, usage.ru_maxrss / 1024

@@ -386,3 +386,42 @@ def test_an_empty_file_says_it_is_empty(tmp_path):
     assert code == 2 and "log.jsonl: empty" in err
     code, _, err = run_import(path, "--format", "openai", "-o", tmp_path / "runs")
     assert code == 2 and "log.jsonl: empty" in err
+
+
+# ---- the columnar reader and the per-line reader agree ------------------------------------
+
+
+def test_the_columnar_and_the_per_line_reader_store_the_same_rows(tmp_path):
+    """Every line read both ways: as logged, and with a field that sends it the per-line way
+    (an empty api-key: a credential's name, with nothing to redact)."""
+    from fake_openai import chat_body
+
+    bodies = [chat_body(i, -0.1 - 1e-4 * (i % 3)) for i in range(40)]
+    bodies += [one_token(100 + i, "Tails") for i in range(40)]
+    bodies += [text_completion(200 + i, f"plain {i % 2}") for i in range(40)]
+    long = json.loads(json.dumps(chat_body(300, -0.2)))
+    entry = long["choices"][0]["logprobs"]["content"][0]
+    long["choices"][0]["logprobs"]["content"] = [dict(entry, token=f" w{k}", bytes=None)
+                                                 for k in range(64)]  # fmt: skip
+    long["choices"][0]["message"]["content"] = "".join(f" w{k}" for k in range(64))
+    long["usage"]["completion_tokens"] = 2**40  # beyond the int32 column: null
+    bodies += [dict(long, id=f"long-{i}") for i in range(40)]
+    fast = write_jsonl(tmp_path / "fast.jsonl", bodies)
+    slow = write_jsonl(tmp_path / "slow.jsonl", [{**b, "api-key": ""} for b in bodies])
+    tables = {}
+    for path in (fast, slow):
+        out = tmp_path / path.stem
+        code, data, err = run_import(path, "-o", out)
+        assert code == 0, err
+        runs = sorted(read_runs([str(out)]), key=lambda r: r.meta["run_id"])
+        tables[path.stem] = [r.table.drop_columns(["run_id", "raw_body"]) for r in runs]
+    assert len(tables["fast"]) == len(tables["slow"]) == 1
+    for a, b in zip(tables["fast"], tables["slow"]):
+        assert a.to_pylist() == b.to_pylist()
+
+
+def test_the_line_cap_is_the_batch_api_s():
+    from detcheck.commands.import_formats import MAX_LINE_BYTES
+    from detcheck.send import batch_api
+
+    assert MAX_LINE_BYTES == batch_api.MAX_LINE_BYTES

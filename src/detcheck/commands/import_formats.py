@@ -26,6 +26,9 @@ API_OF_URL = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
 NOT_PARAMETERS = ("headers", "api_key", "authorization", "extra_headers")
 
 
+# one line (or CSV row) at most: send.batch_api.MAX_LINE_BYTES, a response body and the line
+# around it (not imported from there: that module brings in the SDK, 2 s of start-up)
+MAX_LINE_BYTES = 8 * 1024 * 1024 + 64 * 1024
 BOM = b"\xef\xbb\xbf"
 GZIP_MAGIC = b"\x1f\x8b"
 NO_MODEL = "?"  # the model part of a group key when the response names none (an error body)
@@ -117,7 +120,6 @@ def open_input(path: Path):
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes | int]]:
     """Each non-blank line; one over MAX_LINE_BYTES arrives as its length (not held)."""
-    from detcheck.send.batch_api import MAX_LINE_BYTES
 
     with open_input(path) as f:
         number = 0
@@ -282,8 +284,7 @@ class _BatchRequests:
         import numpy as np
 
         from detcheck.commands import import_columns as ic
-        from detcheck.send.batch_api import MAX_LINE_BYTES
-
+    
         self.path = path
         self.unknown = 0
         self.requests: list[tuple[str | None, dict | None, set]] = []
@@ -389,7 +390,6 @@ def _table(path: Path, fmt: str, columns: dict) -> Iterator[Record | str]:
 def _csv_rows(path: Path, columns: dict) -> Iterator[Record | str]:
     """A CSV file's rows, each capped at the size of one response: an overlong line is read
     past without being held, and the row holding it is a bad line."""
-    from detcheck.send.batch_api import MAX_LINE_BYTES
 
     overlong: dict[int, int] = {}
 

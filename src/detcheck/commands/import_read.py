@@ -49,7 +49,7 @@ class Reader:
         self.requests = None
 
     def read(self, paths: list[Path], fmt: str, columns: dict, batch_input: Path | None) -> None:
-        from detcheck.send.batch_api import MAX_LINE_BYTES
+        from detcheck.commands.import_formats import MAX_LINE_BYTES
 
         if fmt in ("csv", "jsonl") and not columns.get("text"):
             raise UsageError(f"--format {fmt} needs --text COLUMN (the completion)")
@@ -280,7 +280,7 @@ class Reader:
         import pyarrow.csv as pcsv
 
         from detcheck.commands.import_formats import open_input
-        from detcheck.send.batch_api import MAX_LINE_BYTES
+        from detcheck.commands.import_formats import MAX_LINE_BYTES
 
         wanted = [c for c in columns.values() if c]
         start, rows_before = len(self.spill.files), self.rows
