@@ -5,9 +5,14 @@ process; the table gives the wall time, the rows per second and that process's p
 Inputs (written once under --dir, reused by later runs; large files never go in the repo):
   one-token   openai JSONL, bare chat.completion objects of one token with 20 top logprobs
   with-req    openai JSONL, {"request", "response"} of 128-token completions (no top logprobs),
-              --prompts prompts repeated
+              --log-prompts prompts repeated
   batch       a Batch API output file of 128-token completions, with its input file
+              (--log-prompts prompts)
   csv         a CSV table, one completion per row, --prompts questions repeated
+
+detcheck runs as a plain `pip install detcheck` has it: bytecode cached (a warm-up import
+first), and without pandas (a dev group package: pyarrow imports it, ~1.2 s, whenever it
+converts Python objects, if it is there); --with-pandas measures the dev environment as it is.
 
     uv run python bench/import_rows.py                        # ~256 MB each, 1,000,000 CSV rows
     uv run python bench/import_rows.py --mb 1024 --only one-token,with-req
@@ -77,9 +82,10 @@ def write_lines(path: Path, megabytes: float, line_of) -> int:
     return lines
 
 
-def make_inputs(where: Path, shape: str, mb: float, rows: int, prompts: int) -> tuple[list, int]:
+def make_inputs(where: Path, shape: str, mb: float, rows: int, prompts: int,
+                log_prompts: int) -> tuple[list, int]:  # fmt: skip
     """(the import's arguments, rows) of one input, written unless already there."""
-    stamp = where / f"{shape}-{mb:g}-{rows}-{prompts}.json"
+    stamp = where / f"{shape}-{mb:g}-{rows}-{prompts}-{log_prompts}.json"
     if stamp.exists():
         return json.loads(stamp.read_text())
     if shape == "one-token":
@@ -87,11 +93,13 @@ def make_inputs(where: Path, shape: str, mb: float, rows: int, prompts: int) -> 
         n = write_lines(path, mb, one_token_body)
         args = [str(path), "--format", "openai"]
     elif shape == "with-req":
+        prompts = log_prompts
         path = where / "with-req.jsonl"
         n = write_lines(path, mb, lambda i: {"request": request_of(i % prompts, 40 + i),
                                              "response": long_body(i, i % prompts)})  # fmt: skip
         args = [str(path), "--format", "openai"]
     elif shape == "batch":
+        prompts = log_prompts
         path, inputs = where / "batch-out.jsonl", where / "batch-in.jsonl"
         n = write_lines(path, mb, lambda i: {
             "id": f"batch_req_{i}", "custom_id": f"c-{i}",
@@ -148,6 +156,25 @@ def timed(command: list[str], env: dict | None = None) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
+PLAIN = """
+import sys
+class NoPandas:  # as a plain install: pandas is not there
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "pandas":
+            raise ModuleNotFoundError(name)
+sys.meta_path.insert(0, NoPandas())
+sys.argv = ["detcheck", *sys.argv[1:]]
+from detcheck.cli import main
+main()
+"""
+
+
+def detcheck_command(args: list[str], with_pandas: bool) -> list[str]:
+    if with_pandas:
+        return [sys.executable, "-m", "detcheck", *args]
+    return [sys.executable, "-c", PLAIN, *args]
+
+
 def duckdb_command(shape: str, args: list[str], dest: Path) -> list[str]:
     inputs = args[args.index("--batch-input") + 1] if "--batch-input" in args else None
     query = DUCKDB[shape].format(src=repr(args[0]), inputs=repr(inputs))
@@ -167,7 +194,9 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(SHAPES))
     parser.add_argument("--mb", type=float, default=256, help="size of each JSONL input")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the CSV table")
-    parser.add_argument("--prompts", type=int, default=1000)
+    parser.add_argument("--prompts", type=int, default=1000, help="questions of the CSV table")
+    parser.add_argument("--log-prompts", type=int, default=100, help="requests of the logs")
+    parser.add_argument("--with-pandas", action="store_true")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "detcheck-import")
     parser.add_argument("--against", help="a revision to time too (checked out under --dir)")
     parser.add_argument("--repeat", type=int, default=1, help="best of this many runs")
@@ -179,14 +208,16 @@ def main() -> None:
         codes.append(
             (args.against, tree / "src" if tree.exists() else worktree(args.against, tree))
         )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     table = []
     for shape in [s.strip() for s in args.only.split(",")]:
-        import_args, rows = make_inputs(args.dir, shape, args.mb, args.rows, args.prompts)
+        import_args, rows = make_inputs(args.dir, shape, args.mb, args.rows, args.prompts,
+                                        args.log_prompts)  # fmt: skip
         size_mb = os.path.getsize(import_args[0]) / 1e6
         row = [shape, f"{rows:,}", f"{size_mb:,.0f}"]
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-            best = min(timed(duckdb_command(shape, import_args, Path(tmp) / f"d{k}.parquet"))
-                       for k in range(args.repeat))  # fmt: skip
+            best = min(timed(duckdb_command(shape, import_args, Path(tmp) / f"d{k}.parquet"),
+                             env) for k in range(args.repeat))  # fmt: skip
             row += [f"{best[0]:.1f}", f"{best[1]:,.0f}"]
             for label, src in codes:
                 env = dict(os.environ)

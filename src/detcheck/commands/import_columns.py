@@ -92,12 +92,14 @@ class Chunk:
     overlong: list[tuple[int, int]]
 
 
-def chunks(path, cap: int) -> Iterator[Chunk]:
-    """`path` (gzip or not, past a byte order mark) as Chunks of about CHUNK_BYTES each."""
+def blocks(path, cap: int) -> Iterator[tuple[bytes, int, list]]:
+    """`path` (gzip or not, past a byte order mark) as blocks of whole lines of about
+    CHUNK_BYTES: (bytes, lines before it, [(number, length)] of lines too long to be in one,
+    read past without being held). Cheap: the splitting is `split_block`'s, on another thread."""
     from detcheck.commands.import_formats import _readline, open_input
 
     with open_input(path) as f:
-        before = 0  # lines in earlier chunks
+        before = 0  # lines in earlier blocks
         carry = b""
         while True:
             block = f.read(CHUNK_BYTES)
@@ -105,7 +107,7 @@ def chunks(path, cap: int) -> Iterator[Chunk]:
             if not data:
                 return
             cut = len(data) if not block else data.rfind(b"\n") + 1
-            if cut == 0:  # no line ends in it: a line longer than a chunk
+            if cut == 0:  # no line ends in it: a line longer than a block
                 if len(data) <= cap:
                     carry = data
                     continue
@@ -113,22 +115,39 @@ def chunks(path, cap: int) -> Iterator[Chunk]:
                 while (rest := _readline(f, 1 << 20, path)) and not rest.endswith(b"\n"):
                     length += len(rest)
                 before += 1
-                yield Chunk([], np.zeros(0, np.int64), [(before, length + len(rest))])
+                yield b"", before, [(before, length + len(rest))]
                 carry = b""
                 continue
             chunk, carry = data[:cut], data[cut:]
-            lines = chunk.split(b"\n")
-            if lines[-1] == b"":  # the chunk ended with a newline
-                lines.pop()
-            kept, numbers, overlong = [], [], []
-            for k, line in enumerate(lines, before + 1):
-                if len(line) > cap:
-                    overlong.append((k, len(line)))
-                elif line.strip():
-                    kept.append(line)
-                    numbers.append(k)
-            before += len(lines)
-            yield Chunk(kept, np.array(numbers, np.int64), overlong)
+            yield chunk, before, []
+            before += chunk.count(b"\n") + (not chunk.endswith(b"\n"))
+
+
+def split_block(data: bytes, before: int, cap: int, overlong: list) -> Chunk:
+    """A block's non-blank lines, numbered; those over `cap` named in `overlong` instead."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":  # the block ended with a newline
+        lines.pop()
+    lengths = np.fromiter(map(len, lines), np.int64, len(lines))
+    if not len(lines) or ((lengths > 0) & (lengths <= cap)).all():
+        odd = np.zeros(0, np.int64)
+    else:
+        odd = np.flatnonzero((lengths == 0) | (lengths > cap))
+    # blank: empty, or only whitespace (a line that starts with one is looked at: rare)
+    odd = set(odd.tolist()) | {k for k, line in enumerate(lines) if line[:1].isspace()
+                               and (not line.strip() or len(line) > cap)}  # fmt: skip
+    overlong = overlong + [(before + k + 1, len(lines[k])) for k in sorted(odd)
+                           if len(lines[k]) > cap]  # fmt: skip
+    if not odd:
+        return Chunk(lines, np.arange(before + 1, before + 1 + len(lines)), overlong)
+    keep = [k for k in range(len(lines)) if k not in odd]
+    return Chunk([lines[k] for k in keep], np.array(keep, np.int64) + before + 1, overlong)
+
+
+def chunks(path, cap: int) -> Iterator[Chunk]:
+    """`path` as Chunks of lines (blocks split in this thread)."""
+    for data, before, overlong in blocks(path, cap):
+        yield split_block(data, before, cap, overlong)
 
 
 def suspects(lines: pa.Array) -> np.ndarray:
@@ -222,7 +241,7 @@ def chat_rows(bodies: pa.Table, raw: pa.Array, counted_tokens: np.ndarray) -> pa
         "cached_tokens": _int32(
             pc.struct_field(pc.struct_field(usage, "prompt_tokens_details"), "cached_tokens")
         ),
-        "raw_body": raw.cast(pa.string()),
+        "raw_body": raw,
         "finish_reason": pc.struct_field(choice, "finish_reason"),
         "text": pc.struct_field(message, "content"),
         "gen_tokens": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), tokens, mask=mask),

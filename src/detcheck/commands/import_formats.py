@@ -284,7 +284,7 @@ class _BatchRequests:
         import numpy as np
 
         from detcheck.commands import import_columns as ic
-    
+
         self.path = path
         self.unknown = 0
         self.requests: list[tuple[str | None, dict | None, set]] = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +73,8 @@ class Reader:
             elif fmt == "jsonl":
                 self._records(read_records([path], "jsonl", columns), path)
             else:
-                for chunk in ic.chunks(path, MAX_LINE_BYTES):
-                    self._chunk(chunk, path, fmt, requests)
+                for ready in _ahead(ic.blocks(path, MAX_LINE_BYTES), _prepare, fmt):
+                    self._chunk(ready, path, fmt, requests)
         if requests is not None and requests.unknown:
             self.log(
                 f"{requests.unknown:,} responses whose custom_id is not in {batch_input.name}: "
@@ -97,27 +98,24 @@ class Reader:
 
     # ---- openai and batch lines -----------------------------------------------------------
 
-    def _chunk(self, chunk: ic.Chunk, path: Path, fmt: str, requests) -> None:
+    def _chunk(self, ready: _Prepared, path: Path, fmt: str, requests) -> None:
+        chunk = ready.chunk
         bad = [(n, f"{path}:{n}: a line of {size:,} bytes, over the limit of one response")
                for n, size in chunk.overlong]  # fmt: skip
         lines = chunk.lines
-        slow: list[int] = []
+        slow: list[int] = [k for k in range(len(lines)) if ready.suspect[k]]
         tables: list[pa.Table] = []
-        if lines:
-            suspect = ic.suspects(pa.array(lines, pa.binary()))
-            bodies: list[bytes] = []  # candidates for the columnar path, with what they carry
-            carried: list[tuple] = []  # (line position, request, api, extra row fields)
-            for k, line in enumerate(lines):
-                if suspect[k]:
-                    slow.append(k)
-                elif fmt == "batch":
-                    self._batch_body(k, line, requests, bodies, carried, slow)
-                elif line.startswith(WRAPPED):
-                    self._wrapped_body(k, line, bodies, carried, slow)
-                else:
-                    bodies.append(line)
-                    carried.append((k, None, None, None))
-            slow += self._columnar(bodies, carried, chunk.numbers, tables)
+        bare = [(k, None, None, None) for k in ready.bare]
+        bodies = lines if len(ready.bare) == len(lines) else [lines[k] for k in ready.bare]
+        slow += self._columnar(bodies, bare, chunk.numbers, tables, (ready.parsed, ready.tokens))
+        bodies: list[bytes] = []  # wrapped bodies for the columnar path, with what they carry
+        carried: list[tuple] = []  # (line position, request, api, extra row fields)
+        for k in ready.wrapped:
+            if fmt == "batch":
+                self._batch_body(k, lines[k], requests, bodies, carried, slow)
+            else:
+                self._wrapped_body(k, lines[k], bodies, carried, slow)
+        slow += self._columnar(bodies, carried, chunk.numbers, tables)
         rows: list[dict] = []
         for k in sorted(slow):
             number = int(chunk.numbers[k])
@@ -174,16 +172,18 @@ class Reader:
         bodies.append(json.dumps(out.body, separators=(",", ":")).encode())
         carried.append((k, request, api, extra))
 
-    def _columnar(self, bodies, carried, numbers, tables) -> list[int]:
-        """Parse `bodies` the columnar way, halving a batch that cannot be until the odd lines
-        are found; returns the line positions left for the per-line reader."""
+    def _columnar(self, bodies, carried, numbers, tables, parsed=None) -> list[int]:
+        """Parse `bodies` the columnar way (`parsed`: all of them, parsed ahead), halving a
+        batch that cannot be until the odd lines are found; returns the line positions left
+        for the per-line reader."""
         left: list[int] = []
         stack = [(0, len(bodies))]
         while stack:
             a, b = stack.pop()
             if a == b:
                 continue
-            table = self._fast(bodies[a:b], carried[a:b], numbers)
+            ahead = parsed if (a, b) == (0, len(bodies)) else None
+            table = self._fast(bodies[a:b], carried[a:b], numbers, *(ahead or (None, None)))
             if table is not None:
                 tables.append(table)
             elif b - a <= ic.SMALLEST_FAST:
@@ -193,36 +193,53 @@ class Reader:
                 stack += [(middle, b), (a, middle)]
         return left
 
-    def _fast(self, bodies: list[bytes], carried: list[tuple], numbers) -> pa.Table | None:
-        parsed = ic.parse_bodies(bodies)
+    def _fast(self, bodies: list[bytes], carried: list[tuple], numbers, parsed=None,
+              tokens=None) -> pa.Table | None:  # fmt: skip
+        parsed = parsed if parsed is not None else ic.parse_bodies(bodies)
         if parsed is None:
             return None
-        raw = pa.array(bodies, pa.binary())
-        rows = ic.chat_rows(parsed, raw, ic.token_fields(raw))
-        if rows is None or not pc.all(pc.is_valid(raw.cast(pa.string()))).as_py():
+        try:
+            raw = pa.array(bodies, pa.binary()).cast(pa.string())  # UTF-8, or the per-line way
+        except pa.ArrowInvalid:
+            return None
+        rows = ic.chat_rows(parsed, raw, ic.token_fields(raw) if tokens is None else tokens)
+        if rows is None:
             return None
         n = rows.num_rows
-        models = rows.column("response_model").to_pylist()
+        positions = np.fromiter((c[0] for c in carried), np.int64, n)
+        order = (self.file << 48) | (numbers[positions] << 8)
+        models = pc.dictionary_encode(rows.column("response_model").combine_chunks())
+        if all(c[1] is None and c[3] is None for c in carried):  # bare bodies: by model alone
+            index = [self.groups.index(group_key(None, "chat", m), api="chat")
+                     for m in models.dictionary.to_pylist()]  # fmt: skip
+            codes = pc.fill_null(models.indices, len(index)).to_numpy(zero_copy_only=False)
+            index.append(self.groups.index(group_key(None, "chat", None), api="chat"))
+            groups = np.array(index, np.int32)[codes]
+        else:
+            groups, rows = self._wrapped_groups(rows, carried)
         ids = rows.column("response_id").to_pylist()
-        groups = np.empty(n, np.int32)
-        order = np.empty(n, np.int64)
+        marks = pa.array([None if rid is None else hash(rid) for rid in ids], pa.int64())
+        return _with_order(rows, order, groups, marks)
+
+    def _wrapped_groups(self, rows: pa.Table, carried: list[tuple]) -> tuple[np.ndarray, pa.Table]:
+        """Each row's group (its request and model), and a batch line's own fields."""
+        models = rows.column("response_model").to_pylist()
+        groups = np.empty(len(carried), np.int32)
         extra: dict[str, list] = {"custom_id": [], "http_status": [], "request_id": []}
-        for i, (k, request, _, more) in enumerate(carried):
+        for i, (_, request, _, more) in enumerate(carried):
             if more is not None and request is None and self.requests is not None:
                 self.requests.unknown += 1  # a batch line whose custom_id the input lacks
             key = group_key(request, "chat", models[i])
             groups[i] = self.groups.index(key, _prompt_text(request) if request else None,
                                           request, "chat")  # fmt: skip
-            order[i] = self._order(int(numbers[k]))
             for name in extra:
                 extra[name].append((more or {}).get(name))
-        marks = pa.array([_mark(rid, 0) for rid in ids], pa.int64())
         if any(v is not None for v in extra["custom_id"]):
             for name, values in extra.items():
                 index = rows.schema.get_field_index(name)
                 field = rows.schema.field(index)
                 rows = rows.set_column(index, field, pa.array(values, field.type))
-        return _with_order(rows, order, groups, marks)
+        return groups, rows
 
     # ---- the per-line reader --------------------------------------------------------------
 
@@ -279,8 +296,7 @@ class Reader:
         file needs the per-line reader: odd rows, a cell over the limit, bad UTF-8."""
         import pyarrow.csv as pcsv
 
-        from detcheck.commands.import_formats import open_input
-        from detcheck.commands.import_formats import MAX_LINE_BYTES
+        from detcheck.commands.import_formats import MAX_LINE_BYTES, open_input
 
         wanted = [c for c in columns.values() if c]
         start, rows_before = len(self.spill.files), self.rows
@@ -385,16 +401,69 @@ class Reader:
         return pa.concat_tables([clean, _rows_table(rows)])
 
 
+@dataclass
+class _Prepared:
+    """A chunk with what a second thread found out ahead of it: which lines may hold a
+    credential, which are bare bodies (parsed) and which are wrapped."""
+
+    chunk: ic.Chunk
+    suspect: np.ndarray
+    bare: list[int]
+    wrapped: list[int]
+    parsed: pa.Table | None
+    tokens: np.ndarray | None  # the "token" fields in each bare line
+
+
+def _prepare(block: tuple, fmt: str) -> _Prepared:
+    from detcheck.commands.import_formats import MAX_LINE_BYTES
+
+    chunk = ic.split_block(*block[:2], MAX_LINE_BYTES, block[2])
+    lines = chunk.lines
+    suspect = ic.suspects(pa.array(lines, pa.binary())) if lines else np.zeros(0, bool)
+    bare, wrapped = [], []
+    if fmt == "batch":
+        wrapped = np.flatnonzero(~suspect).tolist()
+    elif not suspect.any() and not any(line.startswith(WRAPPED) for line in lines):
+        bare = list(range(len(lines)))  # the usual bare log
+    else:
+        for k, line in enumerate(lines):
+            if not suspect[k]:
+                (wrapped if line.startswith(WRAPPED) else bare).append(k)
+    parsed = tokens = None
+    if bare:
+        bodies = lines if len(bare) == len(lines) else [lines[k] for k in bare]
+        parsed = ic.parse_bodies(bodies)
+        if parsed is not None:
+            tokens = ic.token_fields(pa.array(bodies, pa.binary()))
+    return _Prepared(chunk, suspect, bare, wrapped, parsed, tokens)
+
+
+def _ahead(items, work, *args):
+    """work(item, *args) for each item, the next one done by a second thread meanwhile
+    (Arrow's JSON reader and RE2 let go of the GIL: the two cores share the reading)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="detcheck-import") as pool:
+        pending = None
+        for item in items:
+            future = pool.submit(work, item, *args)
+            if pending is not None:
+                yield pending.result()
+            pending = future
+        if pending is not None:
+            yield pending.result()
+
+
 class _Odd(Exception):
     """A CSV table the columnar reader does not take as it is."""
 
 
 def _mark(response_id, choice: int) -> int | None:
-    """A response's identity (id and choice) as a number: equal for the same response."""
+    """A response's identity (id and choice) as a number, the same for the same response
+    within this process (Python's own string hash: a collision drops a row once in ~10^19)."""
     if not isinstance(response_id, str):
         return None
-    digest = hashlib.blake2b(f"{choice}\x00{response_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
+    return hash(response_id) if choice == 0 else hash((response_id, choice))
 
 
 def _prompt_digests(prompts, n: int) -> pa.Array:

@@ -92,9 +92,13 @@ class Spill:
     def add(self, table: pa.Table) -> None:
         if not table.num_rows:
             return
-        order = pc.sort_indices(table, [(GROUP, "ascending"), (ORDER, "ascending")])
-        table = table.take(order).combine_chunks()
         groups = table.column(GROUP).to_numpy()
+        lines = table.column(ORDER).to_numpy()
+        if not ((np.diff(groups) >= 0).all() and (np.diff(lines)[np.diff(groups) == 0] > 0).all()):
+            order = pc.sort_indices(table, [(GROUP, "ascending"), (ORDER, "ascending")])
+            table = table.take(order)
+            groups = table.column(GROUP).to_numpy()
+        table = table.combine_chunks()
         cuts = np.flatnonzero(np.diff(groups)) + 1
         starts = np.concatenate([[0], cuts])
         ends = np.concatenate([cuts, [len(groups)]])
