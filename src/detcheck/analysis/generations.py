@@ -1,38 +1,42 @@
 """Whole generations: how many different answers N identical requests gave, where they part,
 and why (the near-tie at the split, the drift before it).
 
-detcheck.analysis.generation_arrays turns stored runs into arrays (tokens as integer codes, padded
-per response); everything here is pure numpy on those arrays. A completion is its token
-sequence: two responses are the same completion when every generated token is the same.
+detcheck.analysis.generation_arrays reads stored runs into what this needs: each completion's
+128-bit identity (its tokens) and length, and the batches again for where completions part from
+the modal one. A completion is its token sequence: two responses are the same completion when
+every generated token is the same. Memory holds a few numbers per response, never the padded
+(responses x positions) arrays: a million 128-token completions are ~30 MB here.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow.compute as pc
 
 from detcheck.analysis import stats
 from detcheck.analysis.generation_arrays import (
     END,
     Generations,
+    batch_tokens,
     read_generations,
 )
-from detcheck.errors import UsageError
+from detcheck.errors import DataError
 
 MAX_SPLITS = 50  # splits listed along the modal path (the report stays readable)
+_NEVER = np.iinfo(np.int64).max
 
 
-def unique_completions(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def unique_completions(identity: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(first response of each distinct completion, inverse, counts), completions ordered by
     count (most common first), ties by first appearance."""
-    if codes.shape[0] == 0:
+    if identity.shape[0] == 0:
         empty = np.zeros(0, np.int64)
         return empty, empty, empty
-    rows = np.ascontiguousarray(codes).view(
-        np.dtype((np.void, codes.dtype.itemsize * codes.shape[1]))
+    rows = np.ascontiguousarray(identity).view(
+        np.dtype((np.void, identity.dtype.itemsize * identity.shape[1]))
     )
     _, first, inverse, counts = np.unique(
         rows.ravel(), return_index=True, return_inverse=True, return_counts=True
@@ -43,42 +47,162 @@ def unique_completions(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return first[order], rank[inverse.ravel()], counts[order]
 
 
-def first_divergence(codes: np.ndarray, modal_row: int) -> np.ndarray:
-    """Per response, the 0-based position of the first token that differs from the modal
-    completion (ending earlier or later counts as differing); -1 where there is none."""
-    if codes.shape[0] == 0:
-        return np.zeros(0, np.int64)
-    differs = codes != codes[modal_row]
-    where = np.argmax(differs, axis=1)
-    return np.where(differs.any(axis=1), where, -1)
+@dataclass
+class Paths:
+    """Where each response parts from the modal completion, and what happens at each position
+    among those still on its path, from one pass over the tokens and logprobs."""
+
+    modal_tokens: list  # the modal completion's tokens (read to max_tokens)
+    divergence: np.ndarray  # per response: the first position it differs at; -1: never
+    parting: dict = field(default_factory=dict)  # position -> Counter of tokens (END: ended)
+    first_seen: dict = field(default_factory=dict)  # (position, token) -> first response
+    reference: np.ndarray | None = None  # the modal response's logprob at each position
+    others: dict = field(default_factory=dict)  # position -> arrays of other logprobs seen
 
 
-def on_modal_path(codes: np.ndarray, modal_row: int) -> np.ndarray:
-    """(responses, positions): True where a response agrees with the modal completion at this
-    position and every one before it."""
-    return np.logical_and.accumulate(codes == codes[modal_row], axis=1)
+def modal_paths(g: Generations, modal_row: int) -> Paths:
+    """Stream the completions once more against the modal one: each response's first
+    divergence, the tokens taken where responses part, and the logprobs of the modal token at
+    each position among the responses still on its path (the drift before any flip)."""
+    modal = g.rows([modal_row], ["gen_tokens", "gen_logprobs"])[modal_row]
+    cap = g.cap
+    modal_tokens = list(modal.get("gen_tokens") or [])[:cap]
+    mlen = len(modal_tokens)
+    modal_h = g.hasher.of(modal_tokens)[:, 0] if mlen else np.zeros(0, np.uint64)
+    reference = np.array([np.nan if v is None else v for v in
+                          (modal.get("gen_logprobs") or [])[:mlen]], np.float64)  # fmt: skip
+    paths = Paths(modal_tokens, np.full(g.n, -1, np.int64), reference=reference)
+    at = 0
+    for batch in g.batches(["gen_tokens", "gen_logprobs"]):
+        n = batch.num_rows
+        t = batch_tokens(batch.column("gen_tokens"), g.hasher)
+        values = pc.list_flatten(batch.column("gen_logprobs")).to_numpy(zero_copy_only=False)
+        values = values.astype(np.float64, copy=False)
+        if values.size != t.codes.size:
+            raise DataError(
+                "the stored logprobs do not match the stored tokens, position by position"
+            )
+        lengths = np.minimum(t.lengths, cap) if cap is not None else t.lengths
+        if t.uniform is not None:
+            div = _divergence_grid(t, lengths, _codes_of(t, modal_h, g.hasher))
+        else:
+            div = _divergence_flat(t, lengths, modal_h)
+        paths.divergence[at : at + n] = div
+        _parting(paths, t, div, lengths, at)
+        _drift(paths, t, values, div, lengths)
+        at += n
+    return paths
 
 
-def positions_profile(g: Generations, modal_row: int, agree: np.ndarray) -> list[dict]:
+def _codes_of(t, modal_h: np.ndarray, hasher) -> np.ndarray:
+    """The modal tokens as codes of this batch's dictionary (-1: a token it does not have)."""
+    index = {int(h): c for c, h in enumerate(t.table[:, 0].tolist())}
+    return np.array([index.get(int(h), -1) for h in modal_h.tolist()], np.int64)
+
+
+def _divergence_grid(t, lengths: np.ndarray, modal_codes: np.ndarray) -> np.ndarray:
+    """Each row's first position differing from the modal tokens, for rows of one length
+    (compared as this batch's codes: no hash is looked up per token)."""
+    mlen, width = len(modal_codes), int(lengths[0]) if len(lengths) else 0
+    common = min(mlen, width)
+    codes = t.grid(t.codes)[:, :common]
+    differs = codes != modal_codes[None, :common]
+    div = np.where(differs.any(axis=1), differs.argmax(axis=1), _NEVER)
+    if width != mlen:  # one ends first: they part where it does
+        div = np.minimum(div, common)
+    return np.where(div == _NEVER, -1, div)
+
+
+def _divergence_flat(t, lengths: np.ndarray, modal_h: np.ndarray) -> np.ndarray:
+    mlen = len(modal_h)
+    rows, pos, h = t.rows, t.positions, t.hashes(0)
+    inside = pos < lengths[rows]  # past max_tokens: not read
+    if mlen:
+        differs = inside & ((pos >= mlen) | (h != modal_h[np.minimum(pos, mlen - 1)]))
+    else:
+        differs = inside
+    div = np.full(len(lengths), _NEVER, np.int64)
+    hit = np.flatnonzero(differs)
+    if hit.size:
+        first_rows, first = np.unique(rows[hit], return_index=True)
+        div[first_rows] = pos[hit[first]]
+    shorter = lengths < mlen
+    div[shorter] = np.minimum(div[shorter], lengths[shorter])
+    return np.where(div == _NEVER, -1, div)
+
+
+def _parting(paths: Paths, t, div: np.ndarray, lengths: np.ndarray, at: int) -> None:
+    """The token each parting response takes where it parts (END if it ended there)."""
+    parted = np.flatnonzero(div >= 0)
+    if not parted.size:
+        return
+    starts = t.starts if t.uniform is None else np.arange(len(t.lengths)) * t.uniform
+    for r in parted.tolist():
+        p = int(div[r])
+        token = END if p >= lengths[r] else t.dictionary[int(t.codes[starts[r] + p])]
+        paths.parting.setdefault(p, Counter())[token] += 1
+        paths.first_seen.setdefault((p, token), at + r)
+
+
+def _drift(paths: Paths, t, values: np.ndarray, div: np.ndarray, lengths: np.ndarray) -> None:
+    """The logprobs at each position of the responses still on the modal path there that are
+    not the modal response's own value (those are few: kept, distinct per batch)."""
+    mlen = len(paths.modal_tokens)
+    if not mlen or not values.size:
+        return
+    if t.uniform is not None:
+        common = min(mlen, t.uniform)
+        grid = t.grid(values)[:, :common]
+        pos = np.arange(common)[None, :]
+        on_path = (div[:, None] == -1) | (pos < div[:, None])
+        other = on_path & ~np.isnan(grid) & (grid != paths.reference[None, :common])
+        if not other.any():
+            return
+        r, where = np.nonzero(other)
+        found = grid[r, where]
+    else:
+        rows, pos = t.rows, t.positions
+        on_path = (pos < lengths[rows]) & (pos < mlen)
+        on_path &= (div[rows] == -1) | (pos < div[rows])
+        ref = paths.reference[np.minimum(pos, mlen - 1)]
+        other = on_path & ~np.isnan(values) & (values != ref)
+        if not other.any():
+            return
+        where, found = pos[other], values[other]
+    order = np.lexsort((found, where))
+    where, found = where[order], found[order]
+    cuts = np.flatnonzero(np.diff(where)) + 1
+    for w, v in zip(np.split(where, cuts), np.split(found, cuts)):
+        paths.others.setdefault(int(w[0]), []).append(np.unique(v))
+
+
+def _ended(token) -> bool:
+    return isinstance(token, int)  # END; a token is text (or None)
+
+
+def positions_profile(g: Generations, paths: Paths) -> list[dict]:
     """One entry per position of the modal completion: among responses that agree with it up
     to there, how many distinct tokens come next, and among those that take the modal token,
     how many bit-distinct logprobs it has and how far they spread (drift that has not, or not
     yet, flipped a token)."""
     out = []
-    length = int((g.codes[modal_row] != END).sum())
-    for p in range(length):
-        before = agree[:, p - 1] if p else np.ones(g.n, bool)
-        here = agree[:, p]
-        next_tokens = np.unique(g.codes[before, p])
-        values = g.logprobs[here, p]
-        values = values[~np.isnan(values)]
-        distinct = np.unique(values)
+    div = paths.divergence
+    never = int((div == -1).sum())
+    counts = np.bincount(div[div >= 0], minlength=len(paths.modal_tokens) + 1)
+    from_here = never + np.cumsum(counts[::-1])[::-1]  # responses parting at or after p, or never
+    for p, token in enumerate(paths.modal_tokens):
+        on_after = never + (int(from_here[p + 1]) - never if p + 1 < len(from_here) else 0)
+        parting = paths.parting.get(p, {})
+        ref = paths.reference[p] if p < len(paths.reference) else np.nan
+        found = [paths.others[p]] if p in paths.others else []
+        distinct = np.unique(np.concatenate([*(x for f in found for x in f),
+                                             [] if np.isnan(ref) else [ref]]))  # fmt: skip
         out.append(
             {
                 "position": p,
-                "token": g.vocabulary[g.codes[modal_row, p]],
-                "responses": int(before.sum()),
-                "distinct_tokens": int(next_tokens.size),
+                "token": token,
+                "responses": int(from_here[p]),
+                "distinct_tokens": int(on_after > 0) + len(parting),
                 "distinct_logprobs": int(distinct.size),
                 "logprob_min": float(distinct[0]) if distinct.size else None,
                 "logprob_max": float(distinct[-1]) if distinct.size else None,
@@ -88,22 +212,29 @@ def positions_profile(g: Generations, modal_row: int, agree: np.ndarray) -> list
     return out
 
 
-def splits_on_modal_path(g: Generations, modal_row: int, agree: np.ndarray) -> list[dict]:
+def splits_on_modal_path(g: Generations, paths: Paths) -> list[dict]:
     """Where paths part, read along the modal completion: at each position where responses
     that agreed so far take different tokens, the tokens with their counts, and the top-1/top-2
     logprob gap of the modal response there (a near-tie says why they parted)."""
     out = []
-    length = g.codes.shape[1]
-    for p in range(length):
-        before = agree[:, p - 1] if p else np.ones(g.n, bool)
-        if not before.any():
+    div = paths.divergence
+    mlen = len(paths.modal_tokens)
+    never = int((div == -1).sum())
+    counts = np.bincount(div[div >= 0], minlength=g.width + 2)
+    after = never + np.cumsum(counts[::-1])[::-1] - counts  # responses still on it past p
+    for p in range(g.width):
+        parting = paths.parting.get(p, Counter())
+        staying = int(after[p]) if p < len(after) else never
+        if staying + sum(parting.values()) == 0:
             break
-        tokens, counts = np.unique(g.codes[before, p], return_counts=True)
-        if tokens.size < 2:
-            if g.codes[modal_row, p] == END:
+        if (staying > 0) + len(parting) < 2:
+            if p >= mlen:
                 break
             continue
-        order = np.argsort(-counts, kind="stable")
+        modal = paths.modal_tokens[p] if p < mlen else END
+        entries = [(modal, staying, -1, True)] if staying else []
+        entries += [(tok, c, paths.first_seen[(p, tok)], False) for tok, c in parting.items()]
+        entries.sort(key=lambda e: (-e[1], not _ended(e[0]), e[2]))
         gap = None
         if g.modal_top is not None and p < len(g.modal_top):
             top = [v for v in g.modal_top[p] if v is not None]
@@ -112,15 +243,15 @@ def splits_on_modal_path(g: Generations, modal_row: int, agree: np.ndarray) -> l
         out.append(
             {
                 "position": p,
-                "responses": int(before.sum()),
+                "responses": staying + sum(parting.values()),
                 "tokens": [
                     {
-                        "token": None if tokens[i] == END else g.vocabulary[tokens[i]],
-                        "ended": bool(tokens[i] == END),
-                        "count": int(counts[i]),
-                        "modal": bool(tokens[i] == g.codes[modal_row, p]),
+                        "token": None if _ended(tok) else tok,
+                        "ended": _ended(tok),
+                        "count": int(c),
+                        "modal": is_modal,
                     }
-                    for i in order
+                    for tok, c, _, is_modal in entries
                 ],
                 "top_gap_logprob": gap,
             }
@@ -138,56 +269,40 @@ def analysis_secrets() -> list[str]:
     return [v for k, v in os.environ.items() if k.endswith(("API_KEY", "_TOKEN")) and v]
 
 
-def answers(texts: Sequence[str | None], pattern: str) -> list[str | None]:
-    """The answer in each text: the regex's first group if it has one, else its whole match;
-    None where it does not match."""
-    try:
-        regex = re.compile(pattern)
-    except re.error as exc:
-        raise UsageError(f"--answer-regex is not a regular expression: {exc}") from None
-    out = []
-    for text in texts:
-        found = regex.search(text or "")
-        out.append(None if found is None else (found.group(1) if regex.groups else found.group(0)))
-    return out
-
-
 def summarise(g: Generations, answer_regex: str | None = None) -> dict:
     """The report of one set of identical requests (one prompt). Every text it makes is
-    redacted again (a key split over two tokens is whole only once they are joined)."""
+    redacted again (a key split over two tokens is whole only once they are joined).
+    `answer_regex` was applied as `g` was read (read_generations)."""
     from detcheck.text import redact
 
     secrets = analysis_secrets()
-    first, inverse, counts = unique_completions(g.identity)
+    first, _, counts = unique_completions(g.identity)
     n = g.n
     if n == 0:
         return {"n": 0, "unique_completions": 0, "completions": [], "modal_completion": None}
     modal_row = int(first[0])
     if g.text_only:
-        return _summarise_texts(g, first, counts, answer_regex)
-    if g.modal_top is None and g.where:  # why paths part: the modal response's near-ties
-        run, seq = g.locate(modal_row)
-        found = run.row(seq, ["gen_top_logprobs"])
-        g.modal_top = (found or {}).get("gen_top_logprobs")
-    divergence = first_divergence(g.codes, modal_row)
-    agree = on_modal_path(g.codes, modal_row)
-    lengths = (g.codes != END).sum(axis=1)
+        return _summarise_texts(g, first, counts)
+    listed = first[:20].tolist()
+    detail = g.rows(listed, ["gen_tokens", "text", "gen_top_logprobs"])
+    if g.modal_top is None:  # why paths part: the modal response's near-ties
+        g.modal_top = detail[modal_row].get("gen_top_logprobs")
+    paths = modal_paths(g, modal_row)
+    divergence = paths.divergence
+    lengths = g.lengths
     completions = []
-    for k, (row, count) in enumerate(zip(first.tolist(), counts.tolist())):
-        if k >= 20:  # the rest are counted, not listed
-            break
+    for k, (row, count) in enumerate(zip(listed, counts.tolist())):
         parts_at = None if k == 0 else int(divergence[row])
         if parts_at is not None and parts_at < 0:  # the same tokens up to max_tokens
-            parts_at = int(g.codes.shape[1])
+            parts_at = int(g.width)
         # from two tokens before it parts from the modal one: what a reader compares
-        parting = "".join(
-            g.vocabulary[c] or "" for c in g.codes[row, max(0, (parts_at or 0) - 2) :] if c != END
-        )
+        tokens = list(detail[row].get("gen_tokens") or [])[: g.cap]
+        parting = "".join(t or "" for t in tokens[max(0, (parts_at or 0) - 2) :])
         completions.append(
             {
                 "count": int(count),
                 "share": count / n,
-                "text": redact(g.texts[row], secrets),
+                "text": redact(detail[row].get("text"), secrets),
                 "tokens": int(lengths[row]),
                 "first_divergence": parts_at,
                 "parting_text": None if parts_at is None else redact(parting, secrets),
@@ -199,13 +314,13 @@ def summarise(g: Generations, answer_regex: str | None = None) -> dict:
     unseen["chao1_ci95"] = list(stats.chao1_ci95(counts))
     report = {
         "n": n,
-        "max_tokens_seen": int(g.codes.shape[1]),
+        "max_tokens_seen": int(g.width),
         "unique_completions": int(counts.size),
         "completions": completions,
         "modal_completion": {
             "count": int(counts[0]),
             "share": float(counts[0] / n),
-            "text": redact(g.texts[modal_row], secrets),
+            "text": redact(detail[modal_row].get("text"), secrets),
             "tokens": int(lengths[modal_row]),
         },
         "first_divergence": {
@@ -216,61 +331,45 @@ def summarise(g: Generations, answer_regex: str | None = None) -> dict:
             "by_position": {str(p): c for p, c in sorted(by_position.items())},
         },
         "common_prefix_tokens": int(diverged.min()) if diverged.size else int(lengths[modal_row]),
-        "splits": splits_on_modal_path(g, modal_row, agree),
-        "positions": positions_profile(g, modal_row, agree),
+        "splits": splits_on_modal_path(g, paths),
+        "positions": positions_profile(g, paths),
         "lengths": {
             "min": int(lengths.min()),
             "median": float(np.median(lengths)),
             "max": int(lengths.max()),
         },
-        "finish_reasons": dict(Counter(r or "null" for r in g.finish_reasons).most_common()),
+        "finish_reasons": dict(g.finish_reasons.most_common()),
         "unseen": unseen,
-        "fingerprints": dict(Counter(f or "null" for f in g.fingerprints).most_common()),
+        "fingerprints": dict(g.fingerprints.most_common()),
         "errors": int(sum(g.errors_by_type.values())),
         "errors_by_type": dict(sorted(g.errors_by_type.items())),
         # what does not add up: answers longer than max_tokens, texts that are not their tokens
         "flags": {"over_length": g.over_length, "text_mismatch": g.text_mismatch},
     }
-    if (tally := _answers(g, answer_regex)) is not None:
-        report["answers"] = tally
+    if g.answer_tally is not None:
+        report["answers"] = g.answer_tally
     return report
 
 
-def _answers(g: Generations, answer_regex: str | None) -> dict | None:
-    """The answers' tally: by --answer-regex from the texts, else the answers the data gave
-    (`import --answer`), else None."""
-    if answer_regex is not None:
-        return answer_tally(answers(g.texts, answer_regex))
-    return answer_tally(g.answers) if g.answers is not None else None
-
-
-def answer_tally(found: Sequence[str | None]) -> dict:
-    tally = Counter(found)
-    return {
-        "distinct": len(tally),
-        "modal": tally.most_common(1)[0][0],
-        "modal_share": tally.most_common(1)[0][1] / len(found),
-        "unmatched": tally.get(None, 0),
-    }
-
-
-def _summarise_texts(g: Generations, first, counts, answer_regex: str | None) -> dict:
+def _summarise_texts(g: Generations, first, counts) -> dict:
     """The report of answers known by their text only: how many, how often each; what needs
     tokens (where they part, their lengths, the drift) is null, not guessed."""
     from detcheck.text import redact
 
     secrets = analysis_secrets()
     n = g.n
+    listed = first.tolist()[:20]
+    texts = g.rows(listed, ["text"])
     completions = [
         {
             "count": int(count),
             "share": count / n,
-            "text": redact(g.texts[row], secrets),
+            "text": redact(texts[row].get("text"), secrets),
             "tokens": None,
             "first_divergence": None,
             "parting_text": None,
         }
-        for row, count in zip(first.tolist()[:20], counts.tolist())
+        for row, count in zip(listed, counts.tolist())
     ]
     unseen = stats.unseen(counts)
     unseen["chao1_ci95"] = list(stats.chao1_ci95(counts))
@@ -286,15 +385,15 @@ def _summarise_texts(g: Generations, first, counts, answer_regex: str | None) ->
         "splits": [],
         "positions": [],
         "lengths": None,
-        "finish_reasons": dict(Counter(r or "null" for r in g.finish_reasons).most_common()),
+        "finish_reasons": dict(g.finish_reasons.most_common()),
         "unseen": unseen,
-        "fingerprints": dict(Counter(f or "null" for f in g.fingerprints).most_common()),
+        "fingerprints": dict(g.fingerprints.most_common()),
         "errors": int(sum(g.errors_by_type.values())),
         "errors_by_type": dict(sorted(g.errors_by_type.items())),
         "flags": {"over_length": 0, "text_mismatch": 0},
     }
-    if (tally := _answers(g, answer_regex)) is not None:
-        report["answers"] = tally
+    if g.answer_tally is not None:
+        report["answers"] = g.answer_tally
     return report
 
 
@@ -367,14 +466,13 @@ def build_generation_report(runs, answer_regex: str | None = None) -> dict:
         "measured": measured(runs),
     }
     if len(groups) == 1:
-        report = {**common, **summarise(read_generations(runs), answer_regex)}
+        report = {**common, **summarise(read_generations(runs, answer_regex))}
         report["prompts"], report["agreement"] = None, None
         report["headline"] = headline(report)
         return report
     prompts, fingerprints, errors = [], Counter(), Counter()
     for (prompt_id, prompt), members in groups.items():
-        g = read_generations(members)
-        s = summarise(g, answer_regex)
+        s = summarise(read_generations(members, answer_regex))
         fingerprints.update(s.get("fingerprints") or {})
         errors.update(s.get("errors_by_type") or {})
         prompts.append(
@@ -423,9 +521,10 @@ def build_generation_report(runs, answer_regex: str | None = None) -> dict:
 
 
 def completion_counts(g: Generations) -> dict[tuple, int]:
-    """{completion as its tokens: responses that gave it}."""
+    """{completion (its identity: the same for the same tokens, in any run): responses that
+    gave it}."""
     first, _, counts = unique_completions(g.identity)
     return {
-        tuple(g.vocabulary[c] for c in g.codes[row] if c != END): int(count)
+        tuple(g.identity[row].tolist()): int(count)
         for row, count in zip(first.tolist(), counts.tolist())
     }
