@@ -167,6 +167,7 @@ class Generations:
     kept: list[pa.RecordBatch] | None = None  # the good rows, when the runs were small
     hasher: TokenHashes = field(default_factory=TokenHashes)
     modal_top: list | None = None  # the modal response's top logprobs, once fetched
+    batch_rows: int = BATCH_ROWS
 
     @property
     def n(self) -> int:
@@ -189,7 +190,7 @@ class Generations:
         runs = list({id(run): run for run, _ in self.where}.values())  # each once, in order
         workers = 2 if self.n > KEEP_ROWS else 0
         for run in runs:
-            for batch in run.batches(["ok", *columns], BATCH_ROWS, TOKENS_AS_CODES, workers):
+            for batch in run.batches(["ok", *columns], self.batch_rows, TOKENS_AS_CODES, workers):
                 yield _good(batch).select(columns)
 
     def rows(self, responses: Sequence[int], columns: Sequence[str]) -> dict[int, dict]:
@@ -210,16 +211,19 @@ class Generations:
         return found
 
 
-def read_generations(runs, answer_regex: str | None = None) -> Generations:
+def read_generations(runs, answer_regex: str | None = None, *, keep: bool | None = None,
+                     batch_rows: int = BATCH_ROWS) -> Generations:  # fmt: skip
     """The successful responses of `runs`, in the order they were received: each one's
     identity, its length read to max_tokens where a server sent more than asked (one
-    120,000-token answer does not widen them all), and the report's tallies."""
+    120,000-token answer does not widen them all), and the report's tallies. `keep`: hold the
+    batches for the second look (default: when the runs have at most KEEP_ROWS rows)."""
     regex = _compiled(answer_regex)
     if any((r.meta.get("config") or {}).get("logprobs") is False for r in runs):
         return _read_texts(runs, regex)
     asked = [int((r.meta.get("config") or {}).get("max_tokens") or 0) for r in runs]
     cap = max(asked) if asked and min(asked) > 0 else None
-    keep = sum(r.num_rows() for r in runs) <= KEEP_ROWS
+    if keep is None:
+        keep = sum(r.num_rows() for r in runs) <= KEEP_ROWS
     columns = GENERATION_COLUMNS + (["gen_top_logprobs"] if keep else [])
     hasher = TokenHashes()
     ids, lengths, kept, where = [], [], [], []
@@ -228,7 +232,7 @@ def read_generations(runs, answer_regex: str | None = None) -> Generations:
     mismatch = over = 0
     workers = 2 if sum(r.num_rows() for r in runs) > KEEP_ROWS else 0
     for run in runs:
-        for batch in run.batches(columns, BATCH_ROWS, TOKENS_AS_CODES, workers):
+        for batch in run.batches(columns, batch_rows, TOKENS_AS_CODES, workers):
             good = _good(batch, errors)
             if good.num_rows == 0:
                 continue
@@ -277,6 +281,7 @@ def read_generations(runs, answer_regex: str | None = None) -> Generations:
         text_mismatch=mismatch,
         kept=kept if keep else None,
         hasher=hasher,
+        batch_rows=batch_rows,
     )
 
 
