@@ -621,7 +621,13 @@ def bench_generations(args) -> list[dict]:
     for n in args.generation_sizes:
         tmp = Path(tempfile.mkdtemp())
         try:
-            run_dir = make_generation_dataset(tmp, n, GENERATED_TOKENS, part_rows=10_000)
+            # built in a child: this process stays small, and its size is not the measured
+            # children's (ru_maxrss keeps the forking parent's size across exec)
+            code = (f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import run; "
+                    f"from pathlib import Path; run.make_generation_dataset(Path({str(tmp)!r}), "
+                    f"{n}, {GENERATED_TOKENS}, part_rows=10_000)")  # fmt: skip
+            subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+            run_dir = tmp / "generate-run"
             page = tmp / "page.html"
             commands = {
                 "analyze": DETCHECK + ["analyze", str(run_dir), "--json"],

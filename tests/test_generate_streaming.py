@@ -47,7 +47,10 @@ def random_rows(seed: int):
             tokens[at:] = [rng.choice(vocab) for _ in range(rng.randint(0, 4) + len(tokens) - at)]
         if rng.random() < 0.1:  # a server that ignores max_tokens
             tokens += [rng.choice(vocab) for _ in range(3)]
-        logprobs = [rng.choice([-0.5, -0.5, -0.5, -0.25, -1.0, None]) for _ in tokens]
+        if seed % 3:  # a few values per position, as drift gives
+            logprobs = [rng.choice([-0.5, -0.5, -0.5, -0.25, -1.0, None]) for _ in tokens]
+        else:  # all different
+            logprobs = [-rng.random() for _ in tokens]
         rows.append((tokens, logprobs))
     return rows
 

@@ -425,3 +425,38 @@ def test_the_line_cap_is_the_batch_api_s():
     from detcheck.send import batch_api
 
     assert MAX_LINE_BYTES == batch_api.MAX_LINE_BYTES
+
+
+def test_logged_requests_and_batch_lines_are_read_the_same_both_ways(tmp_path):
+    """{request, response} and Batch API lines in their usual layout take the columnar way;
+    the same lines with a field that sends them the per-line way store the same rows."""
+    from fake_openai import chat_body
+
+    ask = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Flip."}], "max_tokens": 1}
+    logged = [{"request": {**ask, "seed": i}, "response": chat_body(i, -0.1 - 1e-3 * (i % 4))}
+              for i in range(50)]  # fmt: skip
+    batch = [{"id": f"b{i}", "custom_id": f"c-{i}",
+              "response": {"status_code": 200, "request_id": f"r{i}", "body": chat_body(i, -0.2)},
+              "error": None} for i in range(50)]  # fmt: skip
+    inputs = write_jsonl(tmp_path / "in.jsonl", [{"custom_id": f"c-{i}", "method": "POST",
+                                                  "url": "/v1/chat/completions", "body": ask}
+                                                 for i in range(50)])  # fmt: skip
+    cases = {
+        "logged": (
+            logged,
+            [{**x, "request": {**x["request"], "api-key": ""}} for x in logged],
+            [],
+        ),  # fmt: skip
+        "batch": (batch, [{**x, "api-key": ""} for x in batch], ["--batch-input", inputs]),
+    }
+    for name, (fast, slow, extra) in cases.items():
+        tables = []
+        for label, lines in (("fast", fast), ("slow", slow)):
+            path = write_jsonl(tmp_path / f"{name}-{label}.jsonl", lines)
+            out = tmp_path / f"{name}-{label}"
+            code, data, err = run_import(path, *extra, "-o", out)
+            assert code == 0, err
+            (run,) = read_runs([str(out)])
+            tables.append(run.table.drop_columns(["run_id", "raw_body"]).to_pylist())
+            assert run.meta["request"]["messages"] == ask["messages"]
+        assert tables[0] == tables[1], name

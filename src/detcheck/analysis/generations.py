@@ -145,8 +145,8 @@ def _parting(paths: Paths, t, div: np.ndarray, lengths: np.ndarray, at: int) -> 
 
 
 def _drift(paths: Paths, t, values: np.ndarray, div: np.ndarray, lengths: np.ndarray) -> None:
-    """The logprobs at each position of the responses still on the modal path there that are
-    not the modal response's own value (those are few: kept, distinct per batch)."""
+    """The distinct logprobs at each position among the responses still on the modal path
+    there (bar the modal response's own value, known already)."""
     mlen = len(paths.modal_tokens)
     if not mlen or not values.size:
         return
@@ -155,10 +155,20 @@ def _drift(paths: Paths, t, values: np.ndarray, div: np.ndarray, lengths: np.nda
         grid = t.grid(values)[:, :common]
         pos = np.arange(common)[None, :]
         on_path = (div[:, None] == -1) | (pos < div[:, None])
-        other = on_path & ~np.isnan(grid) & (grid != paths.reference[None, :common])
-        if not other.any():
-            return
-        r, where = np.nonzero(other)
+        left = on_path & ~np.isnan(grid) & (grid != paths.reference[None, :common])
+        columns = np.arange(common)
+        # a position's values are few: take each column's first one left, drop all equal to
+        # it, again (one pass over the batch per distinct value, not a sort of it)
+        for _ in range(8):
+            if not left.any():
+                return
+            first = left.argmax(axis=0)
+            has = left[first, columns]
+            picked = grid[first, columns]
+            for w in np.flatnonzero(has).tolist():
+                paths.others.setdefault(w, []).append(picked[w : w + 1])
+            left &= ~(has[None, :] & (grid == picked[None, :]))
+        r, where = np.nonzero(left)  # many distinct values: the rest at once
         found = grid[r, where]
     else:
         rows, pos = t.rows, t.positions

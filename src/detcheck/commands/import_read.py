@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,11 +111,25 @@ class Reader:
         slow += self._columnar(bodies, bare, chunk.numbers, tables, (ready.parsed, ready.tokens))
         bodies: list[bytes] = []  # wrapped bodies for the columnar path, with what they carry
         carried: list[tuple] = []  # (line position, request, api, extra row fields)
-        for k in ready.wrapped:
-            if fmt == "batch":
-                self._batch_body(k, lines[k], requests, bodies, carried, slow)
+        for k, found in zip(ready.wrapped, ready.unwrapped):
+            if found is None:  # not in the usual layout: read by json
+                if fmt == "batch":
+                    self._batch_body(k, lines[k], requests, bodies, carried, slow)
+                else:
+                    self._wrapped_body(k, lines[k], bodies, carried, slow)
+            elif fmt == "batch":
+                body, extra = found
+                api, request, secret = requests.peek(extra["custom_id"]) if requests else (
+                    None, None, set())  # fmt: skip
+                if secret:  # its request held a credential: redacted line by line
+                    slow.append(k)
+                    continue
+                bodies.append(body)
+                carried.append((k, request, api, extra))
             else:
-                self._wrapped_body(k, lines[k], bodies, carried, slow)
+                body, request = found
+                bodies.append(body)
+                carried.append((k, _parameters(request), None, None))
         slow += self._columnar(bodies, carried, chunk.numbers, tables)
         rows: list[dict] = []
         for k in sorted(slow):
@@ -412,6 +427,7 @@ class _Prepared:
     wrapped: list[int]
     parsed: pa.Table | None
     tokens: np.ndarray | None  # the "token" fields in each bare line
+    unwrapped: list  # per wrapped line: its body and what it carries, or None (read by json)
 
 
 def _prepare(block: tuple, fmt: str) -> _Prepared:
@@ -435,7 +451,62 @@ def _prepare(block: tuple, fmt: str) -> _Prepared:
         parsed = ic.parse_bodies(bodies)
         if parsed is not None:
             tokens = ic.token_fields(pa.array(bodies, pa.binary()))
-    return _Prepared(chunk, suspect, bare, wrapped, parsed, tokens)
+    unwrap = _batch_layout if fmt == "batch" else _logged_layout
+    unwrapped = [unwrap(lines[k]) for k in wrapped]
+    return _Prepared(chunk, suspect, bare, wrapped, parsed, tokens, unwrapped)
+
+
+_DECODER = json.JSONDecoder()
+_REQUEST_KEY = re.compile(rb'\{\s*"request"\s*:\s*')
+_RESPONSE_KEY = re.compile(r'\s*,\s*"response"\s*:\s*')
+_STRING = rb'"(?:[^"\\]|\\.)*"'
+_BATCH_HEAD = re.compile(
+    rb'\{\s*"id"\s*:\s*' + _STRING + rb'\s*,\s*"custom_id"\s*:\s*(' + _STRING
+    + rb')\s*,\s*"response"\s*:\s*\{\s*"status_code"\s*:\s*200\s*,\s*"request_id"\s*:\s*('
+    + _STRING + rb'|null)\s*,\s*"body"\s*:\s*'
+)  # fmt: skip
+_BATCH_TAIL = re.compile(rb'\s*\}\s*(?:,\s*"error"\s*:\s*null\s*)?\}\s*$')
+
+
+def _logged_layout(line: bytes):
+    """(the response body's bytes as logged, the request) of {"request": ..., "response":
+    {...}} in that order and nothing after (what a logger's json.dumps writes), without
+    parsing the body in Python; None for any other layout (then json reads the line)."""
+    head = _REQUEST_KEY.match(line)
+    if head is None or not line.isascii():  # ASCII: a character is a byte
+        return None
+    text = line.decode("ascii")
+    try:
+        request, end = _DECODER.raw_decode(text, head.end())
+    except (ValueError, RecursionError):
+        return None
+    key = _RESPONSE_KEY.match(text, end)
+    body = text[key.end() :].rstrip() if key else ""
+    if not body.endswith("}") or not isinstance(request, dict):
+        return None
+    body = body[:-1].rstrip()  # the wrapper's own closing brace
+    if not body.startswith("{") or not body.endswith("}"):
+        return None
+    return line[key.end() : key.end() + len(body)], request
+
+
+def _batch_layout(line: bytes):
+    """(the body's bytes, the line's own fields) of a Batch API output line of status 200 in
+    the API's layout (id, custom_id, response {status_code, request_id, body}, error null);
+    None for any other (then json reads the line)."""
+    head = _BATCH_HEAD.match(line)
+    tail = _BATCH_TAIL.search(line) if head else None
+    if tail is None or tail.start() <= head.end():
+        return None
+    try:
+        custom_id = json.loads(head.group(1))
+        request_id = json.loads(head.group(2))
+    except ValueError:
+        return None
+    body = line[head.end() : tail.start()]
+    if not body.startswith(b"{") or not body.endswith(b"}"):
+        return None
+    return body, {"custom_id": custom_id, "http_status": 200, "request_id": request_id}
 
 
 def _ahead(items, work, *args):
