@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from detcheck.commands.import_columns import GROUP, MARK, ORDER, SPILL_SCHEMA
 from detcheck.commands.import_formats import NO_MODEL
 
 RUN_BYTES = 128 * 1024 * 1024  # a run's rows held at once when it is no larger
+WRITERS = 2  # runs written at once
 LACKS = {
     "timing": "timing unknown: the time and concurrency tests are not run",
     "fingerprint": "no system_fingerprint in the data",
@@ -149,16 +152,27 @@ def write_runs(spill: Spill, prompts: list[Prompt], aliases: dict[int, int], sta
     by_index = {p.index: p for p in prompts}
     width = len(str(max(len(members) - 1, 0)))
     several = len(members) > 1
-    readers = spill.readers()
-    names = []
-    for number, (index, groups) in enumerate(sorted(members.items())):
+    local = threading.local()
+
+    def write(number: int, index: int, groups: list[int]) -> str:
+        if not hasattr(local, "readers"):  # each thread its own readers of the spill
+            local.readers = spill.readers()
+        readers = local.readers
         p = by_index[index]
         model = (p.request or {}).get("model") or _first_model(readers, spill, groups)
         run_id = f"{set_id}-{number:0{width}d}" if several else new_run_id(model or "unknown")
         _write_run(readers, spill, groups, p, staging / run_id, run_id, meta_of)
-        names.append(run_id)
-        if not (number + 1) % 1000:
-            progress(f"wrote {number + 1:,} of {len(members):,} runs")
+        return run_id
+
+    # two threads: Parquet's encoding and compression let go of the GIL
+    names = []
+    with ThreadPoolExecutor(min(WRITERS, len(members))) as pool:
+        jobs = [pool.submit(write, number, index, groups)
+                for number, (index, groups) in enumerate(sorted(members.items()))]  # fmt: skip
+        for number, job in enumerate(jobs):
+            names.append(job.result())
+            if not (number + 1) % 1000:
+                progress(f"wrote {number + 1:,} of {len(members):,} runs")
     return names
 
 
@@ -185,13 +199,15 @@ def _run_tables(readers, spill: Spill, groups: list[int]) -> Iterator[pa.Table]:
 
 
 def _write_run(readers, spill, groups, p: Prompt, run_dir: Path, run_id: str, meta_of) -> None:
-    sizes = [
-        reader.get_batch(index[g]).nbytes
-        for reader, index in zip(readers, spill.batches)
-        for g in groups
-        if g in index
-    ]
-    held = list(_run_tables(readers, spill, groups)) if sum(sizes) <= RUN_BYTES else None
+    held, size = [], 0
+    for t in _run_tables(readers, spill, groups):  # held while small, else read again
+        held.append(t)
+        size += t.nbytes
+        if size > RUN_BYTES:
+            held = None
+            break
+    if held is not None and len(held) > 1:
+        held = [pa.concat_tables(held)]
     tables = (lambda: iter(held)) if held is not None else (
         lambda: _run_tables(readers, spill, groups))  # fmt: skip
     keep = _first_of_each(tables())
@@ -272,23 +288,52 @@ def _write_parquet(run_dir: Path, meta: dict, tables, keep: np.ndarray, kind: st
             mine = keep[at : at + t.num_rows]
             at += t.num_rows
             t = t.filter(pa.array(mine)) if not mine.all() else t
-            pending.append(_stored(t, meta, seq, kind))
-            seq += t.num_rows
-            held += pending[-1].nbytes
+            pending.append(t)
+            held += t.nbytes
             if sum(x.num_rows for x in pending) >= ROW_GROUP_ROWS or held >= GROUP_BYTES:
-                _flush(writer, pending, ROW_GROUP_ROWS)
+                seq = _flush(writer, pending, meta, seq, kind, ROW_GROUP_ROWS)
                 pending, held = [], 0
         if pending:
-            _flush(writer, pending, ROW_GROUP_ROWS)
+            _flush(writer, pending, meta, seq, kind, ROW_GROUP_ROWS)
     (run_dir / RUN_JSON).write_text(json.dumps(meta, indent=2))
-    with open(path, "rb") as f:  # on disk before the import can become visible
-        os.fsync(f.fileno())
 
 
-def _flush(writer, pending: list[pa.Table], rows: int) -> None:
-    table = pa.concat_tables(pending)
+def _flush(writer, pending: list[pa.Table], meta: dict, seq: int, kind: str, rows: int) -> int:
+    """Write `pending` spill rows as row groups of at most `rows`; returns the next seq."""
+    table = pending[0] if len(pending) == 1 else pa.concat_tables(pending)
+    table = _stored(table, meta, seq, kind)
     for start in range(0, table.num_rows, rows):
         writer.write_table(table.slice(start, rows), row_group_size=rows)
+    return seq + table.num_rows
+
+
+def sync_files(root: Path) -> None:
+    """Everything written under `root` on disk before the import can become visible: the
+    file system synced once (syncfs, Linux), else each file and directory fsynced."""
+    import ctypes
+    import ctypes.util
+
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if getattr(libc, "syncfs", None) is not None and libc.syncfs(fd) == 0:
+            return
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    for where, _, files in os.walk(root):
+        for name in [*files, "."]:
+            try:
+                handle = os.open(os.path.join(where, name), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(handle)
+            except OSError:
+                pass
+            finally:
+                os.close(handle)
 
 
 def _stored(t: pa.Table, meta: dict, seq: int, kind: str) -> pa.Table:

@@ -12,6 +12,7 @@ the next import into the same --out."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -35,7 +36,13 @@ def import_command(paths: list[Path], out: Path, fmt: str | None, columns: dict,
     from detcheck.analysis.report import report_of
     from detcheck.commands.import_formats import FORMATS
     from detcheck.commands.import_read import Reader
-    from detcheck.commands.import_runs import Groups, Spill, attach_unknown_models, write_runs
+    from detcheck.commands.import_runs import (
+        Groups,
+        Spill,
+        attach_unknown_models,
+        sync_files,
+        write_runs,
+    )
     from detcheck.store import read_runs
     from detcheck.store.lock import LOCK_NAME, RunLock
     from detcheck.store.runs import new_run_id
@@ -76,6 +83,7 @@ def import_command(paths: list[Path], out: Path, fmt: str | None, columns: dict,
 
         names = write_runs(spill, prompts, aliases, staging, set_id, meta_of, log)
         spill.remove()
+        sync_files(staging)
         if len(names) == 1:  # one run: it appears in one rename
             final = [out / names[0]]
             (staging / names[0]).rename(final[0])
@@ -205,7 +213,6 @@ def _meta(p: Prompt, run_id: str, set_id: str | None, fmt: str, sources: list,
           skipped: int) -> dict:  # fmt: skip
     """run.json of an imported run: what the data says, null where it says nothing."""
     from detcheck.store import utc_now
-    from detcheck.store.runs import versions
     from detcheck.store.schema import RUN_JSON_VERSION, SCHEMA_VERSION
 
     request = p.request or {}
@@ -253,7 +260,7 @@ def _meta(p: Prompt, run_id: str, set_id: str | None, fmt: str, sources: list,
         "concurrency": None,
         "rpm": None,
         "timeout_s": None,
-        "versions": versions(),
+        "versions": _versions(),
         "via": "import",
         "imported": {
             "at": utc_now().isoformat(),
@@ -269,3 +276,11 @@ def _meta(p: Prompt, run_id: str, set_id: str | None, fmt: str, sources: list,
 
 def _model(p: Prompt) -> str:
     return (p.request or {}).get("model") or p.model or "unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict:
+    """The packages' versions, looked up once for every run of an import (~2 ms each)."""
+    from detcheck.store.runs import versions
+
+    return versions()
