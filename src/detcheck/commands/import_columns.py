@@ -336,3 +336,34 @@ def _int32(values: pa.Array) -> pa.Array:
     """A count that fits the int32 columns; null beyond (the raw body keeps it)."""
     inside = pc.and_(pc.greater_equal(values, INT32[0]), pc.less_equal(values, INT32[1]))
     return pc.if_else(pc.fill_null(inside, False), values, None).cast(pa.int32())
+
+
+def with_order(table: pa.Table, order, groups, marks) -> pa.Table:
+    for name, values in ((ORDER, order), (GROUP, groups), (MARK, marks)):
+        index = table.schema.get_field_index(name)
+        field = table.schema.field(index)
+        table = table.set_column(index, field, pa.array(values, field.type))
+    return table
+
+
+def rows_table(rows: list[dict]) -> pa.Table:
+    """Row dicts as a spill table; a row that does not fit (a number out of its column's
+    range) is kept as a failed row with its raw body, as a journal keeps it."""
+    try:
+        return pa.Table.from_pylist(rows, schema=SPILL_SCHEMA)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        pass
+    fixed = []
+    for row in rows:
+        try:
+            pa.Table.from_pylist([row], schema=SPILL_SCHEMA)
+            fixed.append(row)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+            raw = row.get("raw_body")
+            fixed.append({
+                "attempt": 1, "ok": False, "error_type": "unstorable",
+                "error": f"the row did not fit the schema: {exc}"[:500],
+                "raw_body": raw if isinstance(raw, str) else None,
+                ORDER: row[ORDER], GROUP: row[GROUP], MARK: None,
+            })  # fmt: skip
+    return pa.Table.from_pylist(fixed, schema=SPILL_SCHEMA)
