@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from detcheck.store.journal import _json_type
 from detcheck.store.schema import RUN_SCHEMA
 
-CHUNK_BYTES = 16 * 1024 * 1024  # lines read, checked and parsed at once
+CHUNK_BYTES = 8 * 1024 * 1024  # lines read, checked and parsed at once
 SMALLEST_FAST = 32  # a batch of bodies smaller than this that fails goes line by line
 
 # a row as import stores it, before the run's own columns (run_id, seq, constants) are added

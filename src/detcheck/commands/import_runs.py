@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from detcheck.commands.import_columns import GROUP, MARK, ORDER, SPILL_SCHEMA
 from detcheck.commands.import_formats import NO_MODEL
 
-RUN_BYTES = 128 * 1024 * 1024  # a run's rows held at once when it is no larger
+RUN_BYTES = 32 * 1024 * 1024  # a run's rows held at once when it is no larger
 WRITERS = 2  # runs written at once
 LACKS = {
     "timing": "timing unknown: the time and concurrency tests are not run",
