@@ -294,7 +294,7 @@ class _BatchRequests:
             if chunk.overlong:
                 number = chunk.overlong[0][0]
                 raise UsageError(f"{path}:{number}: not a batch input line (over the limit)")
-            suspect = ic.suspects(pa_binary(chunk.lines))
+            suspect = ic.suspects(_binary(chunk.lines))
             for k, raw in enumerate(chunk.lines):
                 number = int(chunk.numbers[k])
                 line = _json(raw, f"{path}:{number}")
@@ -334,7 +334,7 @@ class _BatchRequests:
         return found
 
 
-def pa_binary(lines: list[bytes]):
+def _binary(lines: list[bytes]):
     import pyarrow as pa
 
     return pa.array(lines, pa.binary())

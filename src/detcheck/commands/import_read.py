@@ -35,7 +35,6 @@ from detcheck.commands.import_tables import TableReading
 from detcheck.errors import DataError, UsageError
 
 Log = Callable[[str], None]
-ROW_NAMES = [f.name for f in ic.SPILL_SCHEMA if not f.name.startswith("_")]
 
 
 class Reader(TableReading):
