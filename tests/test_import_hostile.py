@@ -421,7 +421,7 @@ def test_the_columnar_and_the_per_line_reader_store_the_same_rows(tmp_path):
 
 
 def test_the_line_cap_is_the_batch_api_s():
-    from detcheck.commands.import_formats import MAX_LINE_BYTES
+    from detcheck.commands.import_files import MAX_LINE_BYTES
     from detcheck.send import batch_api
 
     assert MAX_LINE_BYTES == batch_api.MAX_LINE_BYTES

@@ -33,7 +33,7 @@ class Prepared:
 
 
 def prepare(block: tuple, fmt: str) -> Prepared:
-    from detcheck.commands.import_formats import MAX_LINE_BYTES
+    from detcheck.commands.import_files import MAX_LINE_BYTES
 
     chunk = ic.split_block(*block[:2], MAX_LINE_BYTES, block[2])
     lines = chunk.lines

@@ -96,7 +96,7 @@ def blocks(path, cap: int) -> Iterator[tuple[bytes, int, list]]:
     """`path` (gzip or not, past a byte order mark) as blocks of whole lines of about
     CHUNK_BYTES: (bytes, lines before it, [(number, length)] of lines too long to be in one,
     read past without being held). Cheap: the splitting is `split_block`'s, on another thread."""
-    from detcheck.commands.import_formats import _readline, open_input
+    from detcheck.commands.import_files import open_input, readline_capped
 
     with open_input(path) as f:
         before = 0  # lines in earlier blocks
@@ -112,7 +112,7 @@ def blocks(path, cap: int) -> Iterator[tuple[bytes, int, list]]:
                     carry = data
                     continue
                 length = len(data)
-                while (rest := _readline(f, 1 << 20, path)) and not rest.endswith(b"\n"):
+                while (rest := readline_capped(f, 1 << 20, path)) and not rest.endswith(b"\n"):
                     length += len(rest)
                 before += 1
                 yield b"", before, [(before, length + len(rest))]

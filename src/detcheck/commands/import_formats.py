@@ -8,13 +8,13 @@ CSV row) is capped at the size of one response, so no input holds more than that
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from detcheck.commands.import_files import MAX_LINE_BYTES, open_input, readline_capped
 from detcheck.commands.import_secrets import scrub
 from detcheck.errors import DataError, UsageError
 
@@ -26,11 +26,6 @@ API_OF_URL = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
 NOT_PARAMETERS = ("headers", "api_key", "authorization", "extra_headers")
 
 
-# one line (or CSV row) at most: send.batch_api.MAX_LINE_BYTES, a response body and the line
-# around it (not imported from there: that module brings in the SDK, 2 s of start-up)
-MAX_LINE_BYTES = 8 * 1024 * 1024 + 64 * 1024
-BOM = b"\xef\xbb\xbf"
-GZIP_MAGIC = b"\x1f\x8b"
 NO_MODEL = "?"  # the model part of a group key when the response names none (an error body)
 
 
@@ -98,47 +93,20 @@ def read_records(
         )
 
 
-def open_input(path: Path):
-    """A file to import, opened for reading as bytes: decompressed if it is gzip, past a UTF-8
-    byte order mark, and refused with the reason if it cannot be read or is empty."""
-    try:
-        f = open(path, "rb")
-        head = f.read(3)
-        if head[:2] == GZIP_MAGIC:
-            f.seek(0)
-            f = gzip.GzipFile(fileobj=f, mode="rb")
-            head = f.read(3)
-        if head != BOM:
-            f.seek(0)
-        if not head:
-            f.close()
-            raise UsageError(f"{path}: empty (nothing to import)")
-    except (OSError, EOFError) as exc:
-        raise UsageError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    return f
-
-
 def _lines(path: Path) -> Iterator[tuple[int, bytes | int]]:
     """Each non-blank line; one over MAX_LINE_BYTES arrives as its length (not held)."""
 
     with open_input(path) as f:
         number = 0
-        while raw := _readline(f, MAX_LINE_BYTES + 1, path):
+        while raw := readline_capped(f, MAX_LINE_BYTES + 1, path):
             number += 1
             if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
                 length = len(raw)
-                while (rest := _readline(f, 1 << 20, path)) and not rest.endswith(b"\n"):
+                while (rest := readline_capped(f, 1 << 20, path)) and not rest.endswith(b"\n"):
                     length += len(rest)
                 yield number, length + len(rest)
             elif raw.strip():
                 yield number, raw
-
-
-def _readline(f, limit: int, path: Path) -> bytes:
-    try:
-        return f.readline(limit)
-    except (OSError, EOFError) as exc:  # a truncated or corrupt gzip stream
-        raise DataError(f"{path}: cannot be read to its end ({exc})") from None
 
 
 def _json(raw: bytes | int, where: str) -> object:
@@ -395,11 +363,11 @@ def _csv_rows(path: Path, columns: dict) -> Iterator[Record | str]:
 
     def text_lines(f) -> Iterator[str]:
         number = 0
-        while raw := _readline(f, MAX_LINE_BYTES + 1, path):
+        while raw := readline_capped(f, MAX_LINE_BYTES + 1, path):
             number += 1
             if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
                 length = len(raw)
-                while (rest := _readline(f, 1 << 20, path)) and not rest.endswith(b"\n"):
+                while (rest := readline_capped(f, 1 << 20, path)) and not rest.endswith(b"\n"):
                     length += len(rest)
                 overlong[number] = length + len(rest)
                 yield "overlong\n"  # a row of its own, for the reader to name

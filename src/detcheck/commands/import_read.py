@@ -48,7 +48,7 @@ class Reader(TableReading):
         self.requests = None
 
     def read(self, paths: list[Path], fmt: str, columns: dict, batch_input: Path | None) -> None:
-        from detcheck.commands.import_formats import MAX_LINE_BYTES
+        from detcheck.commands.import_files import MAX_LINE_BYTES
 
         if fmt in ("csv", "jsonl") and not columns.get("text"):
             raise UsageError(f"--format {fmt} needs --text COLUMN (the completion)")

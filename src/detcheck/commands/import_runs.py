@@ -140,7 +140,7 @@ def attach_unknown_models(prompts: list[Prompt]) -> dict[int, int]:
     return aliases
 
 
-def write_runs(spill: Spill, prompts: list[Prompt], aliases: dict[int, int], staging: Path,
+def write_runs(spill: Spill, prompts: list[Prompt], aliases: dict[int, int], staging: Path, *,
                set_id: str, meta_of, progress=lambda _: None) -> list[str]:  # fmt: skip
     """Pass 2: each run from its rows in the spill; returns the runs' directory names in the
     data's order. `meta_of(prompt, run_id)` is a run's metadata, once its rows are counted."""
@@ -161,7 +161,7 @@ def write_runs(spill: Spill, prompts: list[Prompt], aliases: dict[int, int], sta
         p = by_index[index]
         model = (p.request or {}).get("model") or _first_model(readers, spill, groups)
         run_id = f"{set_id}-{number:0{width}d}" if several else new_run_id(model or "unknown")
-        _write_run(readers, spill, groups, p, staging / run_id, run_id, meta_of)
+        _write_run(readers, spill, groups, p, staging / run_id, run_id=run_id, meta_of=meta_of)
         return run_id
 
     # two threads: Parquet's encoding and compression let go of the GIL
@@ -198,7 +198,7 @@ def _run_tables(readers, spill: Spill, groups: list[int]) -> Iterator[pa.Table]:
         yield table
 
 
-def _write_run(readers, spill, groups, p: Prompt, run_dir: Path, run_id: str, meta_of) -> None:
+def _write_run(readers, spill, groups, p: Prompt, run_dir: Path, *, run_id: str, meta_of) -> None:
     held, size = [], 0
     for t in _run_tables(readers, spill, groups):  # held while small, else read again
         held.append(t)

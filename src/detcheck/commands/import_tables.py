@@ -26,7 +26,7 @@ class TableReading:
         file needs the per-line reader: odd rows, a cell over the limit, bad UTF-8."""
         import pyarrow.csv as pcsv
 
-        from detcheck.commands.import_formats import MAX_LINE_BYTES, open_input
+        from detcheck.commands.import_files import MAX_LINE_BYTES, open_input
 
         wanted = [c for c in columns.values() if c]
         start, rows_before = len(self.spill.files), self.rows

@@ -81,7 +81,8 @@ def import_command(paths: list[Path], out: Path, fmt: str | None, columns: dict,
             several = len(prompts) - len(aliases) > 1
             return _meta(p, run_id, set_id if several else None, fmt, sources, reader.skipped)
 
-        names = write_runs(spill, prompts, aliases, staging, set_id, meta_of, log)
+        names = write_runs(spill, prompts, aliases, staging, set_id=set_id, meta_of=meta_of,
+                           progress=log)  # fmt: skip
         spill.remove()
         sync_files(staging)
         if len(names) == 1:  # one run: it appears in one rename
@@ -173,7 +174,7 @@ def _clear_killed(out: Path, log: Log) -> None:
 
 def guess_format(path: Path) -> str:
     """The --format a file most likely is: csv by its name; else by its first line."""
-    from detcheck.commands.import_formats import open_input
+    from detcheck.commands.import_files import open_input
 
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".csv"):
