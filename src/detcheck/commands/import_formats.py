@@ -1,6 +1,8 @@
 """The formats `detcheck import` reads, each streamed a line (or a CSV row) at a time into
 Records: a row as detcheck stores it, and which prompt it answers. A line that cannot be read
-is yielded as the reason, naming its file and line, for the caller to stop or skip on.
+is yielded as the reason, naming its file and line, for the caller to stop or skip on. This is
+the per-line reader: import_read sends it what the columnar path (import_columns) does not
+take, and the tables the CSV reader (import_tables) leaves.
 
 Files may be gzip-compressed and may start with a UTF-8 byte order mark; every line (and every
 CSV row) is capped at the size of one response, so no input holds more than that at once."""
@@ -10,7 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,43 +56,12 @@ def group_key(request: dict | None, api: str | None, model: str | None) -> tuple
     return digest, api or NO_MODEL, model or NO_MODEL
 
 
-def read_records(
-    paths: list[Path],
-    fmt: str,
-    columns: dict,
-    *,
-    batch_input: Path | None = None,
-    warn: Callable[[str], None] = lambda _: None,
-) -> Iterator[Record | str]:
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
-    if fmt in ("csv", "jsonl"):
-        if not columns.get("text"):
-            raise UsageError(f"--format {fmt} needs --text COLUMN (the completion)")
-        for path in paths:
-            yield from _table(path, fmt, columns)
-        return
-    if batch_input is not None and fmt != "batch":
-        raise UsageError("--batch-input is for --format batch")
-    requests = _BatchRequests(batch_input) if batch_input else None
-    if fmt == "batch" and requests is None:
-        warn(
-            "no --batch-input: the requests are unknown, so responses are grouped by the model "
-            "and API that answered (give the batch's input file to group them by request)"
-        )
-    for path in paths:
-        for number, raw in _lines(path):
-            where = f"{path}:{number}"
-            item = _batch_line(raw, requests, where) if fmt == "batch" else _openai_line(raw, where)
-            if isinstance(item, list):
-                yield from item
-            else:
-                yield item
-    if requests is not None and requests.unknown:
-        warn(
-            f"{requests.unknown:,} responses whose custom_id is not in {batch_input.name}: "
-            "grouped by the model and API that answered, apart from the known requests"
-        )
+def read_table(path: Path, fmt: str, columns: dict) -> Iterator[Record | str]:
+    """A CSV file's or a JSONL table's rows, one completion each, line by line (the per-line
+    reader: import_read takes openai and batch lines by itself)."""
+    if not columns.get("text"):
+        raise UsageError(f"--format {fmt} needs --text COLUMN (the completion)")
+    yield from _table(path, fmt, columns)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes | int]]:

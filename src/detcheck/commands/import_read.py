@@ -27,7 +27,7 @@ from detcheck.commands.import_formats import (
     _parameters,
     _prompt_text,
     group_key,
-    read_records,
+    read_table,
 )
 from detcheck.commands.import_runs import Groups, Spill
 from detcheck.commands.import_secrets import keys_in, redacted_json, secrets_of
@@ -67,9 +67,9 @@ class Reader(TableReading):
         for self.file, path in enumerate(paths):
             if fmt == "csv":
                 if not self._csv(path, columns):
-                    self._records(read_records([path], "csv", columns), path)
+                    self._records(read_table(path, "csv", columns), path)
             elif fmt == "jsonl":
-                self._records(read_records([path], "jsonl", columns), path)
+                self._records(read_table(path, "jsonl", columns), path)
             else:
                 for ready in ahead(ic.blocks(path, MAX_LINE_BYTES), prepare, fmt):
                     self._chunk(ready, path, fmt, requests)
