@@ -22,6 +22,13 @@ Cases:
   audit_require  `--require seed` where seed was not tested (--no-seed): the exit code
   audit_backend_change  a new backend right after the warm-up: first_call's verdict
   audit_false_alarm  4,000 checks with the same noise (4 values) in both arms: broken share
+  import-cell  `import` of a CSV table with one --cell-mb cell (over the limit of one response)
+  import-input `import --format batch` whose --batch-input has --batch-lines lines
+  import-keys  `import` of a log with credentials under 12 names and shapes: how many reach disk
+  import-kill  `import` of --kill-prompts prompts SIGKILLed --kills times at random moments (the
+               final moves included): how often some but not all runs were visible, and whether
+               the next import cleaned up
+  import-ids   `import` of a CSV table of --id-prompts prompts (one row each): distinct run ids
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fake_openai import chat_body  # noqa: E402
 
 PRELUDE = """
 import json, sys, time
@@ -214,6 +224,78 @@ broken = sum(
         "verdict"] == "broken" for _ in range(trials))
 done(level=verdicts.ALPHA, false_alarms=broken / trials)
 """,
+    "import-cell": """
+from typer.testing import CliRunner
+from detcheck.cli import app
+result = CliRunner().invoke(app, ["import", {data!r} + "/cell.csv", "--text", "response", "--id",
+    "q", "-o", {tmp!r} + "/runs", "--skip-bad", "-q", "--json"])
+done(exit_code=result.exit_code, rows=json.loads(result.stdout)["n"] if result.exit_code == 0
+     else result.stderr.strip()[-60:])
+""",
+    "import-input": """
+from typer.testing import CliRunner
+from detcheck.cli import app
+result = CliRunner().invoke(app, ["import", {data!r} + "/out.jsonl", "--format", "batch",
+    "--batch-input", {data!r} + "/in.jsonl", "-o", {tmp!r} + "/runs", "-q", "--json"])
+done(exit_code=result.exit_code)
+""",
+    "import-keys": """
+from typer.testing import CliRunner
+from detcheck.cli import app
+secrets = json.loads(Path({data!r} + "/secrets.json").read_text())
+result = CliRunner().invoke(app, ["import", {data!r} + "/keys.jsonl", "-o", {tmp!r} + "/runs",
+    "--json"])
+written = b"".join(f.read_bytes() for f in Path({tmp!r}).rglob("*") if f.is_file())
+written += (result.stdout + result.stderr).encode()
+done(exit_code=result.exit_code, leaked=sum(s.encode() in written for s in secrets),
+     of=len(secrets))
+""",
+    "import-kill": """
+import os, random, signal, subprocess, shutil
+random.seed(7)
+def visible(out):
+    found = 0
+    for where, dirs, files in os.walk(out):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += "_run.json" in files
+    return found
+command = [sys.executable, "-m", "detcheck", "import", {data!r} + "/kill.csv", "--text",
+           "response", "--id", "q", "-q"]
+out = Path({tmp!r}) / "probe"
+t = time.perf_counter()
+subprocess.run([*command, "-o", str(out)], check=True)
+whole = time.perf_counter() - t
+prompts = visible(out)
+partial = left = cleaned = 0
+kills = {kills}
+for k in range(kills):
+    out = Path({tmp!r}) / f"k{{k}}"
+    child = subprocess.Popen([*command, "-o", str(out)])
+    time.sleep(random.uniform(0.5, 1.0) * whole)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    seen = visible(out)
+    partial += 0 < seen < prompts
+    hidden = [p for p in out.iterdir() if p.name.startswith(".")] if out.exists() else []
+    if hidden:
+        left += 1
+        subprocess.run([sys.executable, "-m", "detcheck", "import", {data!r} + "/other.csv",
+                        "--text", "response", "-q", "-o", str(out)], check=True)
+        cleaned += not [p for p in out.iterdir() if p.name.startswith(".")]
+    shutil.rmtree(out, ignore_errors=True)
+done(prompts=prompts, kills=kills, some_but_not_all=partial, staging_left=left,
+     cleaned_by_next=cleaned, import_s=whole)
+""",
+    "import-ids": """
+from typer.testing import CliRunner
+from detcheck.cli import app
+from detcheck.store import read_runs
+result = CliRunner().invoke(app, ["import", {data!r} + "/ids.csv", "--text", "response", "--id",
+    "q", "-o", {tmp!r} + "/runs", "-q", "--json"])
+ids = [] if result.exit_code else [r.meta["run_id"] for r in read_runs([{tmp!r} + "/runs"])]
+done(exit_code=result.exit_code, runs=len(ids), distinct=len(set(ids)),
+     error=result.stderr.strip()[-80:] if result.exit_code else None)
+""",
     "prompt": """
 import os
 os.environ["TIKTOKEN_CACHE_DIR"] = {tmp!r}
@@ -276,6 +358,65 @@ def make_generate_run(path: Path, rows: int, length: int, outlier: int | None) -
     return path
 
 
+def make_import_inputs(where: Path, names: list[str], args) -> Path:
+    """The import cases' files, under `where` (a temporary directory: never the repo)."""
+    import base64
+    import csv
+
+    from detcheck.send.batch_api import MAX_LINE_BYTES  # noqa: F401 - the cap the cell passes
+
+    where.mkdir(parents=True, exist_ok=True)
+    if "import-cell" in names:
+        with open(where / "cell.csv", "w") as f:
+            f.write("q,response\n1,yes\n1,")
+            chunk = "x" * (1 << 20)
+            for _ in range(int(args.cell_mb)):
+                f.write(chunk)
+            f.write("\n1,no\n")
+    if "import-input" in names:
+        body = {"model": "gpt-4o", "max_tokens": 1, "logprobs": True, "top_logprobs": 20,
+                "messages": [{"role": "user", "content": "Flip a coin. " * 40}]}  # fmt: skip
+        with open(where / "in.jsonl", "w") as fin, open(where / "out.jsonl", "w") as fout:
+            for i in range(args.batch_lines):
+                fin.write(json.dumps({"custom_id": f"c-{i}", "method": "POST",
+                                      "url": "/v1/chat/completions",
+                                      "body": {**body, "seed": i}}) + "\n")  # fmt: skip
+                if i < 1000:  # the output: a few lines are enough to need every request
+                    fout.write(json.dumps({"custom_id": f"c-{i}", "response": {
+                        "status_code": 200, "body": chat_body(i, -0.1)}}) + "\n")  # fmt: skip
+    if "import-keys" in names:
+        basic = base64.b64encode(b"admin:s3cret-basic-0002").decode()
+        named = {"default_headers": {"X-Custom-Auth": "custom-header-0001"},
+                 "http_headers": {"Authorization": f"Basic {basic}"},
+                 "api-key": "azure-value-0003-abc", "x-api-key": "anthropic-value-0004",
+                 "openai_api_key": "plainvalue-0005-xyz", "token": "session-token-0006",
+                 "db_password": "hunter2-hunter2-0007", "client_secret": "client-secret-0008",
+                 "metadata": {"service_key": "service-key-0009-q"}}  # fmt: skip
+        google = "AIza" + "SyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q"
+        github = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+        request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}], **named}
+        body = chat_body(0, -0.1)
+        body["choices"][0]["message"]["content"] = f"try {google} or {github}"
+        key = "sk-" + "Zq9Xw7" * 5  # a key that is the one-token answer
+        answer = chat_body(1, -0.1)
+        answer["choices"][0]["logprobs"]["content"][0]["token"] = key
+        answer["choices"][0]["logprobs"]["content"][0]["bytes"] = list(key.encode())
+        lines = [{"request": request, "response": body}, answer, answer]
+        (where / "keys.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        secrets = [google, github, basic, key, "custom-header-0001", "azure-value-0003-abc",
+                   "anthropic-value-0004", "plainvalue-0005-xyz", "session-token-0006",
+                   "hunter2-hunter2-0007", "client-secret-0008", "service-key-0009-q"]  # fmt: skip
+        (where / "secrets.json").write_text(json.dumps(secrets))
+    for name, prompts, rows in [("kill", args.kill_prompts, 2), ("ids", args.id_prompts, 1),
+                                ("other", 2, 1)]:  # fmt: skip
+        with open(where / f"{name}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["q", "response"])
+            for k in range(rows):
+                w.writerows([f"{name}{q:06d}", f"answer {(q + k) % 3}"] for q in range(prompts))
+    return where
+
+
 def worktree(rev: str, where: Path) -> Path:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev],
                    check=True, capture_output=True)  # fmt: skip
@@ -300,6 +441,11 @@ def main() -> None:
     parser.add_argument("--against", help="a revision to measure too (before)")
     parser.add_argument("--completions", type=int, default=1_000_000)
     parser.add_argument("--prompt-mb", type=float, default=20)
+    parser.add_argument("--cell-mb", type=float, default=512)
+    parser.add_argument("--batch-lines", type=int, default=1_000_000)
+    parser.add_argument("--kill-prompts", type=int, default=2000)
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--id-prompts", type=int, default=10_000)
     args = parser.parse_args()
     from tabulate import tabulate
 
@@ -313,6 +459,7 @@ def main() -> None:
             data["overlong"] = make_generate_run(tmp / "overlong", 1_001, 20, 120_000)
         if "analyze" in names:
             data["analyze"] = make_generate_run(tmp / "analyze", args.completions, 128, None)
+        inputs = make_import_inputs(tmp / "inputs", names, args)
         for name in names:
             for label, src in [("now", None), *([("before", before)] if before else [])]:
                 case_tmp = tmp / f"{name}-{label}"
@@ -330,7 +477,8 @@ def main() -> None:
                     if src is not None:
                         env["PYTHONPATH"] = str(src)
                     subprocess.run([sys.executable, "-c", code], check=True, env=env)
-                fmt = {"tmp": str(case_tmp), "run": str(data.get(name, ""))}
+                fmt = {"tmp": str(case_tmp), "run": str(data.get(name, "")), "data": str(inputs),
+                       "kills": args.kills}  # fmt: skip
                 result = run_case(name, fmt, src)
                 rows.append({"case": name, "code": label, **result})
                 print(json.dumps(rows[-1]), file=sys.stderr)

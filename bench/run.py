@@ -614,6 +614,47 @@ def bench_generate(args) -> list[dict]:
     return rows
 
 
+def bench_generations(args) -> list[dict]:
+    """`analyze`, `report` and `compare` of --generation-sizes stored completions of 128 tokens
+    (issue 41: 1,000,000 within 10 s and 1.5 GB; 100,000 within 2 s), each a fresh process."""
+    rows = []
+    for n in args.generation_sizes:
+        tmp = Path(tempfile.mkdtemp())
+        try:
+            # built in a child: this process stays small, and its size is not the measured
+            # children's (ru_maxrss keeps the forking parent's size across exec)
+            code = (f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import run; "
+                    f"from pathlib import Path; run.make_generation_dataset(Path({str(tmp)!r}), "
+                    f"{n}, {GENERATED_TOKENS}, part_rows=10_000)")  # fmt: skip
+            subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+            run_dir = tmp / "generate-run"
+            page = tmp / "page.html"
+            commands = {
+                "analyze": DETCHECK + ["analyze", str(run_dir), "--json"],
+                "report": DETCHECK + ["report", str(run_dir), "-o", str(page)],
+                "compare": DETCHECK + ["compare", str(run_dir), str(run_dir), "--json"],
+            }
+            for name, command in commands.items():
+                wall, peak = _peak_rss_mb_of(command)
+                limit_s = 10 if n >= 1_000_000 else 2 if n >= 100_000 else None
+                sides = 2 if name == "compare" else 1
+                rows.append(
+                    {
+                        "section": "generations",
+                        "case": f"{name} {n:,} completions of {GENERATED_TOKENS} tokens",
+                        "value": wall,
+                        "unit": "s",
+                        "vs": f"peak RSS {peak:,.0f} MB; process start included"
+                        + ("; both sides read" if sides == 2 else ""),
+                        "target": f"<= {limit_s} s, 1,536 MB" if limit_s else "",
+                        "ok": None if limit_s is None else wall <= limit_s * sides and peak <= 1536,
+                    }
+                )
+        finally:
+            shutil.rmtree(tmp)
+    return rows
+
+
 def make_generation_dataset(tmp: Path, n: int, tokens: int, part_rows: int = 1_000) -> Path:
     """n stored generate responses of `tokens` tokens, top-5 each, built with Arrow from numpy
     (no Python object per token): one call in 20 parts from the common answer at a position
@@ -690,6 +731,7 @@ SECTIONS = {
     "faults": bench_faults,
     "history": bench_history,
     "generate": bench_generate,
+    "generations": bench_generations,
 }
 
 
@@ -711,6 +753,11 @@ def main() -> None:
     parser.add_argument("--analysis-rows", type=int, default=10_000_000)
     parser.add_argument("--history-runs", type=int, default=1000)
     parser.add_argument("--generate-rows", type=int, default=100_000)
+    parser.add_argument(
+        "--generation-sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[100_000, 1_000_000],
+    )
     args = parser.parse_args()
     from tabulate import tabulate
 

@@ -11,6 +11,8 @@ def figure_svg(report: dict, title: str | None) -> str | None:
     from detcheck.render.html import svg_of
     from detcheck.render.plot import draw, pyplot
 
+    if report.get("prompts"):  # a prompt set: the page's table is per prompt, no one figure
+        return ""
     try:
         plt = pyplot()
     except UsageError:

@@ -80,12 +80,14 @@ def report_body(
             'class="narrow">The figure is wider than this screen: scroll it sideways.'
             "</figcaption></figure>"
         )
-    elif figure_svg is None and configs is not None:
+    elif figure_svg is None and configs is not None and not report.get("prompts"):
         parts.append(
             "<h2>Figure</h2><p>No figure: plotting needs matplotlib "
             "(<code>pip install matplotlib</code>).</p>"
         )
-    if report.get("kind") == "generate":
+    if report.get("prompts"):
+        parts.append("<h2>Prompts</h2>" + _prompts_table(report))
+    elif report.get("kind") == "generate":
         from detcheck.render.generations import render_text
 
         parts.append(f"<h2>Completions</h2><pre>{escape(render_text(report))}</pre>")
@@ -97,6 +99,41 @@ def report_body(
         f"prints)</summary><pre>{escape(json.dumps(report, indent=2))}</pre></details>"
     )
     return "\n".join(parts)
+
+
+def _prompts_table(report: dict) -> str:
+    """A prompt set: each prompt's completions and answers, and the agreement over them."""
+    ag = report["agreement"]
+    rows = []
+    for p in report["prompts"]:
+        answers = p.get("answers") or {}
+        agrees_answer = bool(answers) and answers["distinct"] == 1 and not answers["unmatched"]
+        share = "" if p["modal_share"] is None else f"{p['modal_share']:.1%}"
+        cells = [
+            escape(str(p["id"])),
+            escape(_short(p.get("prompt"))),
+            f"<td class=num>{p['n']:,}",
+            f"<td class=num>{p['unique_completions']:,}",
+            f"<td class=num>{share}",
+            "yes" if p["unique_completions"] == 1 else "no",
+            ("yes" if agrees_answer else "no") if ag["answer"] is not None else "",
+        ]
+        rows.append("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}" for c in cells))
+    answer = f"{ag['answer']:.1%}" if ag["answer"] is not None else "n/a (no answers given)"
+    head = (
+        "<thead><tr><th>Prompt id</th><th>Prompt</th><th class=num>Calls</th>"
+        "<th class=num>Completions</th><th class=num>Modal share</th><th>One completion "
+        "(TARr)</th><th>One answer (TARa)</th></tr></thead>"
+    )
+    return (
+        f"<p>{ag['prompts']:,} prompts: TARr@N {ag['raw']:.1%}, TARa@N {escape(answer)}.</p>"
+        f'<div class="scroll"><table>{head}<tbody>{"".join(rows)}</tbody></table></div>'
+    )
+
+
+def _short(text: str | None, limit: int = 120) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _measured(report: dict, configs: list[dict]) -> str:

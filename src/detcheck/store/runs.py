@@ -18,13 +18,14 @@ from detcheck.store.schema import RUN_JSON_VERSION, SCHEMA_VERSION
 
 
 def versions() -> dict:
+    from importlib.metadata import version
+
     import numpy
-    import openai
     import pyarrow
 
     return {
         "detcheck": __version__,
-        "openai": openai.__version__,
+        "openai": version("openai"),  # not imported for it: the SDK takes ~1 s to import
         "python": platform.python_version(),
         "pyarrow": pyarrow.__version__,
         "numpy": numpy.__version__,
