@@ -386,3 +386,22 @@ def test_a_second_writer_of_a_run_is_refused_and_a_dead_ones_lock_is_not_kept(tm
     die(writer)  # as the kernel does for a killed holder
     RunWriter(tmp_path / "r1", dict(META)).close()
     assert not (tmp_path / "r1" / "_detcheck.lock").exists()
+
+
+def test_a_new_run_never_writes_into_a_directory_with_its_id(tmp_path):
+    # two runs started in one second may draw the same 24 random bits: the second gets others
+    from detcheck.store.runs import open_run
+
+    taken = tmp_path / "20261208T000000Z-m-abcdef"
+    taken.mkdir()
+    (taken / "theirs").write_text("kept")
+    meta = {"run_id": taken.name, "schema_version": 5, "config": {"kind": "flip"}}
+    writer = open_run(str(tmp_path), meta)
+    try:
+        assert writer.run_dir != taken and writer.run_dir.parent == tmp_path
+        assert meta["run_id"] == writer.run_dir.name and meta["run_id"].startswith(
+            "20261208T000000Z-m-"
+        )
+    finally:
+        writer.close(status="complete")
+    assert sorted(p.name for p in taken.iterdir()) == ["theirs"]

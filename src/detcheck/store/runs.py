@@ -125,7 +125,7 @@ def open_run(out, meta: dict, log=None) -> RunWriter:
     from detcheck.store import display_uri, is_uri, open_uri, safe_uri
 
     if not is_uri(out):
-        return RunWriter(Path(out) / meta["run_id"], meta)
+        return RunWriter(_claim(Path(out), meta), meta)
     fs, remote = open_uri(str(out))
     remote = f"{remote.rstrip('/')}/{meta['run_id']}"
     base, _, query = safe_uri(str(out)).partition("?")
@@ -134,6 +134,25 @@ def open_run(out, meta: dict, log=None) -> RunWriter:
     if log:
         log(f"staging in {staging}; uploading each finished part to {display_uri(out)}")
     return RunWriter(staging, meta, mirror=(fs, remote), private=True)
+
+
+def _claim(out: Path, meta: dict) -> Path:
+    """A directory for a new run under `out`, made here and by no one else: an id already
+    taken (two runs started in one second, and the same 24 random bits) gets new random bits,
+    so a new run never writes into another's directory."""
+    from detcheck.store.files import _make_dir
+
+    _make_dir(out)
+    for _ in range(100):
+        try:
+            (out / meta["run_id"]).mkdir()
+            return out / meta["run_id"]
+        except FileExistsError:
+            stem = meta["run_id"].rsplit("-", 1)[0]
+            meta["run_id"] = f"{stem}-{secrets.token_hex(3)}"
+        except OSError:
+            break  # not ours to say why: the writer's own mkdir will
+    return out / meta["run_id"]
 
 
 def staging_dir(run_id: str) -> Path:
