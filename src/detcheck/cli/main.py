@@ -28,7 +28,6 @@ from detcheck.cli.options import (
 from detcheck.cli.output import asker, cli_errors, echo, emit, err, print_out, show_plan, warn
 
 app = typer.Typer(
-    help="Measure how non-deterministic an LLM endpoint's token log-probabilities are.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -467,7 +466,14 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    """Measure how non-deterministic an LLM endpoint's token log-probabilities are."""
+    """Measure how non-deterministic an LLM endpoint's token log-probabilities are.
+
+    \b
+    Start here, without a key (the published GPT-4o data, replayed):
+      detcheck flip --n 10000 --replay gpt-4o-coinflip
+    Then your endpoint (OpenAI-compatible; its key in OPENAI_API_KEY):
+      detcheck flip --base-url http://localhost:8000/v1 --model NAME
+    """
 
 
 def main() -> None:

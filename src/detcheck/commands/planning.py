@@ -45,10 +45,9 @@ def live_endpoint(base_url: str, timeout_s: float, key_env: str = "OPENAI_API_KE
                 f"{key_env} is not set. A local server usually takes any key: run with "
                 f"{key_env}=unused (or export it)"
             )
-        raise UsageError(
-            f"{key_env} is not set. Export it, or try the offline demo: "
-            "detcheck flip --replay recordings/gpt-4o-2024-08-06-coinflip-10000"
-        )
+        from detcheck.recordings import DEMO
+
+        raise UsageError(f"{key_env} is not set. Export it, or try the offline demo: {DEMO}")
     if not base_url.startswith(("http://", "https://")):
         from detcheck.config import strip_credentials
 
