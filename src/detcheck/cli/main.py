@@ -357,10 +357,17 @@ def probe(
     batch's output carries."""
     from detcheck.commands import FlipOptions, probe_command
 
-    result = probe_command(FlipOptions(**given), log=err)
-    from detcheck.send.probe import render
+    from detcheck.send.probe import render, usable
 
+    result = probe_command(FlipOptions(**given), log=err)
+    if usable(result):
+        return print_out(render(result), result, as_json)
+    # nothing a measurement could use came back: the table says what was (not) seen, exit 3
+    why = result.get("error") or "the answer carries no logprobs"
+    result.update(error=why, exit_code=3)
     print_out(render(result), result, as_json)
+    err(f"detcheck: error: {why}: nothing to measure there")
+    raise typer.Exit(3)
 
 
 from detcheck.cli import audit as _audit  # noqa: E402
