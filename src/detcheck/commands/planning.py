@@ -94,6 +94,7 @@ def new_plan(options, log: Log) -> Plan:
     from detcheck.store.runs import layout_clash, partitioned, run_meta
 
     endpoint = recorded = None
+    recorded_meta: dict = {}
     if options.replay is not None:
         endpoint, recorded_meta, size = replay_endpoint(options.replay)
         recorded = recorded_meta.get("config")
@@ -149,6 +150,8 @@ def new_plan(options, log: Log) -> Plan:
     meta["measurement"] = options.measurement
     meta["partition"] = None  # the Hive keys of the run's path, if it has them
     meta["client"] = endpoint.client_kind
+    if replay and recorded_meta.get("provenance"):  # a replay of data detcheck did not measure
+        meta["provenance"] = recorded_meta["provenance"]
     plan.meta = meta
     for t in targets if config.kind == "flip" else []:
         if UNRESOLVED in t.how:

@@ -101,9 +101,13 @@ def report_body(
 
 def _measured(report: dict, configs: list[dict]) -> str:
     m = report.get("measured") or {}
+    endpoint = ", ".join(m.get("endpoints") or [])
+    if m.get("provenance") and endpoint and not endpoint.startswith("replay:"):
+        endpoint += " (not measured there: see provenance)"
     rows = [
         ("model", ", ".join(m.get("models") or report.get("models") or [])),
-        ("endpoint", ", ".join(m.get("endpoints") or [])),
+        ("endpoint", endpoint),
+        ("provenance", " / ".join(m.get("provenance") or [])),
         ("started", _when(m)),
         ("runs", ", ".join(m.get("run_ids") or [])),
         ("responses", f"{report['n']:,}"),

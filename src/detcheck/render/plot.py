@@ -80,12 +80,15 @@ def draw(report: dict, title: str | None = None):
     return fig
 
 
-def figure_title(report: dict) -> str:
-    """What was measured, for a reader of the figure alone: model, endpoint, date, run, n."""
+def figure_title(report: dict, width: int = 110) -> str:
+    """What was measured, for a reader of the figure alone: model, endpoint (and where data
+    detcheck did not measure came from), date, run, n; on lines that fit the figure."""
+    import textwrap
+
     from detcheck.render.text import measured_line
 
     line = measured_line(report)
-    return line if line else f"n = {report['n']:,}"
+    return textwrap.fill(line, width, break_on_hyphens=False) if line else f"n = {report['n']:,}"
 
 
 def _strip_clusters(clusters: list[dict]) -> list[dict]:

@@ -9,7 +9,9 @@ from detcheck.text import count
 
 
 def measured_line(r: dict) -> str | None:
-    """'gpt-4o at https://api.openai.com/v1 on 2026-11-30, run <id>, n = 200'."""
+    """'gpt-4o at https://api.openai.com/v1 on 2026-11-30, run <id>, n = 200'. A replay names
+    the recording it replayed; a run detcheck did not measure says how it came to be (its
+    provenance), next to the endpoint it names."""
     m = r.get("measured")
     if not m:
         return None
@@ -19,14 +21,36 @@ def measured_line(r: dict) -> str | None:
     which = f"run {runs[0]}" if len(runs) == 1 else f"{len(runs):,} runs"
     tier = " via the Batch API" if m.get("via") == ["batch"] else ""
     at = f"at {', '.join(m['endpoints']) or '?'}"
+    if _replayed(m):
+        at = f"from {', '.join(m['replayed_from'])}"
     if m.get("imported"):
         from detcheck.render.generations import named_files
 
         at = f"imported from {named_files(m['imported']['files'])}"
+    source = "; ".join(provenance_phrases(m))
     return (
-        f"{', '.join(m['models']) or 'unknown model'} {at}{tier}"
-        f"{when if first else ''}, {which}, n = {r['n']:,}"
+        f"{', '.join(m['models']) or 'unknown model'} {at}"
+        + (f" ({source})" if source else "")
+        + f"{tier}{when if first else ''}, {which}, n = {r['n']:,}"
     )
+
+
+def measured_label(r: dict) -> str:
+    """The label of the measured line: what kind of data this is."""
+    m = r.get("measured") or {}
+    if _replayed(m):
+        return "replayed"
+    return "source" if m.get("provenance") else "measured"
+
+
+def _replayed(m: dict) -> bool:
+    endpoints = m.get("endpoints") or []
+    return bool(m.get("replayed_from")) and all(e.startswith("replay:") for e in endpoints)
+
+
+def provenance_phrases(m: dict) -> list[str]:
+    """Each run's provenance as a phrase (its first clause: run.json keeps the whole)."""
+    return [p.split("; ")[0] for p in m.get("provenance") or []]
 
 
 def _interval(unseen: dict) -> str:
@@ -51,7 +75,7 @@ def render_text(report: dict) -> str:
     lines = [report["headline"]]
     line = measured_line(report)
     if line:
-        lines.append(f"measured      {printable(line)}")
+        lines.append(f"{measured_label(report):<{LABEL_WIDTH}}{printable(line)}")
     from detcheck.render.generations import imported_lines
 
     lines += [printable(x) for x in imported_lines(report)]
