@@ -356,7 +356,6 @@ def probe(
     top_logprobs, fingerprint, seed, temperature, legacy completions; --via batch: what a
     batch's output carries."""
     from detcheck.commands import FlipOptions, probe_command
-
     from detcheck.send.probe import render, usable
 
     result = probe_command(FlipOptions(**given), log=err)

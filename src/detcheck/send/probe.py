@@ -138,7 +138,8 @@ async def probe_endpoint(config: FlipConfig, endpoint: Endpoint) -> dict:
             out["seed_accepted"] = None
         out["top_logprobs_requested"] = 20
         out["logprobs"] = (parsed is not None) if answered else None
-        out["top_logprobs_returned"] = (len(parsed.top_logprobs) if parsed else 0) if answered else None
+        returned = len(parsed.top_logprobs) if parsed else 0
+        out["top_logprobs_returned"] = returned if answered else None
         fingerprint = data.get("system_fingerprint") if isinstance(data, dict) else None
         out["system_fingerprint"] = bool(fingerprint) if answered else None
         out["fingerprint_value"] = fingerprint if isinstance(fingerprint, str) else None
