@@ -265,8 +265,8 @@ PARAMS: dict[str, Param] = {
             "max_cost",
             float,
             None,
-            "Refuse to start a run whose estimated cost (list prices, tokens counted with "
-            "tiktoken) is higher.",
+            "Refuse to start a run whose estimated cost in USD (list prices, tokens counted "
+            "with tiktoken) is higher.",
             RUN,
             unit="USD",
             check=_positive,
@@ -287,7 +287,7 @@ PARAMS: dict[str, Param] = {
             "backoff_s",
             float,
             0.5,
-            "First wait before a retry, doubling each time (with jitter).",
+            "First wait before a retry, in seconds, doubling each time (with jitter).",
             RUN,
             unit="s",
             check=_non_negative,
@@ -297,7 +297,7 @@ PARAMS: dict[str, Param] = {
             "max_backoff_s",
             float,
             30.0,
-            "Longest wait between retries.",
+            "Longest wait between retries, in seconds.",
             RUN,
             unit="s",
             check=_non_negative,

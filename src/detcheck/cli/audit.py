@@ -21,7 +21,7 @@ HELP = {
     "checks (concurrency - 1 background streams beside one measured call).",
     "out": "Where the audit's directory goes: one directory per arm, one run per round, and "
     "_audit.json.",
-    "resume": "Carry on an audit a kill or Ctrl-C left (its directory, OUT/<audit id>), with its "
+    "resume": "Carry on an audit a kill or Ctrl-C left (its directory, OUT/AUDIT_ID), with its "
     "own checks and settings: finished runs are kept, a cut one is continued.",
     "max_tokens": "Tokens per answer of the whole-generation arms (seed, temperature_zero, "
     "logprobs_toggle); the first-token arms ask for one.",

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from detcheck import spec
+from detcheck.cli.help import ReadableCommand, ReadableGroup
 from detcheck.cli.options import (
     AllowMixed,
     AnswerRegex,
@@ -28,6 +29,7 @@ from detcheck.cli.options import (
 from detcheck.cli.output import asker, cli_errors, echo, emit, err, print_out, show_plan, warn
 
 app = typer.Typer(
+    cls=ReadableGroup,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -37,7 +39,7 @@ app = typer.Typer(
 MEASUREMENT = tuple(name for name in spec.PARAMS if name != "thresholds")
 
 
-@app.command()
+@app.command(cls=ReadableCommand)
 @cli_errors
 @spec_options(*MEASUREMENT, "thresholds")
 def flip(
@@ -60,7 +62,7 @@ def flip(
         raise typer.Exit(130)
 
 
-@app.command()
+@app.command(cls=ReadableCommand)
 @cli_errors
 @spec_options(*(n for n in MEASUREMENT if n not in ("labels", "target_token")), kind="generate")
 def generate(
@@ -102,7 +104,7 @@ def generate(
         raise typer.Exit(130)
 
 
-@app.command()
+@app.command(cls=ReadableCommand)
 @cli_errors
 @spec_options("thresholds")
 def analyze(
@@ -139,7 +141,7 @@ def analyze(
     emit(report, as_json)
 
 
-@app.command()
+@app.command(cls=ReadableCommand)
 @cli_errors
 @spec_options("thresholds")
 def plot(
@@ -172,7 +174,7 @@ def plot(
     echo(f"wrote {plot_report(report, output, dpi=dpi, title=title)}")
 
 
-@app.command("report")
+@app.command("report", cls=ReadableCommand)
 @cli_errors
 @spec_options("thresholds")
 def report_command(
@@ -213,7 +215,7 @@ def report_command(
     echo(f"wrote {write_report_page(runs, report, output, title)}")
 
 
-@app.command()
+@app.command(cls=ReadableCommand)
 @cli_errors
 def show(
     path: Annotated[Path, typer.Argument(help="A run (directory or Parquet file).")],
@@ -228,7 +230,7 @@ def show(
     echo(show_command(path, row))
 
 
-@app.command()
+@app.command(cls=ReadableCommand)
 @cli_errors
 def run(
     experiment: Annotated[Path, typer.Argument(help="An experiment file (TOML).")],
@@ -237,7 +239,7 @@ def run(
         typer.Option(
             "--out",
             "-o",
-            help="Runs go under OUT/model=<model>/date=<YYYY-MM-DD>/ (a directory or URI).",
+            help="Runs go under OUT/model=MODEL/date=YYYY-MM-DD/ (a directory or URI).",
         ),
     ] = "runs",
     as_json: AsJson = False,
@@ -260,7 +262,7 @@ def run(
         raise typer.Exit(3)
 
 
-@app.command()
+@app.command(cls=ReadableCommand)
 @cli_errors(internal_exit=2)
 @spec_options("thresholds")
 def compare(
@@ -312,7 +314,7 @@ def compare(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=ReadableCommand)
 @cli_errors
 @spec_options("thresholds")
 def history(
@@ -337,7 +339,7 @@ PROBED = ("model", "prompt", "labels", "target_token", "seed", "no_seed", "top_l
 PROBED += ("api", "base_url", "timeout_s", "via", "batch_poll_s")
 
 
-@app.command()
+@app.command(cls=ReadableCommand)
 @cli_errors
 @spec_options(
     *PROBED,
@@ -372,9 +374,9 @@ def probe(
 from detcheck.cli import audit as _audit  # noqa: E402
 from detcheck.cli import imports as _imports  # noqa: E402
 
-app.command("import")(cli_errors(_imports.import_responses))
+app.command("import", cls=ReadableCommand)(cli_errors(_imports.import_responses))
 
-app.command("audit")(
+app.command("audit", cls=ReadableCommand)(
     cli_errors(spec_options(*_audit.AUDITED, help=_audit.HELP, kind="audit")(_audit.audit))
 )
 
@@ -382,7 +384,7 @@ app.command("audit")(
 SWEPT = tuple(name for name in MEASUREMENT if name not in ("concurrency", "resume"))
 
 
-@app.command()
+@app.command(cls=ReadableCommand)
 @cli_errors
 @spec_options(*SWEPT, "thresholds")
 def sweep(

@@ -87,9 +87,7 @@ Token = Annotated[
 def _option(param: spec.Param, help_text: str | None = None, kind: str = "flip"):
     """The typer annotation of one spec parameter: every option is None when not given, so
     a resumed or replayed run's own value can apply before the default."""
-    help_text = help_text or param.help
-    if param.unit and param.unit not in ("s", "pp"):
-        help_text += f" [{param.unit}]"
+    help_text = help_text or param.help  # says its unit in words, once
     if param.type is bool:
         info = typer.Option(param.option, help=help_text, metavar="", rich_help_panel=param.group)
         return Annotated[bool, info], False
@@ -104,7 +102,7 @@ def _option(param: spec.Param, help_text: str | None = None, kind: str = "flip")
         param.option,
         *([param.short] if param.short else []),
         help=help_text,
-        metavar="<float>" if param.type is list else None,
+        metavar={list: "FLOAT", tuple: "LIST"}.get(param.type),  # repeated; comma-separated
         show_default=shown if shown is not None else False,
         envvar=param.env,
         rich_help_panel=param.group,
