@@ -15,16 +15,22 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 LABELS = {str: "TEXT", int: "INTEGER", float: "FLOAT", Path: "PATH", bool: ""}
 
 
+def _default_as_value(self, *, ctx, show_default_is_str, default_value) -> str:
+    if show_default_is_str:  # a default given as text (the spec's): as it is
+        return str(self.show_default)
+    return type(self).__mro__[1]._get_default_string(
+        self, ctx=ctx, show_default_is_str=show_default_is_str, default_value=default_value
+    )
+
+
+# (no mixin: a class swapped in by `readable` must keep its base's layout)
 class ReadableOption(TyperOption):
-    def _get_default_string(self, *, ctx, show_default_is_str, default_value) -> str:
-        if show_default_is_str:  # a default given as text (the spec's): as it is
-            return str(self.show_default)
-        return super()._get_default_string(
-            ctx=ctx, show_default_is_str=show_default_is_str, default_value=default_value
-        )
+    _get_default_string = _default_as_value
 
 
 class ReadableArgument(TyperArgument):
+    _get_default_string = _default_as_value
+
     """Its metavar is its name as shells write it: PATHS... (set by `readable`)."""
 
     def _rich_display_name(self) -> str:

@@ -20,10 +20,12 @@ from detcheck.cli.options import (
     DryRun,
     LabelMass,
     Quiet,
+    Runs,
     Space,
     Token,
     Yes,
     flag,
+    runs_or_default,
     spec_options,
 )
 from detcheck.cli.output import asker, cli_errors, echo, emit, err, print_out, show_plan, warn
@@ -108,11 +110,8 @@ def generate(
 @cli_errors
 @spec_options("thresholds")
 def analyze(
-    paths: Annotated[
-        list[str],
-        typer.Argument(help="Runs, run directories, directories of runs, or s3:// / gs:// URIs."),
-    ],
-    given: dict,
+    paths: Runs() = None,
+    given: dict = None,
     token: Token = None,
     label_mass: LabelMass = False,
     space: Space = "pct",
@@ -127,7 +126,7 @@ def analyze(
     from detcheck.analysis.report import report_of
     from detcheck.store import read_runs
 
-    runs = read_runs(paths, warn=warn)
+    runs = read_runs(runs_or_default(paths, "analyse", "analyze"), warn=warn)
     thresholds = given["thresholds"] or spec.default("thresholds")
     report = report_of(
         runs,
@@ -145,15 +144,12 @@ def analyze(
 @cli_errors
 @spec_options("thresholds")
 def plot(
-    paths: Annotated[
-        list[str],
-        typer.Argument(help="Runs, run directories, directories of runs, or s3:// / gs:// URIs."),
-    ],
+    paths: Runs() = None,
     output: Annotated[
         Path,
         typer.Option("--out", "-o", "--output", help="Image to write (.png, .svg, .pdf, .jpg)."),
-    ],
-    given: dict,
+    ] = Path("plot.png"),
+    given: dict = None,
     token: Token = None,
     allow_mixed: AllowMixed = False,
     dpi: Annotated[int, typer.Option(help="Resolution of a .png or .jpg (dots per inch).")] = 150,
@@ -168,7 +164,7 @@ def plot(
     from detcheck.render.plot import plot_report
     from detcheck.store import read_runs
 
-    runs = read_runs(paths, warn=warn)
+    runs = read_runs(runs_or_default(paths, "plot", "plot"), warn=warn)
     thresholds = given["thresholds"] or spec.default("thresholds")
     report = report_of(runs, thresholds, token=token, allow_mixed=allow_mixed)
     echo(f"wrote {plot_report(report, output, dpi=dpi, title=title)}")
@@ -178,12 +174,13 @@ def plot(
 @cli_errors
 @spec_options("thresholds")
 def report_command(
-    paths: Annotated[
-        list[str],
-        typer.Argument(help="Runs, run directories, directories of runs, or s3:// / gs:// URIs."),
-    ],
-    output: Annotated[Path, typer.Option("--out", "-o", help="The page to write (.html).")],
-    given: dict,
+    paths: Runs(
+        "Runs, run directories, directories of runs, s3:// / gs:// URIs, or an audit's directory"
+    ) = None,
+    output: Annotated[Path, typer.Option("--out", "-o", help="The page to write (.html).")] = Path(
+        "report.html"
+    ),
+    given: dict = None,
     token: Token = None,
     space: Space = "pct",
     answer_regex: AnswerRegex = None,
@@ -191,6 +188,7 @@ def report_command(
     title: Annotated[
         str | None, typer.Option(help="The page's title (default: detcheck report).")
     ] = None,
+    open_page: flag("--open", "Open the page in the web browser once it is written.") = False,
     debug: Debug = False,
 ) -> None:
     """Write one self-contained HTML page to share what stored runs show.
@@ -200,8 +198,10 @@ def report_command(
     from detcheck.commands.report import write_audit_page, write_report_page
     from detcheck.store import read_runs
 
+    paths = runs_or_default(paths, "report on", "report")
     if len(paths) == 1 and (Path(paths[0]) / "_audit.json").is_file():  # an audit's directory
-        return echo(f"wrote {write_audit_page(Path(paths[0]), output, title)}")
+        echo(f"wrote {write_audit_page(Path(paths[0]), output, title)}")
+        return open_in_browser(output) if open_page else None
     runs = read_runs(paths, warn=warn)
     thresholds = given["thresholds"] or spec.default("thresholds")
     report = report_of(
@@ -213,6 +213,8 @@ def report_command(
         allow_mixed=allow_mixed,
     )
     echo(f"wrote {write_report_page(runs, report, output, title)}")
+    if open_page:
+        open_in_browser(output)
 
 
 @app.command(cls=ReadableCommand)
@@ -318,20 +320,43 @@ def compare(
 @cli_errors
 @spec_options("thresholds")
 def history(
-    paths: Annotated[
-        list[str], typer.Argument(help="Directories of runs (or runs, or s3:// / gs:// URIs).")
-    ],
-    given: dict,
+    paths: Runs("Directories of runs (or runs, or s3:// / gs:// URIs)") = None,
+    given: dict = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Only runs of this model (a name, or a pattern: 'gpt-4o*')."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Only runs started since: a date (2026-01-31), a date and time "
+            "(2026-01-31T12:00, UTC unless it says), or a time ago (36h, 7d, 2w)."
+        ),
+    ] = None,
+    last: Annotated[
+        int | None, typer.Option("-n", "--last", help="Only the last N runs (newest last).")
+    ] = None,
+    as_csv: flag(
+        "--csv", "Print CSV, one row per run (for a spreadsheet or pandas).", spec.OUTPUT
+    ) = False,
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
     """One line per run: date, endpoint, model, fingerprints, n, distinct, clusters, modal."""
-    from detcheck.render.history import history as history_lines
-    from detcheck.render.history import render
-    from detcheck.store import read_runs
+    from detcheck.commands.history import history_command
+    from detcheck.render.history import render, to_csv
 
+    if as_csv and as_json:
+        from detcheck.errors import UsageError
+
+        raise UsageError("give --csv or --json, not both")
     thresholds = given["thresholds"] or spec.default("thresholds")
-    lines = history_lines(read_runs(paths, warn=warn), thresholds)
+    paths = runs_or_default(paths, "list", "history")
+    lines = history_command(paths, thresholds, model=model, since=since, last=last, warn=warn)
+    if as_csv:
+        return typer.echo(to_csv(lines), nl=False)  # server text stays as sent: it is quoted
     echo(json.dumps({"runs": lines}, indent=2) if as_json else render(lines))
 
 
@@ -451,6 +476,14 @@ def sweep(
     if result["test"]:
         table += f"\nacross levels: {result['test']['verdict']}"
     print_out(table, result, as_json)
+
+
+def open_in_browser(page: Path) -> None:
+    """The page in the user's web browser ($BROWSER, else the system's); say so if none."""
+    import webbrowser
+
+    if not webbrowser.open(page.resolve().as_uri()):
+        warn(f"no web browser found to open {page}: open it yourself")
 
 
 def _print_version(value: bool) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from detcheck import spec
+from detcheck.errors import UsageError
 
 
 def flag(option: str, help: str, panel: str | None = None, short: str | None = None):
@@ -76,6 +77,30 @@ Yes = flag(
     spec.RUN,
     "-y",
 )
+
+
+def Runs(what: str = "Runs, run directories, directories of runs, or s3:// / gs:// URIs"):  # noqa: N802
+    """The runs a command reads: `runs` (where flip, generate and import write) unless given."""
+    return Annotated[
+        list[str] | None,
+        typer.Argument(
+            help=f"{what} (flip, generate and import write under runs).", show_default="runs"
+        ),
+    ]
+
+
+def runs_or_default(paths: list[str] | None, verb: str, command: str) -> list[str]:
+    """The paths given, else runs/ if it is here; else what to do instead (exit 2)."""
+    if paths:
+        return paths
+    from pathlib import Path
+
+    if Path("runs").exists():
+        return ["runs"]
+    raise UsageError(
+        f"no runs/ here to {verb}: give the runs (detcheck {command} PATH...), or make some "
+        "(detcheck flip --replay gpt-4o-coinflip writes one under runs/)"
+    )
 
 
 Token = Annotated[
