@@ -22,6 +22,7 @@ def _closed_port() -> int:
 def test_an_unreachable_endpoint_fails_after_a_few_refusals_and_history_shows_it(tmp_path):
     url = f"http://127.0.0.1:{_closed_port()}/v1"
     args = ["flip", "-n", "50", "--base-url", url, "--out", str(tmp_path), "-q", "--json"]
+    args += ["--model", "m"]  # without it, asking the server what it serves finds it gone first
     result = runner.invoke(app, [*args, "--concurrency", "1"], env={"OPENAI_API_KEY": "unused"})
     assert result.exit_code == 3, result.stderr
     assert json.loads(result.stdout)["error"].startswith(f"cannot reach {url}")
@@ -31,7 +32,17 @@ def test_an_unreachable_endpoint_fails_after_a_few_refusals_and_history_shows_it
     # 3 refusals, each recorded, then stopped (not 6 attempts per call with full backoff)
     assert meta["status"] == "failed" and meta["attempts"] == 3 and meta["successes"] == 0
     history = runner.invoke(app, ["history", str(tmp_path)])
-    assert history.exit_code == 0 and " failed " in history.stdout
+    assert history.exit_code == 0 and "(failed)" in history.stdout  # under its start
+
+
+def test_an_unreachable_server_without_model_is_said_so_before_any_run(tmp_path):
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    args = ["flip", "-n", "50", "--base-url", url, "--out", str(tmp_path), "-q"]
+    result = runner.invoke(app, args, env={"OPENAI_API_KEY": "unused"})
+    assert result.exit_code == 3
+    assert result.stderr.startswith(f"detcheck: error: cannot reach {url}: connection to {url} ")
+    assert result.stderr.rstrip().endswith("Is the server running, and is --base-url right?")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_local_base_url_without_a_key_suggests_one(tmp_path):

@@ -23,6 +23,17 @@ class EndpointError(DetcheckError):
     exit_code = 3
 
 
+class Refused(EndpointError):
+    """The endpoint answered a request with a 4xx that asking again cannot fix (a bad key, a
+    wrong URL, a model it does not serve). `status`, `code` and `detail` (its message) let the
+    command that started the run say what was probably meant."""
+
+    def __init__(self, message: str, status: int, code: str | None = None, detail: str = ""):
+        super().__init__(message)
+        self.status, self.code, self.detail = status, code, detail
+        self.nothing_kept = False  # set when the run it stopped was discarded, being empty
+
+
 class Interrupted(DetcheckError):
     """The run was stopped by Ctrl-C or SIGTERM; what arrived is on disk."""
 

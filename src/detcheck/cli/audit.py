@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from detcheck import spec
-from detcheck.cli.options import AsJson, Debug, DryRun, Quiet, Yes
-from detcheck.cli.output import asker, err, print_out, show_plan
+from detcheck.cli.options import AsJson, Debug, DryRun, KeyEnv, Quiet, Yes, key_env_of
+from detcheck.cli.output import asker, notes, print_out, show_plan
 
 # what an audit varies itself is not an option: concurrency is the batch it tries
 AUDITED = (
@@ -43,6 +43,7 @@ def audit(
         str | None, typer.Option(help="Comma-separated checks to run (default: all).")
     ] = None,
     skip: Annotated[str | None, typer.Option(help="Comma-separated checks not to run.")] = None,
+    key_env: KeyEnv = "OPENAI_API_KEY",
     as_json: AsJson = False,
     quiet: Quiet = False,
     dry_run: DryRun = False,
@@ -69,8 +70,14 @@ def audit(
         from detcheck.errors import UsageError
 
         raise UsageError(f"--require {missing[0]}: that check is not run (see --only/--skip)")
-    options = FlipOptions(**given, progress=not quiet, dry_run=dry_run, confirm=asker(yes))
-    result = audit_command(options, log=(lambda _: None) if quiet else err, checks=checks)
+    options = FlipOptions(
+        **given,
+        progress=not quiet,
+        dry_run=dry_run,
+        confirm=asker(yes),
+        key_env=key_env_of(key_env),
+    )
+    result = audit_command(options, log=notes(quiet), checks=checks)
     if dry_run:
         return show_plan(result, as_json)
     print_out(render(result), result, as_json)

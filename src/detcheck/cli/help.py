@@ -18,8 +18,12 @@ LABELS = {str: "TEXT", int: "INTEGER", float: "FLOAT", Path: "PATH", bool: ""}
 def _default_as_value(self, *, ctx, show_default_is_str, default_value) -> str:
     if show_default_is_str:  # a default given as text (the spec's): as it is
         return str(self.show_default)
-    return type(self).__mro__[1]._get_default_string(
-        self, ctx=ctx, show_default_is_str=show_default_is_str, default_value=default_value
+    return (
+        type(self)
+        .__mro__[1]
+        ._get_default_string(
+            self, ctx=ctx, show_default_is_str=show_default_is_str, default_value=default_value
+        )
     )
 
 

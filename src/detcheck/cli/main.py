@@ -18,6 +18,7 @@ from detcheck.cli.options import (
     AsJson,
     Debug,
     DryRun,
+    KeyEnv,
     LabelMass,
     Quiet,
     Runs,
@@ -25,10 +26,21 @@ from detcheck.cli.options import (
     Token,
     Yes,
     flag,
+    key_env_of,
     runs_or_default,
     spec_options,
 )
-from detcheck.cli.output import asker, cli_errors, echo, emit, err, print_out, show_plan, warn
+from detcheck.cli.output import (
+    asker,
+    cli_errors,
+    echo,
+    emit,
+    err,
+    notes,
+    print_out,
+    show_plan,
+    warn,
+)
 
 app = typer.Typer(
     cls=ReadableGroup,
@@ -46,6 +58,7 @@ MEASUREMENT = tuple(name for name in spec.PARAMS if name != "thresholds")
 @spec_options(*MEASUREMENT, "thresholds")
 def flip(
     given: dict,
+    key_env: KeyEnv = "OPENAI_API_KEY",
     as_json: AsJson = False,
     quiet: Quiet = False,
     dry_run: DryRun = False,
@@ -55,8 +68,14 @@ def flip(
     """Send one single-token request N times, store every response, report distinct values."""
     from detcheck.commands import FlipOptions, flip_command
 
-    options = FlipOptions(**given, progress=not quiet, dry_run=dry_run, confirm=asker(yes))
-    report, run_path, outcome = flip_command(options, log=err)
+    options = FlipOptions(
+        **given,
+        progress=not quiet,
+        dry_run=dry_run,
+        confirm=asker(yes),
+        key_env=key_env_of(key_env),
+    )
+    report, run_path, outcome = flip_command(options, log=notes(quiet))
     if run_path is None:
         return show_plan(report, as_json)
     emit(report, as_json, {"run_path": str(run_path)})
@@ -78,6 +97,7 @@ def generate(
         ),
     ] = None,
     answer_regex: AnswerRegex = None,
+    key_env: KeyEnv = "OPENAI_API_KEY",
     as_json: AsJson = False,
     quiet: Quiet = False,
     dry_run: DryRun = False,
@@ -96,8 +116,9 @@ def generate(
         answer_regex=answer_regex,
         dry_run=dry_run,
         confirm=asker(yes),
+        key_env=key_env_of(key_env),
     )
-    report, run_paths, interrupted = generate_command(options, prompts, log=err)
+    report, run_paths, interrupted = generate_command(options, prompts, log=notes(quiet))
     if dry_run:
         return show_plan(report, as_json)
     extra = {"run_path": str(run_paths[0])} if len(run_paths) == 1 else {}
@@ -254,7 +275,7 @@ def run(
     """Run every measurement of an experiment file; one summary line each."""
     from detcheck.commands import run_experiment, summary_line
 
-    summaries = run_experiment(experiment, out, log=err, progress=progress and not quiet)
+    summaries = run_experiment(experiment, out, log=notes(quiet), progress=progress and not quiet)
     if as_json:
         failed = sum("error" in s for s in summaries)
         echo(json.dumps({"measurements": summaries, "failed": failed}, indent=2))
@@ -375,6 +396,7 @@ PROBED += ("api", "base_url", "timeout_s", "via", "batch_poll_s")
 )
 def probe(
     given: dict,
+    key_env: KeyEnv = "OPENAI_API_KEY",
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
@@ -385,7 +407,7 @@ def probe(
     from detcheck.commands import FlipOptions, probe_command
     from detcheck.send.probe import render, usable
 
-    result = probe_command(FlipOptions(**given), log=err)
+    result = probe_command(FlipOptions(**given, key_env=key_env_of(key_env)), log=notes())
     if usable(result):
         return print_out(render(result), result, as_json)
     # nothing a measurement could use came back: the table says what was (not) seen, exit 3
@@ -429,6 +451,7 @@ def sweep(
             rich_help_panel=spec.RUN,
         ),
     ] = None,
+    key_env: KeyEnv = "OPENAI_API_KEY",
     adaptive: flag(
         "--adaptive",
         "Let 429s halve the requests in flight, as flip does (by default a sweep holds each "
@@ -442,37 +465,42 @@ def sweep(
     """The same measurement at several concurrency levels (and background loads).
 
     A batch-variance probe for servers you run yourself (vLLM, SGLang, llama.cpp)."""
-    from tabulate import tabulate
-
     from detcheck.commands import FlipOptions, sweep_command
     from detcheck.commands.sweep import parse_levels
+    from detcheck.render.table import fit
 
     levels = parse_levels(concurrency, "--concurrency", 1)
     loads = parse_levels(background_loads, "--background-loads", 0) if background_loads else None
     result = sweep_command(
-        FlipOptions(**given, progress=not quiet), levels, log=err, loads=loads, adaptive=adaptive
+        FlipOptions(**given, progress=not quiet, key_env=key_env_of(key_env)),
+        levels,
+        log=notes(quiet),
+        loads=loads,
+        adaptive=adaptive,
     )
     rows = result["levels"]
-    table = tabulate(
+    loaded = any(r["background_load"] for r in rows)
+    table = fit(
         [
             [
                 r["concurrency"],
-                r["background_load"],
+                *([r["background_load"]] if loaded else []),
                 f"{r['n']:,}",
                 r["distinct"],
                 r["clusters"],
                 f"{r['modal_share']:.1%}" if r["modal_share"] is not None else "",
                 f"{r['mean_in_flight']:.2f}" if r["mean_in_flight"] is not None else "",
                 "yes" if r["held"] else f"no ({r['throttled']:,} x 429)",
-                r["run_path"],
+                Path(str(r["run_path"])).name,
             ]
             for r in rows
         ],
-        headers=[
-            "concurrency", "background", "n", "distinct", "clusters", "modal share",
-            "mean in flight", "held", "run",
-        ],
+        ["concurrency", *(["background"] if loaded else []), "n", "distinct", "clusters",
+         "modal", "in flight", "held", "run"],
+        wrap={5 + loaded: 6, 7 + loaded: 12},
     )  # fmt: skip
+    if rows:
+        table += f"\nthe runs are under:\n{Path(str(rows[0]['run_path'])).parent}"
     if result["test"]:
         table += f"\nacross levels: {result['test']['verdict']}"
     print_out(table, result, as_json)

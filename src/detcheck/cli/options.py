@@ -61,6 +61,29 @@ AllowMixed = flag(
 )
 
 
+def key_env_of(name: str) -> str:
+    """--key-env as given, if it names a variable; never echoed, as it may be the key itself."""
+    from detcheck.commands.experiment_file import names_a_variable
+
+    if not names_a_variable(name):
+        raise UsageError(
+            "--key-env takes the name of an environment variable (like OPENAI_API_KEY), not "
+            "the key itself"
+        )
+    return name
+
+
+KeyEnv = Annotated[
+    str,
+    typer.Option(
+        "--key-env",
+        help="The environment variable holding the API key (there is no key option: a key on "
+        "the command line lands in shell history).",
+        rich_help_panel=spec.REQUEST,
+    ),
+]
+
+
 Quiet = flag(
     "--quiet", "No progress (a bar in a terminal, else a line every 30 s).", spec.OUTPUT, "-q"
 )

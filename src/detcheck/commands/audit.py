@@ -70,6 +70,9 @@ def audit_command(options, log: Log, *, checks: list[str], rounds: int = ROUNDS)
     else:
         if is_uri(str(options.out or "")):
             raise UsageError("audit writes its arms to a local directory: -o takes a path")
+        from detcheck.commands.endpoints import checked
+
+        options = checked(options, log)  # the base URL as it will be called, and a model
         state = {"audit_version": AUDIT_VERSION, "audit_id": new_run_id("audit")}
         root = Path(options.out or spec.default("out")) / state["audit_id"]
     n = options.n if options.n is not None else spec.default("n", "audit")

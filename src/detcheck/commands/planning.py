@@ -38,6 +38,9 @@ def is_local(base_url: str) -> bool:
 
 
 def live_endpoint(base_url: str, timeout_s: float, key_env: str = "OPENAI_API_KEY") -> Endpoint:
+    from detcheck.commands.endpoints import base_url_of
+
+    base_url_of(base_url)  # a value that is no URL is refused before the key is asked for
     key = os.environ.get(key_env)
     if not key:
         if is_local(base_url):  # vLLM, llama.cpp, SGLang: any key will do, but one is sent
@@ -48,12 +51,9 @@ def live_endpoint(base_url: str, timeout_s: float, key_env: str = "OPENAI_API_KE
         from detcheck.recordings import DEMO
 
         raise UsageError(f"{key_env} is not set. Export it, or try the offline demo: {DEMO}")
-    if not base_url.startswith(("http://", "https://")):
-        from detcheck.config import strip_credentials
+    from detcheck.commands.endpoints import base_url_of
 
-        shown = strip_credentials(base_url) if "://" in base_url else "(not a URL)"
-        raise UsageError(f"--base-url must start with http:// or https://, got {shown!r}")
-    return Endpoint(base_url, key, timeout_s=timeout_s)
+    return Endpoint(base_url_of(base_url), key, timeout_s=timeout_s)
 
 
 def replay_endpoint(path: Path, served: int = 0):
@@ -90,11 +90,13 @@ def _control(options) -> Control:
 def new_plan(options, log: Log) -> Plan:
     """A new run: the options given, else a replayed recording's values, else the spec's. A
     dry run's plan has no endpoint (it needs no key) and is not checked against --max-cost."""
+    from detcheck.commands.endpoints import checked
     from detcheck.send.tokens import UNRESOLVED
     from detcheck.store.runs import layout_clash, partitioned, run_meta
 
     endpoint = recorded = None
     recorded_meta: dict = {}
+    options = checked(options, log)  # the base URL as it will be called, and a model
     if options.replay is not None:
         endpoint, recorded_meta, size = replay_endpoint(options.replay)
         recorded = recorded_meta.get("config")

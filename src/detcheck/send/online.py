@@ -26,7 +26,7 @@ from tenacity.wait import wait_exponential_jitter
 from detcheck.config import (
     strip_credentials,
 )
-from detcheck.errors import DetcheckError, EndpointError, Interrupted
+from detcheck.errors import DetcheckError, EndpointError, Interrupted, Refused
 from detcheck.plan import Plan
 from detcheck.send.client import make_client, within
 from detcheck.send.record import (
@@ -336,7 +336,7 @@ class Flip:
         self.outcome.prompt_tokens += row.get("prompt_tokens") or 0
         self.outcome.cached_tokens += row.get("cached_tokens") or 0
         self.outcome.completion_tokens += row.get("completion_tokens") or 0
-        if len(row["top_logprobs"]) < self.config.top_logprobs:
+        if self.config.logprobs and len(row["top_logprobs"]) < self.config.top_logprobs:
             if not self.outcome.short_top_logprobs:  # say so at once, not after N calls
                 self.on_notice(
                     f"warning: the endpoint returned {len(row['top_logprobs'])} top logprobs, "
@@ -468,7 +468,8 @@ class Flip:
             retry_after = retry_after_s(response.headers if response is not None else None)
             return TransientError(f"http_{status}", message, retry_after)
         # a one-line message: server text with its control characters and newlines escaped
-        return EndpointError(_fatal_message(status, printable(message), self.body["model"]))
+        detail = printable(message)
+        return Refused(_fatal_message(status, detail, self.body["model"]), status, code, detail)
 
 
 def _fatal_message(status: int, message: str, model: str) -> str:
