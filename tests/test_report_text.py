@@ -154,3 +154,32 @@ def test_a_replay_of_the_rebuilt_recording_keeps_its_provenance(tmp_path):
     assert result.exit_code == 0, result.stderr
     flat = " ".join(result.stdout.split())
     assert f"replayed gpt-4o-2024-08-06 from gpt-4o-coinflip ({PROVENANCE}) on" in flat
+
+
+def test_no_double_spaces_and_counted_nouns_agree():
+    from conftest import ROOT
+
+    text = _analyze(ROOT / "recordings" / "smollm2-f32-coinflip-c8-300")
+    assert "  Heads" not in text.split("\n")[0]
+    assert text.startswith("3 distinct ' Heads' probabilities in 300 calls")
+    flat = " ".join(text.split())
+    assert "1 responses only" not in flat and "1 response only the normaliser moved" in flat
+    prose = [line for line in text.splitlines() if not line.startswith((" ", "-"))]
+    for line in prose:  # the labelled detail lines align with spaces; sentences never do
+        body = line[14:] if line[:14].rstrip() and line[13:14] == " " else line
+        assert "  " not in body.strip(), line
+
+
+def test_the_clustering_sentences_say_what_the_table_shows(tmp_path):
+    from conftest import write_run
+
+    # 16 distinct values 1e-7 apart: one cluster at 0.01 pp, two fingerprints
+    values = [math.log(0.9 + k * 1e-9) for k in range(16)] * 3
+    fps = ["fp_a", "fp_b"] * 24
+    write_run(tmp_path / "run", values, fps)
+    text = _analyze(tmp_path / "run")
+    assert "16 distinct" in text and "clusters: 1 at 0.01 pp" in text
+    flat = " ".join(text.split())
+    assert "only one value" not in flat
+    assert "the fingerprint: not tested (one cluster: nothing to explain)" in flat
+    assert "the two fingerprints: not tested (one cluster: nothing to explain)" in flat

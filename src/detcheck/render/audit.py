@@ -29,15 +29,17 @@ def _numbers(check: dict) -> str:
 
 
 def render(result: dict) -> str:
-    from tabulate import tabulate
+    """The audit for a terminal of 80 columns: the table's words wrap in their cells, the lines
+    under it at word boundaries."""
+    import textwrap
+
+    from detcheck.render.table import fit
 
     rows = [
         [c["name"], _arm(c.get("control")), _arm(c.get("treatment")), c["verdict"], _numbers(c)]
         for c in result["checks"]
     ]
-    table = tabulate(
-        rows, headers=["check", "control", "treatment", "verdict", "numbers"], maxcolwidths=40
-    )
+    table = fit(rows, ["check", "control", "treatment", "verdict", "numbers"], wrap={1, 2, 4})
     lines = [
         f"audit of {result['model']} at {result['endpoint']}: {result['n']} calls per arm, "
         f"concurrency {result['concurrency']}, {result['rounds']} rounds",
@@ -58,7 +60,10 @@ def render(result: dict) -> str:
     broken = [c["name"] for c in result["checks"] if c["verdict"] == "broken"]
     lines.append(f"broken: {', '.join(broken)}" if broken else "no check broken")
     lines.append(f"every arm is a run under {result['out']}")
-    return "\n".join(lines)
+    return "\n".join(
+        line if line is table else textwrap.fill(line, 80, break_on_hyphens=False) or line
+        for line in lines
+    )
 
 
 def html_page(result: dict, title: str | None = None) -> str:

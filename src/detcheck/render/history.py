@@ -76,6 +76,7 @@ def render(lines: list[dict]) -> str:
         shared.append(f"of {printable(next(iter(models)) or 'an unknown model')}")
     if len(endpoints) == 1:
         shared.append(f"at {printable(next(iter(endpoints)) or 'an unknown endpoint')}")
+
     def started(x: dict) -> str:  # a run that did not complete says so under its start
         when = (x["started_at"] or "")[:16].replace("T", " ")
         status = x["status"] or "unknown"

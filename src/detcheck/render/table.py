@@ -7,9 +7,10 @@ from __future__ import annotations
 WIDTH = 80
 
 
-def fit(rows: list, headers: list[str], wrap: set[int], width: int = WIDTH, **options) -> str:
+def fit(rows: list, headers: list[str], wrap, width: int = WIDTH, **options) -> str:
     """`tabulate(rows, headers, **options)`, the columns in `wrap` narrowed so the table fits
-    `width` (as far as they can: each keeps its longest word, up to 24 characters, whole)."""
+    `width` (as far as they can: each keeps its longest word, up to 24 characters, whole; or,
+    if `wrap` maps columns to widths, down to those)."""
     import tabulate as tabulate_module
     from tabulate import tabulate
 
@@ -21,22 +22,33 @@ def fit(rows: list, headers: list[str], wrap: set[int], width: int = WIDTH, **op
         tabulate_module.MIN_PADDING = padding
 
 
+def words(cells: list[str]) -> list[str]:
+    return [w for c in cells for w in c.split()]
+
+
 def _fit(tabulate, rows, headers, wrap, width, options) -> str:
     options.setdefault("disable_numparse", True)
     cells = [[str(r[i]) for r in rows if isinstance(r, list)] for i in range(len(headers))]
     natural = [max([len(headers[i])] + [len(c) for c in cells[i]]) for i in range(len(headers))]
-    # a wrapped column keeps its longest word whole, where it can (up to 24 characters)
-    least = [min(24, max([6] + [len(w) for c in cells[i] for w in c.split()])) for i in wrap]
-    least = dict(zip(wrap, least))
+    # a wrapped column keeps its longest word whole, where it can (up to 24 characters), or
+    # the width the caller gives
+    least = {
+        i: wrap[i] if isinstance(wrap, dict) else min(24, max([6, *map(len, words(cells[i]))]))
+        for i in wrap
+    }
     limits: list[int | None] = [None] * len(headers)
     text = tabulate(rows, headers=headers, **options)
-    for _ in range(50):
+    for _ in range(200):
         over = max(map(len, text.splitlines())) - width
         narrowing = [i for i in wrap if (limits[i] or natural[i]) > least[i]]
         if over <= 0 or not narrowing:
             return text
-        widest = max(narrowing, key=lambda i: limits[i] or natural[i])
-        limits[widest] = max(least[widest], (limits[widest] or natural[widest]) - over)
+        # the widest column gives first, down to the next widest: widths even out
+        now = sorted(((limits[i] or natural[i]), i) for i in narrowing)
+        width_now, widest = now[-1]
+        runner_up = now[-2][0] if len(now) > 1 else least[widest]
+        step = max(1, min(over, width_now - runner_up))
+        limits[widest] = max(least[widest], width_now - step)
         text = tabulate(
             rows, headers=headers, maxcolwidths=limits, maxheadercolwidths=limits, **options
         )

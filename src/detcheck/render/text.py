@@ -5,6 +5,7 @@ It only formats what `detcheck.analysis.report` decided, so `--json` and the tex
 from __future__ import annotations
 
 from detcheck.analysis import stats
+from detcheck.analysis.report import untested
 from detcheck.text import count
 
 
@@ -189,7 +190,8 @@ def _details(r: dict) -> list[str]:
             )
             continue
         mi = f" [MI {result['mutual_information_bits']:.3f} bits]" if result else ""
-        out.append("explains?     " + stats.association_verdict(name, result) + mi)
+        why = untested(r, key)
+        out.append("explains?     " + stats.association_verdict(name, result, untested=why) + mi)
     first = r.get("first_call")
     if first and not first["modal"]:
         others = first["calls_with_its_value"] - 1
@@ -219,8 +221,8 @@ def _details(r: dict) -> list[str]:
         out.append(
             f"top-{d['full_top_k']} lists  {d['absolute_vectors']:,} distinct vectors, "
             f"{d['relative_signatures']:,} distinct relative-logit signatures; vs the modal list: "
-            f"{d['responses_normaliser_only']:,} responses only the normaliser moved, "
-            f"{d['responses_logits_moved']:,} the logits moved"
+            f"{count(d['responses_normaliser_only'], 'response')} only the normaliser moved, "
+            f"{count(d['responses_logits_moved'], 'response')} the logits moved"
             + (f"; logit gaps on a {grid:g} grid" if grid else "; no logit grid")
         )
     s = r["spread"]
