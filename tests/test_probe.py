@@ -181,3 +181,16 @@ def test_a_200_without_logprobs_is_seen_as_such_and_exits_3():
     assert rows["logprobs"] == "no (the answer carries none)"
     assert rows["seed"] == "accepted"  # a request carrying it succeeded
     assert rows["top_logprobs"] == "0 of 20 asked for"
+
+
+def test_a_probe_of_a_base_url_without_v1_asks_whether_v1_was_meant():
+    with FakeOpenAI() as server:
+        root = server.base_url.removesuffix("/v1")
+        result = runner.invoke(
+            app, ["probe", "--base-url", root, "--model", "m"], env={"OPENAI_API_KEY": KEY}
+        )
+    assert result.exit_code == 3
+    assert result.stderr.splitlines()[-1] == (
+        "detcheck: error: HTTP 404: Invalid URL (POST /chat/completions): did you mean "
+        f"--base-url {root}/v1?"
+    )

@@ -410,11 +410,14 @@ def probe(
     result = probe_command(FlipOptions(**given, key_env=key_env_of(key_env)), log=notes())
     if usable(result):
         return print_out(render(result), result, as_json)
+    from detcheck.commands.endpoints import version_hint
+
     # nothing a measurement could use came back: the table says what was (not) seen, exit 3
-    why = result.get("error") or "the answer carries no logprobs"
+    hint = version_hint(result["endpoint"], result.get("status"))
+    why = (result.get("error") or "the answer carries no logprobs") + hint
     result.update(error=why, exit_code=3)
     print_out(render(result), result, as_json)
-    err(f"detcheck: error: {why}: nothing to measure there")
+    err(f"detcheck: error: {why}" + ("" if hint else ": nothing to measure there"))
     raise typer.Exit(3)
 
 

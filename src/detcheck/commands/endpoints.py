@@ -140,6 +140,14 @@ def explain(exc: Refused, options, endpoint) -> EndpointError:
     return _with_fix(str(exc), None)
 
 
+def version_hint(base_url: str, status: int | None) -> str:
+    """' (did you mean --base-url .../v1?)' for a 404 at a base URL without a version."""
+    shown = strip_credentials(base_url).rstrip("/")
+    if status != 404 or _VERSIONED.search(urlsplit(shown).path):
+        return ""
+    return f": did you mean --base-url {shown}/v1?"
+
+
 def _with_fix(diagnosis: str, command: str | None, several: bool = False) -> EndpointError:
     if command is None:
         return EndpointError(
