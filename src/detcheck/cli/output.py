@@ -100,7 +100,7 @@ def asker(yes: bool):
 
 def show_plan(plan: dict, as_json: bool) -> None:
     from detcheck.commands.costs import fmt_usd
-    from detcheck.render.text import wrap
+    from detcheck.render.table import wrap
 
     cost = plan["estimated_cost_usd"]
     prompt = plan["prompt_tokens_per_request"]

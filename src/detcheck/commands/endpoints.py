@@ -12,6 +12,7 @@ and the command that puts it right, rebuilt from what was given."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Callable
@@ -21,11 +22,45 @@ from urllib.parse import urlsplit
 from detcheck import spec
 from detcheck.config import strip_credentials
 from detcheck.errors import EndpointError, Refused, UsageError
+from detcheck.plan import Endpoint
 
 Log = Callable[[str], None]
 
 OPENAI_HOSTS = ("api.openai.com",)
 _VERSIONED = re.compile(r"/v\d+[a-z0-9]*$")  # /v1, /v1beta, /api/v1 ... at the end of the path
+
+
+def is_local(base_url: str) -> bool:
+    """A server on this machine or a private network (where keys are usually not checked)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(base_url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith((".local", ".localhost", ".internal")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_unspecified
+
+
+def live_endpoint(base_url: str, timeout_s: float, key_env: str = "OPENAI_API_KEY") -> Endpoint:
+    base_url_of(base_url)  # a value that is no URL is refused before the key is asked for
+    key = os.environ.get(key_env)
+    if not key:
+        if is_local(base_url):  # vLLM, llama.cpp, SGLang: any key will do, but one is sent
+            raise UsageError(
+                f"{key_env} is not set. A local server usually takes any key: run with "
+                f"{key_env}=unused (or export it)"
+            )
+        from detcheck.recordings import DEMO
+
+        raise UsageError(f"{key_env} is not set. Export it, or try the offline demo: {DEMO}")
+    return Endpoint(base_url_of(base_url), key, timeout_s=timeout_s)
 
 
 def base_url_of(given: str, log: Log | None = None) -> str:
@@ -34,8 +69,6 @@ def base_url_of(given: str, log: Log | None = None) -> str:
     from detcheck.shapes import SHAPES
 
     if not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", given):
-        from detcheck.commands.planning import is_local
-
         shown = strip_credentials(f"http://{given}").removeprefix("http://")
         scheme = "http" if is_local(f"http://{given}") else "https"
         raise UsageError(
@@ -91,8 +124,6 @@ def choose_model(options, log: Log):
             f"what it serves; this plan is for {options.value('model')}, the default"
         )
         return options
-    from detcheck.commands.planning import live_endpoint
-
     endpoint = live_endpoint(base_url, options.value("timeout_s"), options.key_env)
     models, why = served_models(endpoint)
     if models and len(models) == 1:

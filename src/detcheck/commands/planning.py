@@ -4,56 +4,19 @@ nothing after this reads the options."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from detcheck import spec
 from detcheck.commands.costs import check_spend, cost_line, spend_of
+from detcheck.commands.endpoints import checked, live_endpoint
 from detcheck.commands.options import resolve_config, settled
 from detcheck.config import FlipConfig
 from detcheck.errors import UsageError
 from detcheck.plan import Control, Endpoint, Plan, RetryPolicy, Start
 
 Log = Callable[[str], None]
-
-
-def is_local(base_url: str) -> bool:
-    """A server on this machine or a private network (where keys are usually not checked)."""
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    try:
-        host = urlsplit(base_url).hostname or ""
-    except ValueError:
-        return False
-    if host == "localhost" or host.endswith((".local", ".localhost", ".internal")):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_private or address.is_unspecified
-
-
-def live_endpoint(base_url: str, timeout_s: float, key_env: str = "OPENAI_API_KEY") -> Endpoint:
-    from detcheck.commands.endpoints import base_url_of
-
-    base_url_of(base_url)  # a value that is no URL is refused before the key is asked for
-    key = os.environ.get(key_env)
-    if not key:
-        if is_local(base_url):  # vLLM, llama.cpp, SGLang: any key will do, but one is sent
-            raise UsageError(
-                f"{key_env} is not set. A local server usually takes any key: run with "
-                f"{key_env}=unused (or export it)"
-            )
-        from detcheck.recordings import DEMO
-
-        raise UsageError(f"{key_env} is not set. Export it, or try the offline demo: {DEMO}")
-    from detcheck.commands.endpoints import base_url_of
-
-    return Endpoint(base_url_of(base_url), key, timeout_s=timeout_s)
 
 
 def replay_endpoint(path: Path, served: int = 0):
@@ -90,7 +53,6 @@ def _control(options) -> Control:
 def new_plan(options, log: Log) -> Plan:
     """A new run: the options given, else a replayed recording's values, else the spec's. A
     dry run's plan has no endpoint (it needs no key) and is not checked against --max-cost."""
-    from detcheck.commands.endpoints import checked
     from detcheck.send.tokens import UNRESOLVED
     from detcheck.store.runs import layout_clash, partitioned, run_meta
 

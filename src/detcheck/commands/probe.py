@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from detcheck import spec
+from detcheck.commands.endpoints import live_endpoint
 from detcheck.commands.options import resolve_config
-from detcheck.commands.planning import live_endpoint
 
 Log = Callable[[str], None]
 

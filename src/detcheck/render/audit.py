@@ -72,7 +72,8 @@ def html_page(result: dict, title: str | None = None) -> str:
     import json
     from html import escape
 
-    from detcheck.render.html import page, table
+    from detcheck.render.html import page
+    from detcheck.render.html_table import table
 
     heading = title or f"detcheck audit: {result['model']}"
     broken = [c["name"] for c in result["checks"] if c["verdict"] == "broken"]

@@ -46,7 +46,7 @@ def imported_lines(r: dict) -> list[str]:
 
 def render_text(r: dict) -> str:
     """The report for a terminal of 80 columns: tables narrowed to fit, prose folded."""
-    from detcheck.render.text import wrap
+    from detcheck.render.table import wrap
 
     return "\n".join(wrap(line) for line in _lines(r))
 
@@ -140,8 +140,7 @@ def _clip(text: str | None, limit: int = 60) -> str:
 
 
 def render_prompt_set(r: dict) -> str:
-    from detcheck.render.table import fit
-    from detcheck.render.text import wrap
+    from detcheck.render.table import fit, wrap
     from detcheck.text import printable
 
     rows = [

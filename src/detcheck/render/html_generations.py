@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from html import escape
 
-from detcheck.render.html import UNKNOWN, shown, table
+from detcheck.render.html_table import UNKNOWN, shown, table
 
 MOST_SHOWN = 20  # completions listed; the JSON has them all
 LONGEST = 1_000  # characters of one completion shown

@@ -1,6 +1,6 @@
-"""Tables for a terminal of 80 columns: tabulate's, with the columns whose text may wrap
-narrowed (widest first) until every line fits. A number never wraps; a word longer than its
-column is split, as a terminal would."""
+"""Text for a terminal of 80 columns: tables (tabulate's, with the columns whose text may wrap
+narrowed, widest first, until every line fits: a number never wraps, a word longer than its
+column is split, as a terminal would) and prose, folded at word boundaries."""
 
 from __future__ import annotations
 
@@ -53,3 +53,26 @@ def _fit(tabulate, rows, headers, wrap, width, options) -> str:
             rows, headers=headers, maxcolwidths=limits, maxheadercolwidths=limits, **options
         )
     return text
+
+
+LABEL_WIDTH = 14  # "explains?     ": the labels of the detail lines
+
+
+def wrap(line: str, width: int = 80) -> str:
+    """A line of text folded at word boundaries to fit a terminal of `width` columns: a labelled
+    detail line under its label, other prose flush left. Tables are left as they are."""
+    if len(line) <= width or "\n" in line:
+        return line
+    import re
+    import textwrap
+
+    labelled = re.match(r"^[a-z][a-z0-9?-]*(?: [a-z0-9?-]+)? +(?=\S)", line)
+    if labelled and len(labelled.group()) == LABEL_WIDTH:
+        indent = " " * LABEL_WIDTH
+    elif "  " in line.strip():  # aligned columns: a table row
+        return line
+    else:
+        indent = ""
+    return textwrap.fill(
+        line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+    )

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from detcheck.analysis import stats
 from detcheck.analysis.report import untested
+from detcheck.render.table import LABEL_WIDTH, wrap
 from detcheck.text import count
+
+__all__ = ["LABEL_WIDTH", "measured_line", "render_text", "wrap"]
 
 
 def measured_line(r: dict) -> str | None:
@@ -125,29 +128,6 @@ def render_text(report: dict) -> str:
     if report["n"]:
         lines += ["", *_details(report)]
     return "\n".join(wrap(line) for line in lines)
-
-
-LABEL_WIDTH = 14  # "explains?     ": the labels of the detail lines
-
-
-def wrap(line: str, width: int = 80) -> str:
-    """A line of text folded at word boundaries to fit a terminal of `width` columns: a labelled
-    detail line under its label, other prose flush left. Tables are left as they are."""
-    if len(line) <= width or "\n" in line:
-        return line
-    import re
-    import textwrap
-
-    labelled = re.match(r"^[a-z][a-z0-9?-]*(?: [a-z0-9?-]+)? +(?=\S)", line)
-    if labelled and len(labelled.group()) == LABEL_WIDTH:
-        indent = " " * LABEL_WIDTH
-    elif "  " in line.strip():  # aligned columns: a table row
-        return line
-    else:
-        indent = ""
-    return textwrap.fill(
-        line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
-    )
 
 
 def _details(r: dict) -> list[str]:
