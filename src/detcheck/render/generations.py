@@ -4,6 +4,7 @@ prompt set's table (TARr@N, TARa@N)."""
 from __future__ import annotations
 
 import math
+import textwrap
 
 from detcheck.analysis.generations import headline
 
@@ -97,10 +98,13 @@ def _lines(r: dict) -> list[str]:
         if r["lengths"] is None
         else (f"lengths {r['lengths']['min']}-{r['lengths']['max']} tokens; ")
     )
+    summary = (
+        f"responses {r['n']:,} | completions {r['unique_completions']:,} (Chao1 "
+        f"{u['chao1']:,.1f}, 95% CI {lo:,.1f} to {hi:,.1f}) | {where}"
+    )
     lines += [
         "",
-        f"responses {r['n']:,} | completions {r['unique_completions']:,} (Chao1 "
-        f"{u['chao1']:,.1f}, 95% CI {lo:,.1f} to {hi:,.1f}) | {where}",
+        textwrap.fill(summary, 80, break_on_hyphens=False),  # flush left: it has no label
         f"{lengths}finish reasons: "
         + ", ".join(f"{printable(k)} {v:,}" for k, v in r["finish_reasons"].items()),
         "calls per fingerprint: "
@@ -134,7 +138,7 @@ def _lines(r: dict) -> list[str]:
     return lines
 
 
-def _clip(text: str | None, limit: int = 60) -> str:
+def _clip(text: str | None, limit: int = 90) -> str:  # two lines of the table's last column
     text = (text or "").replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
