@@ -203,8 +203,9 @@ PARAMS: dict[str, Param] = {
             "base_url",
             str,
             "https://api.openai.com/v1",
-            "OpenAI-compatible endpoint. The key is read from OPENAI_API_KEY (experiment files: "
-            "the variable api_key_env names).",
+            "OpenAI-compatible endpoint, up to its version (/v1): the API path is added. The key "
+            "is read from OPENAI_API_KEY, or the variable --key-env names (experiment files: "
+            "api_key_env).",
             REQUEST,
             env="OPENAI_BASE_URL",
         ),
