@@ -92,7 +92,7 @@ def test_the_path_to_the_recording_still_works(recording):
 def test_help_opens_with_how_to_start():
     text = runner.invoke(app, ["--help"], env={"COLUMNS": "80"}).stdout
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    start = lines.index("Start here, without a key (GPT-4o's coin flip, rebuilt from published figures):")
+    start = lines.index("Start here, no key (GPT-4o's coin flip, rebuilt from published figures):")
     assert lines[start + 1] == "detcheck flip --n 10000 --replay gpt-4o-coinflip"
     assert lines[start + 2] == "Then your endpoint (OpenAI-compatible; its key in OPENAI_API_KEY):"
     assert lines[start + 3] == "detcheck flip --base-url http://localhost:8000/v1 --model NAME"

@@ -371,7 +371,7 @@ def _root(
     """Measure how non-deterministic an LLM endpoint's token log-probabilities are.
 
     \b
-    Start here, without a key (GPT-4o's coin flip, rebuilt from published figures):
+    Start here, no key (GPT-4o's coin flip, rebuilt from published figures):
       detcheck flip --n 10000 --replay gpt-4o-coinflip
     Then your endpoint (OpenAI-compatible; its key in OPENAI_API_KEY):
       detcheck flip --base-url http://localhost:8000/v1 --model NAME
