@@ -189,3 +189,20 @@ def test_key_env_names_the_variable_holding_the_key(tmp_path):
     for command in ("generate", "sweep", "probe", "audit"):
         result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "120"})
         assert "--key-env" in result.stdout, command
+
+
+def test_a_model_that_gives_no_logprobs_leaves_no_run(tmp_path):
+    def refusing(i, request):
+        refusal = {"type": "refusal", "refusal": "no logprobs here"}
+        output = [{"type": "message", "content": [refusal]}]
+        body = {"id": f"r{i}", "object": "response", "status": "completed", "output": output}
+        return Reply(200, json.dumps(body).encode())
+
+    with FakeOpenAI(refusing) as server:
+        result = flip("-n", "5", "--api", "responses", "--base-url", server.base_url, "--model",
+                      "o3", "-o", str(tmp_path))  # fmt: skip
+    assert result.exit_code == 3
+    assert "--resume" not in result.stderr and list(tmp_path.iterdir()) == []
+    assert error_lines(result)[-1] == (
+        "nothing was kept: put that right and run the same command again"
+    )

@@ -398,7 +398,8 @@ class Flip:
         except MalformedResponse as exc:
             row.update(error_type=exc.kind, error=str(exc))
             if exc.kind in FINAL_KINDS:  # no logprobs, a refusal: asking again won't help
-                return EndpointError(printable(redact(str(exc), self.secrets)))
+                message = printable(redact(str(exc), self.secrets))
+                return Refused(message, response.status_code, exc.kind, message)
             return TransientError(exc.kind, str(exc))
         # a text asked for without logprobs has none to check
         problem = unusable_reason(parsed, self.targets) if self.config.logprobs else None
