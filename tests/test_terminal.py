@@ -68,3 +68,14 @@ def test_an_import_is_quiet_under_q(tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert result.stderr == "" and widest(result.stdout) <= 80, result.stdout
+
+
+def test_a_comparison_fits_80_columns():
+    recordings = ROOT / "recordings"
+    result = runner.invoke(
+        app,
+        ["compare", str(recordings / "smollm2-q4_1-coinflip-c8-300"),
+         str(recordings / "smollm2-f32-coinflip-c8-300")],
+    )  # fmt: skip
+    assert result.exit_code == 1  # they differ
+    assert widest(result.stdout) <= 80, result.stdout
