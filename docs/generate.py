@@ -18,11 +18,9 @@ DOCS = Path(__file__).resolve().parent
 def options_page() -> str:
     import typer
 
-    from detcheck import spec
     from detcheck.cli import app
 
     group = typer.main.get_command(app)
-    units = {p.name: p.unit for p in spec.PARAMS.values() if getattr(p, "unit", None)}
     out = [
         "# Options reference",
         "",
@@ -36,29 +34,37 @@ def options_page() -> str:
         "",
     ]
     root = [p for p in group.params if p.name != "help"]
-    out += ["## detcheck", "", *_table(root, units), ""]
+    out += ["## detcheck", "", *_table(root), ""]
     for name, command in sorted(group.commands.items()):
         summary = (command.help or "").strip().split("\n\n")[0].replace("\n", " ")
         out += [f"## detcheck {name}", "", summary, ""]
         arguments = [p for p in command.params if p.param_type_name == "argument"]
         if arguments:
-            out.append("Arguments: " + ", ".join(f"`{a.name.upper()}`" for a in arguments))
+            from detcheck.cli.help import readable
+
+            for a in arguments:
+                readable(a)
+            out.append("Arguments: " + ", ".join(f"`{a.metavar}`" for a in arguments))
             out.append("")
         options = [p for p in command.params if p.param_type_name == "option" and p.name != "help"]
-        out += [*_table(options, units), ""]
+        out += [*_table(options), ""]
     out += ["Read on: [the manual's pages](README.md)."]
     return "\n".join(out) + "\n"
 
 
-def _table(params, units: dict) -> list[str]:
-    rows = ["| option | default | unit | what it does |", "|---|---|---|---|"]
+def _table(params) -> list[str]:
+    """One row per option, with the value it takes as --help labels it (TEXT, FLOAT ...); its
+    unit is in its words, once, as --help says it."""
+    from detcheck.cli.help import readable
+
+    rows = ["| option | default | what it does |", "|---|---|---|"]
     for p in params:
         if getattr(p, "hidden", False):
             continue
+        readable(p)
         names = ", ".join(f"`{o}`" for o in [*p.opts, *p.secondary_opts])
-        rows.append(
-            f"| {names} | {_default(p)} | {units.get(p.name, '')} | {_cell(p.help or '')} |"
-        )
+        names += f" {p.metavar}" if p.metavar else ""
+        rows.append(f"| {names} | {_default(p)} | {_cell(p.help or '')} |")
     return rows
 
 

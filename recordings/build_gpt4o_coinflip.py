@@ -1,4 +1,5 @@
-"""Rebuild recordings/gpt-4o-2024-08-06-coinflip-10000 from the published figures in source/.
+"""Rebuild the shipped recording gpt-4o-coinflip (src/detcheck/recordings/gpt-4o-coinflip, which
+recordings/gpt-4o-2024-08-06-coinflip-10000 links to) from the published figures in source/.
 
     uv run python recordings/build_gpt4o_coinflip.py
 
@@ -166,7 +167,7 @@ def main() -> None:
         provenance="reconstructed from published figures by recordings/build_gpt4o_coinflip.py; "
         "see recordings/README.md for what is fact and what is filled in",
     )
-    out = HERE / NAME
+    out = HERE.parent / "src" / "detcheck" / "recordings" / "gpt-4o-coinflip"  # ships in the wheel
     shutil.rmtree(out, ignore_errors=True)
     writer = RunWriter(out, meta, rows_per_part=len(calls) + 1)
     for i, (pct, fp) in enumerate(calls):

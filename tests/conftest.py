@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RECORDING = ROOT / "recordings" / "gpt-4o-2024-08-06-coinflip-10000"
+RECORDING = ROOT / "src" / "detcheck" / "recordings" / "gpt-4o-coinflip"  # ships in the wheel
 SOURCE = ROOT / "recordings" / "source"
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent / "interop"))

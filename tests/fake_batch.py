@@ -236,6 +236,9 @@ class FakeBatchAPI:
                     fake.drips_abandoned += 1
 
             def do_GET(self):  # noqa: N802
+                if self.path.split("?")[0] == "/v1/models":  # as OpenAI lists its models
+                    listed = [{"id": "gpt-4o-2024-08-06", "object": "model"}]
+                    return self._json(200, {"object": "list", "data": listed})
                 parts = self._note().strip("/").split("/")
                 if parts[:2] == ["v1", "batches"] and len(parts) == 2:
                     data = [fake._view(b) for b in reversed(list(fake.batches.values()))]

@@ -11,7 +11,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -68,11 +68,25 @@ def coin_flip(i: int, request: dict) -> Reply:
     return Reply(200, json.dumps(body).encode(), {"x-request-id": f"req_{i}"})
 
 
-class FakeOpenAI:
-    """Start with `with FakeOpenAI(respond) as server:`; `server.base_url` ends in /v1."""
+SERVED = ("gpt-4o-2024-08-06",)  # what GET /v1/models lists by default: the model it answers as
 
-    def __init__(self, respond: Callable[[int, dict], Reply] = coin_flip):
+
+class FakeOpenAI:
+    """Start with `with FakeOpenAI(respond) as server:`; `server.base_url` ends in /v1.
+
+    As OpenAI does, it answers a path outside /v1 with 404 "Invalid URL (POST /...)", and
+    GET /v1/models with the models it serves (`models`; None: 404). Neither reaches `respond`
+    or `requests`: those are the API calls."""
+
+    def __init__(
+        self,
+        respond: Callable[[int, dict], Reply] = coin_flip,
+        models: Sequence[str] | None = SERVED,
+    ):
         self.respond = respond
+        self.models = models
+        self.model_listings = 0  # GET /v1/models answered
+        self.wrong_paths: list[str] = []  # requests outside /v1, answered 404
         self.requests: list[dict] = []
         self.paths: list[str] = []  # each request's path and query string
         self.headers: list[dict] = []
@@ -88,10 +102,35 @@ class FakeOpenAI:
                 pass
 
             def do_GET(self):
+                if self.path.split("?")[0] == "/v1/models":
+                    return self._models()
                 self.do_POST()
+
+            def _answer(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _models(self) -> None:
+                with outer._lock:
+                    outer.model_listings += 1
+                if outer.models is None:
+                    return self._answer(404, {"error": {"message": "Not Found"}})
+                listed = [{"id": m, "object": "model", "owned_by": "test"} for m in outer.models]
+                self._answer(200, {"object": "list", "data": listed})
 
             def do_POST(self):
                 length = int(self.headers.get("content-length", 0))
+                if not self.path.startswith("/v1/"):
+                    self.rfile.read(length)
+                    with outer._lock:
+                        outer.wrong_paths.append(self.path)
+                    path = self.path.split("?")[0]
+                    error = {"message": f"Invalid URL ({self.command} {path})", "code": None}
+                    return self._answer(404, {"error": error})
                 request = json.loads(self.rfile.read(length) or b"{}")
                 with outer._lock:
                     i = len(outer.requests)

@@ -24,11 +24,11 @@ runner = CliRunner()
 ENV = {"OPENAI_API_KEY": "sk-batch-test"}
 
 
-def flip(api, out, *args):
+def flip(api, out, *args, quiet=True):
     result = runner.invoke(
         app,
-        ["flip", "--via", "batch", "--base-url", api.base_url, "-o", str(out), "-q", "--json",
-         "--batch-poll-s", "0.1", *map(str, args)],
+        ["flip", "--via", "batch", "--base-url", api.base_url, "-o", str(out), "--json",
+         "--batch-poll-s", "0.1", *(["-q"] if quiet else []), *map(str, args)],
         env=ENV,
     )  # fmt: skip
     return result
@@ -49,7 +49,7 @@ def start_flip(api, out, n: int, *extra) -> subprocess.Popen:
 
 def test_a_batch_run_stores_one_row_per_line_at_batch_prices(tmp_path):
     with FakeBatchAPI(seconds=0.5) as api:
-        result = flip(api, tmp_path, "-n", 20)
+        result = flip(api, tmp_path, "-n", 20, quiet=False)  # -q would silence the cost note
         assert result.exit_code == 0, result.stderr
         assert api.created == 1
         (batch,) = api.batches.values()

@@ -139,6 +139,9 @@ def test_the_readme_duckdb_query_runs(runs, tmp_path):
     assert {r[1] for r in rows} == {"fp_test"}
     assert all(r[3] == 2 for r in rows), rows  # the fake's two distinct Heads logprobs
     json.dumps([list(map(str, r)) for r in rows])  # plain values
+    # and on what `flip -o` writes (no partitions in the path: there was no `date` to read)
+    (flat,) = duckdb.sql(query.replace("runs/**", f"{runs / 'flat'}/**")).fetchall()
+    assert flat[0] == "gpt-4o-2024-08-06" and flat[3] == 2 and flat[4] == 12
 
 
 def test_mixing_the_two_layouts_in_one_directory_is_warned_about(runs, tmp_path):

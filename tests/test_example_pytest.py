@@ -2,7 +2,7 @@ import openai
 
 import detcheck.testing
 
-RECORDING = "recordings/gpt-4o-2024-08-06-coinflip-10000"  # rebuilt from published figures
+RECORDING = "gpt-4o-coinflip"  # ships with detcheck: rebuilt from published figures
 
 
 def test_my_client_copes_with_recorded_nondeterminism(detcheck_replay):

@@ -1,16 +1,12 @@
-"""The HTML page: self-contained (nothing outside itself), says what was measured, escapes what
-servers send, and renders in a real headless browser when one is installed."""
+"""The HTML page: self-contained (nothing outside itself), says what was measured, and escapes
+what servers send. How it reads in a real browser: tests/test_browser.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 
-import pytest
 from typer.testing import CliRunner
 
 from detcheck.cli import app
@@ -73,7 +69,7 @@ def test_a_generate_run_gets_its_divergence_picture(tmp_path):
     html = _report(["recordings/story-generate-200"], tmp_path / "g.html")
     assert_self_contained(html)
     assert "3 different completions in 200 calls" in html and "<svg" in html
-    figure_text = " ".join(re.findall(r"<!-- (.*?) -->", html))  # matplotlib's text, as drawn
+    figure_text = " ".join(re.findall(r"<text[^>]*>(.*?)</text>", html, re.S))  # the figure's
     assert "responses on the modal path" in figure_text and "position (0-based)" in figure_text
     assert "labels" not in re.sub(r"<pre>.*?</pre>", "", html, flags=re.S)
 
@@ -88,7 +84,7 @@ def test_compare_writes_its_page_too(recording, tmp_path):
     assert result.exit_code in (0, 1), result.stderr
     html = (tmp_path / "c.html").read_text()
     assert_self_contained(html)
-    assert "detcheck compare: no drift" in html and "<table>" in html
+    assert "detcheck compare: no drift" in html and '<table class="cards">' in html
 
 
 def test_what_a_server_sends_is_escaped(tmp_path):
@@ -111,31 +107,3 @@ def test_what_a_server_sends_is_escaped(tmp_path):
     html = _report([tmp_path / "runs"], tmp_path / "h.html")
     assert "<script" not in html and "&lt;script&gt;" in html
     assert_self_contained(html)
-
-
-def test_the_page_renders_in_a_headless_browser(recording, tmp_path):
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        if os.environ.get("DETCHECK_REQUIRE_BROWSER") == "1":
-            pytest.fail("no chromium to render the page with")
-        pytest.skip("no headless browser (Debian: apt install chromium)")
-    page = tmp_path / "r.html"
-    _report([recording], page)
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=390,1600"]
-    shot = tmp_path / "phone.png"
-    subprocess.run(
-        [*flags, f"--screenshot={shot}", page.as_uri()],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    png = shot.read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 30_000  # drawn, not a blank page
-    dom = subprocess.run(
-        [*flags, "--dump-dom", page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    assert "42 distinct Heads probabilities in 10,000 calls" in dom

@@ -45,7 +45,8 @@ def start(server, *args) -> subprocess.Popen:
 
 def resume(server, target, *args) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "detcheck.cli", "flip", "--resume", str(target), "-q", "--json"]
+        # not -q: what a resume says it did (finishing, downloading) is looked for
+        [sys.executable, "-m", "detcheck.cli", "flip", "--resume", str(target), "--json"]
         + [str(a) for a in args],
         env=env_for(server),
         capture_output=True,

@@ -18,7 +18,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "detcheck"
 # do not know each other).
 STAGES = [
     ("detcheck", "detcheck.errors", "detcheck.spec", "detcheck.config", "detcheck.plan",
-     "detcheck.text", "detcheck.shapes", "detcheck.checks"),  # the vocabulary
+     "detcheck.text", "detcheck.shapes", "detcheck.checks",
+     "detcheck.recordings"),  # the vocabulary
     ("detcheck.store",),
     ("detcheck.send", "detcheck.analysis"),
     ("detcheck.render",),

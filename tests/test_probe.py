@@ -114,3 +114,83 @@ def test_probe_of_an_endpoint_refusing_seed_says_so_and_probes_the_rest_without_
     assert data["temperature_semantics"] == "scaled, with temperature 0 treated as 1"
     assert data["completions_api"] is True
     assert "seed" in requests[0] and all("seed" not in r for r in requests[1:])
+
+
+def probe_failing(respond, *args):
+    """A probe of an endpoint that answers nothing usable: (exit code, JSON, text, requests)."""
+    with FakeOpenAI(respond) as server:
+        result = runner.invoke(
+            app,
+            ["probe", "--base-url", server.base_url, "--model", "m", "--json", *args],
+            env={"OPENAI_API_KEY": KEY},
+        )
+        requests = list(server.requests)
+    return result.exit_code, json.loads(result.stdout), result.stderr, requests
+
+
+def lines_of(text: str) -> dict[str, str]:
+    """The probe's table as {row: what it says}."""
+    rows = {}
+    for line in text.splitlines():
+        key, _, value = line.partition("  ")
+        if value.strip():
+            rows[key.strip()] = value.strip()
+    return rows
+
+
+def test_a_probe_of_an_endpoint_answering_404_to_everything_says_it_tested_nothing():
+    def not_found(i, request):
+        return Reply(404, b'{"error": {"message": "Not Found"}}')
+
+    code, data, text, requests = probe_failing(not_found)
+    assert code == 3
+    rows = lines_of(text)
+    assert rows["chat API"] == "HTTP 404: Not Found"
+    for row in ("logprobs", "top_logprobs", "system_fingerprint", "seed", "temperature"):
+        assert rows[row] == "not tested (HTTP 404: Not Found)", row
+    assert rows["legacy /v1/completions"] == "no (HTTP 404: Not Found)"
+    assert "accepted" not in text and "0 of 20" not in text
+    assert data["seed_accepted"] is None and data["logprobs"] is None
+    assert data["top_logprobs_returned"] is None and data["system_fingerprint"] is None
+    assert data["exit_code"] == 3 and data["error"] == "HTTP 404: Not Found"
+    # nothing to learn from temperatures when the request itself fails: not sent
+    assert len(requests) == 2 and "prompt" in requests[1]
+
+
+def test_a_4xx_that_does_not_name_seed_does_not_make_the_seed_accepted():
+    def bad_request(i, request):
+        if "prompt" in request:
+            return Reply(404, b'{"error": {"message": "Not found"}}')
+        return Reply(400, b'{"error": {"message": "top_logprobs must be at most 5"}}')
+
+    code, data, text, _ = probe_failing(bad_request)
+    assert code == 3 and data["seed_accepted"] is None
+    assert lines_of(text)["seed"] == "not tested (HTTP 400: top_logprobs must be at most 5)"
+
+
+def test_a_200_without_logprobs_is_seen_as_such_and_exits_3():
+    def no_logprobs(i, request):
+        if "prompt" in request:
+            return Reply(404, b'{"error": {"message": "Not found"}}')
+        choice = {"index": 0, "message": {"role": "assistant", "content": "Heads"}}
+        return Reply(200, json.dumps({"id": "x", "choices": [choice]}).encode())
+
+    code, data, text, _ = probe_failing(no_logprobs)
+    rows = lines_of(text)
+    assert code == 3 and data["logprobs"] is False
+    assert rows["logprobs"] == "no (the answer carries none)"
+    assert rows["seed"] == "accepted"  # a request carrying it succeeded
+    assert rows["top_logprobs"] == "0 of 20 asked for"
+
+
+def test_a_probe_of_a_base_url_without_v1_asks_whether_v1_was_meant():
+    with FakeOpenAI() as server:
+        root = server.base_url.removesuffix("/v1")
+        result = runner.invoke(
+            app, ["probe", "--base-url", root, "--model", "m"], env={"OPENAI_API_KEY": KEY}
+        )
+    assert result.exit_code == 3
+    assert result.stderr.splitlines()[-1] == (
+        "detcheck: error: HTTP 404: Invalid URL (POST /chat/completions): did you mean "
+        f"--base-url {root}/v1?"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from typer.testing import CliRunner
 
@@ -117,3 +118,68 @@ def test_a_target_absent_from_every_response_is_said_plainly_with_what_to_measur
     (run_dir,) = tmp_path.iterdir()
     text = " ".join(_analyze(run_dir).split())  # as read, across folded lines
     assert text.startswith(headline.split(";")[0])  # the text says it first too
+
+
+# the first clause of the recording's own `provenance` (run.json has the rest: where to read more)
+PROVENANCE = "reconstructed from published figures by recordings/build_gpt4o_coinflip.py"
+
+
+def test_the_rebuilt_recording_says_where_it_came_from_wherever_its_endpoint_is_shown(
+    recording, tmp_path
+):
+    meta = json.loads((recording / "run.json").read_text())
+    assert meta["provenance"].startswith(PROVENANCE)
+    text = _analyze(recording)
+    flat = " ".join(text.split())
+    assert "measured gpt-4o-2024-08-06 at https://api.openai.com/v1" not in flat
+    assert f"source gpt-4o-2024-08-06 at https://api.openai.com/v1 ({PROVENANCE})" in flat
+    data = json.loads(_analyze(recording, "--json"))
+    assert data["measured"]["provenance"] == [meta["provenance"]]
+    # the page: next to the endpoint, in full
+    page = tmp_path / "p.html"
+    assert runner.invoke(app, ["report", str(recording), "-o", str(page)]).exit_code == 0
+    html = page.read_text()
+    assert f"<dt>provenance</dt><dd>{meta['provenance']}</dd>" in html
+    assert "https://api.openai.com/v1 (not measured there: see provenance)" in html
+    # the figure's title, drawn as text
+    svg = tmp_path / "f.svg"
+    assert runner.invoke(app, ["plot", str(recording), "-o", str(svg)]).exit_code == 0
+    drawn = " ".join(re.findall(r"<!-- (.*?) -->", svg.read_text()))  # the figure's texts
+    assert PROVENANCE in " ".join(drawn.split())
+
+
+def test_a_replay_of_the_rebuilt_recording_keeps_its_provenance(tmp_path):
+    args = ["flip", "-n", "100", "--replay", "gpt-4o-coinflip", "-o", str(tmp_path), "-q"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    flat = " ".join(result.stdout.split())
+    assert f"replayed gpt-4o-2024-08-06 from gpt-4o-coinflip ({PROVENANCE}) on" in flat
+
+
+def test_no_double_spaces_and_counted_nouns_agree():
+    from conftest import ROOT
+
+    text = _analyze(ROOT / "recordings" / "smollm2-f32-coinflip-c8-300")
+    assert "  Heads" not in text.split("\n")[0]
+    assert text.startswith("3 distinct ' Heads' probabilities in 300 calls")
+    flat = " ".join(text.split())
+    assert "1 responses only" not in flat and "1 response only the normaliser moved" in flat
+    prose = [line for line in text.splitlines() if not line.startswith((" ", "-"))]
+    for line in prose:  # the labelled detail lines align with spaces; sentences never do
+        body = line[14:] if line[:14].rstrip() and line[13:14] == " " else line
+        assert "  " not in body.strip(), line
+
+
+def test_the_clustering_sentences_say_what_the_table_shows(tmp_path):
+    from conftest import write_run
+
+    # 16 distinct values 1e-7 apart: one cluster at 0.01 pp, two fingerprints
+    values = [math.log(0.9 + k * 1e-9) for k in range(16)] * 3
+    fps = ["fp_a", "fp_b"] * 24
+    write_run(tmp_path / "run", values, fps)
+    text = _analyze(tmp_path / "run")
+    assert "16 distinct" in text and "clusters: 1 at 0.01 pp" in text
+    flat = " ".join(text.split())
+    assert "only one value" not in flat
+    assert "the fingerprint: not tested (one cluster: nothing to explain)" in flat
+    assert "the two fingerprints: not tested (one cluster: nothing to explain)" in flat

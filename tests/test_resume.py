@@ -44,7 +44,8 @@ def test_resume_of_a_complete_run_changes_nothing(recording, tmp_path):
     assert flip("--n", 20, "--replay", recording, "--out", tmp_path).exit_code == 0
     (run_dir,) = tmp_path.iterdir()
     before = sorted(p.name for p in run_dir.iterdir())
-    result = flip("--resume", run_dir, "--json")
+    # not -q, which would silence the note that says so
+    result = runner.invoke(app, ["flip", "--resume", str(run_dir), "--json"])
     assert result.exit_code == 0, result.stderr
     assert "nothing to do" in result.stderr and json.loads(result.stdout)["n"] == 20
     assert sorted(p.name for p in run_dir.iterdir()) == before

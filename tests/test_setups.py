@@ -77,7 +77,7 @@ def test_compare_prints_tables_in_the_terminal_and_markdown_to_a_file(tmp_path, 
     assert result.exit_code in (0, 1), result.stderr
     text = result.stdout
     assert "###" not in text and "|---" not in text and "| " not in text
-    assert "cluster (%) at 0.01 pp    baseline" in " ".join(text.split("\n"))  # aligned columns
+    assert "cluster (%) at 0.01 pp  baseline" in " ".join(text.split("\n"))  # aligned columns
     assert max(len(line) for line in text.splitlines()) <= 80
     markdown = md.read_text()
     assert markdown.startswith("### detcheck compare") and "|---|---|---|---|" in markdown

@@ -95,7 +95,7 @@ def test_help_is_grouped_and_flags_carry_no_type_label():
     for flag in ("--no-seed", "--quiet", "--json", "--debug"):
         line = next(x for x in text.splitlines() if flag + " " in x)
         assert "<bool>" not in line, line
-    assert "<int>" in next(x for x in text.splitlines() if "--n " in x)
+    assert "INTEGER" in next(x for x in text.splitlines() if "--n " in x)
 
 
 @pytest.mark.parametrize(

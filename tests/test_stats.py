@@ -79,7 +79,8 @@ def test_association_independent_versus_determined():
     assert stats.association(clusters, np.zeros(6000)) is None  # one label: nothing to test
     assert "does not explain" in stats.association_verdict("x", independent)
     assert "explains part" in stats.association_verdict("x", determined)
-    assert "only one value" in stats.association_verdict("x", None)
+    untested = stats.association_verdict("x", None, untested="one cluster")
+    assert untested == "x: not tested (one cluster)"
 
 
 def test_top_token_flips_and_risk():

@@ -18,16 +18,21 @@ class DataError(DetcheckError):
 
 
 class EndpointError(DetcheckError):
-    """The endpoint refused the measurement in a way retrying cannot fix. `status` is the HTTP
-    status that said so, and `server_message` the server's own words, when there were any (the
-    audit tells a refusal of one parameter from a failure by them)."""
+    """The endpoint refused the measurement in a way retrying cannot fix."""
 
     exit_code = 3
 
-    def __init__(self, message: str, *, status: int | None = None, server_message: str = ""):
+
+class Refused(EndpointError):
+    """The endpoint answered a request with a 4xx that asking again cannot fix (a bad key, a
+    wrong URL, a model it does not serve). `status`, `code` and `detail` (its message) let the
+    command that started the run say what was probably meant (and the audit tell a refusal of
+    the one parameter an arm changes from a failure)."""
+
+    def __init__(self, message: str, status: int, code: str | None = None, detail: str = ""):
         super().__init__(message)
-        self.status = status
-        self.server_message = server_message
+        self.status, self.code, self.detail = status, code, detail
+        self.nothing_kept = False  # set when the run it stopped was discarded, being empty
 
 
 class Interrupted(DetcheckError):

@@ -203,8 +203,9 @@ PARAMS: dict[str, Param] = {
             "base_url",
             str,
             "https://api.openai.com/v1",
-            "OpenAI-compatible endpoint. The key is read from OPENAI_API_KEY (experiment files: "
-            "the variable api_key_env names).",
+            "OpenAI-compatible endpoint, up to its version (/v1): the API path is added. The key "
+            "is read from OPENAI_API_KEY, or the variable --key-env names (experiment files: "
+            "api_key_env).",
             REQUEST,
             env="OPENAI_BASE_URL",
         ),
@@ -265,8 +266,8 @@ PARAMS: dict[str, Param] = {
             "max_cost",
             float,
             None,
-            "Refuse to start a run whose estimated cost (list prices, tokens counted with "
-            "tiktoken) is higher.",
+            "Refuse to start a run whose estimated cost in USD (list prices, tokens counted "
+            "with tiktoken) is higher.",
             RUN,
             unit="USD",
             check=_positive,
@@ -287,7 +288,7 @@ PARAMS: dict[str, Param] = {
             "backoff_s",
             float,
             0.5,
-            "First wait before a retry, doubling each time (with jitter).",
+            "First wait before a retry, in seconds, doubling each time (with jitter).",
             RUN,
             unit="s",
             check=_non_negative,
@@ -297,7 +298,7 @@ PARAMS: dict[str, Param] = {
             "max_backoff_s",
             float,
             30.0,
-            "Longest wait between retries.",
+            "Longest wait between retries, in seconds.",
             RUN,
             unit="s",
             check=_non_negative,

@@ -274,7 +274,7 @@ def headline(r: dict) -> str:
         return "no successful responses to analyse"
     if r["distinct"] == 0 and not r.get("label_mass"):
         return _absent_headline(r)
-    what = r["label"] if r.get("label_mass") else r["target"]
+    what = token_shown(r["label"] if r.get("label_mass") else r["target"])
     if r["distinct"] == 1 and r["n"] > 1 and not r.get("label_mass"):
         flips = r["top_token"]["flips"]
         return (
@@ -297,7 +297,11 @@ def headline(r: dict) -> str:
     fps = [k for k in r["fingerprints"] if k != "null"]
     if len(fps) > 1:
         subject = "the two fingerprints" if len(fps) == 2 else f"the {len(fps)} fingerprints"
-        parts.append(stats.association_verdict(subject, r["fingerprint_association"], plural=True))
+        parts.append(
+            stats.association_verdict(
+                subject, r["fingerprint_association"], plural=True, untested=untested(r, "")
+            )
+        )
     flips = r["top_token"]["flips"]
     parts.append(
         f"the top token changed in {count(flips, 'call')}"
@@ -305,6 +309,28 @@ def headline(r: dict) -> str:
         else "the top token never changed"
     )
     return "; ".join(parts) + "."
+
+
+def token_shown(token: str) -> str:
+    """A token as a sentence names it: bare, or quoted when spaces around it would vanish
+    (" Heads" would read as a double space)."""
+    return token if token and token == token.strip() and token.isprintable() else repr(token)
+
+
+# why an association could not be tested, by what it would have compared the clusters with
+_ONE = {
+    "fingerprint_association": "one fingerprint",
+    "time_association": "all calls at one time",
+    "concurrency_association": "one concurrency",
+}
+
+
+def untested(r: dict, key: str) -> str:
+    """Why an association was not tested: one cluster (nothing to explain), else one value of
+    what would explain it."""
+    if len(r["clusters"]) < 2:
+        return "one cluster: nothing to explain"
+    return f"{_ONE.get(key, 'one value')}: nothing to compare"
 
 
 def _absent_headline(r: dict) -> str:

@@ -93,6 +93,11 @@ def measured(runs: Sequence[Run]) -> dict:
         "last_started_at": starts[-1] if starts else None,
         # `detcheck import`: from what, and what the data lacks (None: every run was measured)
         "imported": _imported(runs),
+        # how runs not measured by detcheck came to be (a recording rebuilt from published
+        # figures, and replays of it): shown wherever the endpoint is
+        "provenance": sorted({p for r in runs if (p := r.meta.get("provenance"))}),
+        # runs replayed from a recording: what was replayed (their endpoint is "replay:...")
+        "replayed_from": sorted({str(p) for r in runs if (p := r.meta.get("replay_of"))}),
     }
 
 

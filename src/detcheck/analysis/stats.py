@@ -173,10 +173,12 @@ def association_verdict(
     plural: bool = False,
     alpha: float = 0.01,
     small_share: float = 0.05,
+    untested: str = "one value on a side, nothing to compare",
 ) -> str:
-    """Plain words: not significant / significant but small / explains part."""
+    """Plain words: not significant / significant but small / explains part; not tested
+    (`untested` says why: one cluster, one fingerprint ...) when there was nothing to test."""
     if result is None:
-        return f"{subject}: only one value, nothing to compare"
+        return f"{subject}: not tested ({untested})"
     p, share = result["p_value"], result["explained_share"]
     does, is_ = ("do", "are") if plural else ("does", "is")
     if p >= alpha:

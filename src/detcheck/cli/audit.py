@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from detcheck import spec
-from detcheck.cli.options import AsJson, Debug, DryRun, Quiet, Yes
-from detcheck.cli.output import asker, err, print_out, show_plan
+from detcheck.cli.options import AsJson, Debug, DryRun, KeyEnv, Quiet, Yes, key_env_of
+from detcheck.cli.output import asker, err, notes, print_out, show_plan
 
 # what an audit varies itself is not an option: concurrency is the batch it tries
 AUDITED = (
@@ -22,7 +22,7 @@ HELP = {
     "checks (concurrency - 1 background streams beside one measured call).",
     "out": "Where the audit's directory goes: one directory per arm, one run per round, and "
     "_audit.json.",
-    "resume": "Carry on an audit a kill or Ctrl-C left (its directory, OUT/<audit id>), with its "
+    "resume": "Carry on an audit a kill or Ctrl-C left (its directory, OUT/AUDIT_ID), with its "
     "own checks and settings: finished runs are kept, a cut one is continued.",
     "max_tokens": "Tokens per answer of the whole-generation arms (seed, temperature_zero, "
     "logprobs_toggle); the first-token arms ask for one.",
@@ -45,6 +45,7 @@ def audit(
         str | None, typer.Option(help="Comma-separated checks to run (default: all).")
     ] = None,
     skip: Annotated[str | None, typer.Option(help="Comma-separated checks not to run.")] = None,
+    key_env: KeyEnv = "OPENAI_API_KEY",
     as_json: AsJson = False,
     quiet: Quiet = False,
     dry_run: DryRun = False,
@@ -68,8 +69,14 @@ def audit(
     missing = [c for c in required if c not in checks]
     if missing and not given.get("resume"):  # a resumed audit's checks are its own: see below
         raise UsageError(f"--require {missing[0]}: that check is not run (see --only/--skip)")
-    options = FlipOptions(**given, progress=not quiet, dry_run=dry_run, confirm=asker(yes))
-    result = audit_command(options, log=(lambda _: None) if quiet else err, checks=checks)
+    options = FlipOptions(
+        **given,
+        progress=not quiet,
+        dry_run=dry_run,
+        confirm=asker(yes),
+        key_env=key_env_of(key_env),
+    )
+    result = audit_command(options, log=notes(quiet), checks=checks)
     if dry_run:
         return show_plan(result, as_json)
     print_out(render(result), result, as_json)

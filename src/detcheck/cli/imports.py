@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from detcheck.cli.options import AnswerRegex, AsJson, Debug, Quiet
-from detcheck.cli.output import emit, err
+from detcheck.cli.output import emit, notes
 
 
 def _column(what: str):
@@ -66,7 +66,7 @@ def import_responses(
                "logprob": logprob, "answer": answer}  # fmt: skip
     report = import_command(
         files, out, fmt, columns, batch_input=batch_input, skip_bad=skip_bad,
-        answer_regex=answer_regex, log=(lambda _: None) if quiet else err,
+        answer_regex=answer_regex, log=notes(quiet),
     )  # fmt: skip
     extra = {k: report.pop(k) for k in ("run_paths", "imported")}
     emit(report, as_json, extra)

@@ -11,24 +11,35 @@ from typing import Annotated
 import typer
 
 from detcheck import spec
+from detcheck.cli import reading
+from detcheck.cli.help import ReadableCommand, ReadableGroup
 from detcheck.cli.options import (
-    AllowMixed,
     AnswerRegex,
     AsJson,
     Debug,
     DryRun,
-    LabelMass,
+    KeyEnv,
     Quiet,
-    Space,
     Token,
     Yes,
     flag,
+    key_env_of,
     spec_options,
 )
-from detcheck.cli.output import asker, cli_errors, echo, emit, err, print_out, show_plan, warn
+from detcheck.cli.output import (
+    asker,
+    cli_errors,
+    echo,
+    emit,
+    err,
+    notes,
+    print_out,
+    show_plan,
+    warn,
+)
 
 app = typer.Typer(
-    help="Measure how non-deterministic an LLM endpoint's token log-probabilities are.",
+    cls=ReadableGroup,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -38,11 +49,12 @@ app = typer.Typer(
 MEASUREMENT = tuple(name for name in spec.PARAMS if name != "thresholds")
 
 
-@app.command()
+@app.command(cls=ReadableCommand)
 @cli_errors
 @spec_options(*MEASUREMENT, "thresholds")
 def flip(
     given: dict,
+    key_env: KeyEnv = "OPENAI_API_KEY",
     as_json: AsJson = False,
     quiet: Quiet = False,
     dry_run: DryRun = False,
@@ -52,8 +64,14 @@ def flip(
     """Send one single-token request N times, store every response, report distinct values."""
     from detcheck.commands import FlipOptions, flip_command
 
-    options = FlipOptions(**given, progress=not quiet, dry_run=dry_run, confirm=asker(yes))
-    report, run_path, outcome = flip_command(options, log=err)
+    options = FlipOptions(
+        **given,
+        progress=not quiet,
+        dry_run=dry_run,
+        confirm=asker(yes),
+        key_env=key_env_of(key_env),
+    )
+    report, run_path, outcome = flip_command(options, log=notes(quiet))
     if run_path is None:
         return show_plan(report, as_json)
     emit(report, as_json, {"run_path": str(run_path)})
@@ -61,7 +79,7 @@ def flip(
         raise typer.Exit(130)
 
 
-@app.command()
+@app.command(cls=ReadableCommand)
 @cli_errors
 @spec_options(*(n for n in MEASUREMENT if n not in ("labels", "target_token")), kind="generate")
 def generate(
@@ -75,6 +93,7 @@ def generate(
         ),
     ] = None,
     answer_regex: AnswerRegex = None,
+    key_env: KeyEnv = "OPENAI_API_KEY",
     as_json: AsJson = False,
     quiet: Quiet = False,
     dry_run: DryRun = False,
@@ -93,8 +112,9 @@ def generate(
         answer_regex=answer_regex,
         dry_run=dry_run,
         confirm=asker(yes),
+        key_env=key_env_of(key_env),
     )
-    report, run_paths, interrupted = generate_command(options, prompts, log=err)
+    report, run_paths, interrupted = generate_command(options, prompts, log=notes(quiet))
     if dry_run:
         return show_plan(report, as_json)
     extra = {"run_path": str(run_paths[0])} if len(run_paths) == 1 else {}
@@ -103,166 +123,112 @@ def generate(
         raise typer.Exit(130)
 
 
-@app.command()
+# the commands that read stored runs (detcheck.cli.reading), in --help's order
+app.command(cls=ReadableCommand)(cli_errors(spec_options("thresholds")(reading.analyze)))
+app.command(cls=ReadableCommand)(cli_errors(spec_options("thresholds")(reading.plot)))
+app.command("report", cls=ReadableCommand)(
+    cli_errors(spec_options("thresholds")(reading.report_command))
+)
+app.command(cls=ReadableCommand)(cli_errors(reading.show))
+
+
+@app.command(cls=ReadableCommand)
 @cli_errors
+def run(
+    experiment: Annotated[Path, typer.Argument(help="An experiment file (TOML).")],
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Runs go under OUT/model=MODEL/date=YYYY-MM-DD/ (a directory or URI).",
+        ),
+    ] = "runs",
+    as_json: AsJson = False,
+    quiet: Quiet = False,
+    progress: Annotated[
+        bool, typer.Option(hidden=True, help="Progress is shown by default now; kept for old jobs.")
+    ] = True,
+    debug: Debug = False,
+) -> None:
+    """Run every measurement of an experiment file; one summary line each.
+
+    Exit 3 if a measurement failed, 1 if a verification (a measurement with `reference`)
+    found the endpoint differs from its reference, else 0."""
+    from detcheck.commands import run_experiment, summary_line
+
+    summaries = run_experiment(experiment, out, log=notes(quiet), progress=progress and not quiet)
+    if as_json:
+        failed = sum("error" in s for s in summaries)
+        echo(json.dumps({"measurements": summaries, "failed": failed}, indent=2))
+    for s in summaries:
+        (err if as_json else echo)(summary_line(s))
+    if any("error" in s for s in summaries):
+        raise typer.Exit(3)
+    if any(s.get("verdict") == "differs" for s in summaries):  # a verification failed
+        raise typer.Exit(1)
+
+
+@app.command(cls=ReadableCommand)
+@cli_errors(internal_exit=2)
 @spec_options("thresholds")
-def analyze(
-    paths: Annotated[
-        list[str],
-        typer.Argument(help="Runs, run directories, directories of runs, or s3:// / gs:// URIs."),
-    ],
+def compare(
+    baseline: Annotated[str, typer.Argument(help="Baseline runs (a run, directory or URI).")],
+    candidate: Annotated[str, typer.Argument(help="Candidate runs (a run, directory or URI).")],
     given: dict,
     token: Token = None,
-    label_mass: LabelMass = False,
-    space: Space = "pct",
-    answer_regex: AnswerRegex = None,
-    allow_mixed: AllowMixed = False,
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            help="Findings that fail (exit 1), comma-separated, from: clusters, shares, modal, "
+            "fingerprints, flips, values.",
+        ),
+    ] = "clusters,shares,modal,fingerprints,flips",
+    alpha: Annotated[float, typer.Option(help="Significance level of every test.")] = 0.001,
+    allow_setup_change: flag(
+        "--allow-setup-change",
+        "Compare runs of different setups (model, prompt, labels, temperature, top_logprobs, "
+        "API); refused by default, naming what differs.",
+    ) = False,
+    markdown: Annotated[
+        Path | None, typer.Option(help="Also write the markdown report to this file.")
+    ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(help="Also write the report as one self-contained HTML page."),
+    ] = None,
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
-    """Report the distinct values, clusters and statistics of stored runs.
+    """Compare two sets of runs; exit 0 no drift, 1 drift, 2 error."""
+    from detcheck.commands import compare_command
 
-    For generate runs: the distinct completions and where they part."""
-    from detcheck.analysis.report import report_of
-    from detcheck.store import read_runs
-
-    runs = read_runs(paths, warn=warn)
     thresholds = given["thresholds"] or spec.default("thresholds")
-    report = report_of(
-        runs,
-        thresholds,
+    text, data, drifted = compare_command(
+        baseline,
+        candidate,
+        thresholds=thresholds,
         token=token,
-        label_mass=label_mass,
-        space=space,
-        answer_regex=answer_regex,
-        allow_mixed=allow_mixed,
+        fail_on=fail_on,
+        alpha=alpha,
+        markdown=markdown,
+        warn=warn,
+        allow_setup_change=allow_setup_change,
+        html=html,
     )
-    emit(report, as_json)
+    print_out(text, data, as_json)
+    if drifted:
+        raise typer.Exit(1)
 
 
-@app.command()
-@cli_errors
-@spec_options("thresholds")
-def plot(
-    paths: Annotated[
-        list[str],
-        typer.Argument(help="Runs, run directories, directories of runs, or s3:// / gs:// URIs."),
-    ],
-    output: Annotated[
-        Path,
-        typer.Option("--out", "-o", "--output", help="Image to write (.png, .svg, .pdf, .jpg)."),
-    ],
-    given: dict,
-    token: Token = None,
-    allow_mixed: AllowMixed = False,
-    dpi: Annotated[int, typer.Option(help="Resolution of a .png or .jpg (dots per inch).")] = 150,
-    title: Annotated[
-        str | None,
-        typer.Option(help="The figure's title (default: model, endpoint, date, run, n)."),
-    ] = None,
-    debug: Debug = False,
-) -> None:
-    """Draw the distinct values (by fingerprint, clusters shaded) and the accumulation curve."""
-    from detcheck.analysis.report import report_of
-    from detcheck.render.plot import plot_report
-    from detcheck.store import read_runs
-
-    runs = read_runs(paths, warn=warn)
-    thresholds = given["thresholds"] or spec.default("thresholds")
-    report = report_of(runs, thresholds, token=token, allow_mixed=allow_mixed)
-    echo(f"wrote {plot_report(report, output, dpi=dpi, title=title)}")
-
-
-@app.command("report")
-@cli_errors
-@spec_options("thresholds")
-def report_command(
-    paths: Annotated[
-        list[str],
-        typer.Argument(help="Runs, run directories, directories of runs, or s3:// / gs:// URIs."),
-    ],
-    output: Annotated[Path, typer.Option("--out", "-o", help="The page to write (.html).")],
-    given: dict,
-    token: Token = None,
-    space: Space = "pct",
-    answer_regex: AnswerRegex = None,
-    allow_mixed: AllowMixed = False,
-    title: Annotated[
-        str | None, typer.Option(help="The page's title (default: detcheck report).")
-    ] = None,
-    debug: Debug = False,
-) -> None:
-    """Write one self-contained HTML page to share what stored runs show.
-
-    What was measured, the headline, the figure, the values, the analysis in words, the JSON."""
-    from detcheck.analysis.report import report_of
-    from detcheck.commands.report import write_audit_page, write_report_page, write_verify_page
-    from detcheck.store import read_runs
-
-    if len(paths) == 1 and (Path(paths[0]) / "_audit.json").is_file():  # an audit's directory
-        return echo(f"wrote {write_audit_page(Path(paths[0]), output, title)}")
-    if len(paths) == 1 and (Path(paths[0]) / "_verify.json").is_file():  # a verification's
-        return echo(f"wrote {write_verify_page(Path(paths[0]), output, title)}")
-    runs = read_runs(paths, warn=warn)
-    thresholds = given["thresholds"] or spec.default("thresholds")
-    report = report_of(
-        runs,
-        thresholds,
-        token=token,
-        space=space,
-        answer_regex=answer_regex,
-        allow_mixed=allow_mixed,
-    )
-    echo(f"wrote {write_report_page(runs, report, output, title)}")
-
-
-@app.command()
-@cli_errors
-def show(
-    path: Annotated[Path, typer.Argument(help="A run (directory or Parquet file).")],
-    row: Annotated[
-        int, typer.Option(help="Which successful response, 0 = the first received.")
-    ] = 0,
-    debug: Debug = False,
-) -> None:
-    """Print one response's top-logprobs table and the probability it covers."""
-    from detcheck.commands import show_command
-
-    echo(show_command(path, row))
-
-
-from detcheck.cli import monitor as _monitor  # noqa: E402
-
-app.command("run")(cli_errors(_monitor.run))
-app.command("compare")(cli_errors(internal_exit=2)(spec_options("thresholds")(_monitor.compare)))
-
-
-@app.command()
-@cli_errors
-@spec_options("thresholds")
-def history(
-    paths: Annotated[
-        list[str], typer.Argument(help="Directories of runs (or runs, or s3:// / gs:// URIs).")
-    ],
-    given: dict,
-    as_json: AsJson = False,
-    debug: Debug = False,
-) -> None:
-    """One line per run: date, endpoint, model, fingerprints, n, distinct, clusters, modal."""
-    from detcheck.render.history import history as history_lines
-    from detcheck.render.history import render
-    from detcheck.store import read_runs
-
-    thresholds = given["thresholds"] or spec.default("thresholds")
-    lines = history_lines(read_runs(paths, warn=warn), thresholds)
-    echo(json.dumps({"runs": lines}, indent=2) if as_json else render(lines))
+app.command(cls=ReadableCommand)(cli_errors(spec_options("thresholds")(reading.history)))
 
 
 PROBED = ("model", "prompt", "labels", "target_token", "seed", "no_seed", "top_logprobs")
 PROBED += ("api", "base_url", "timeout_s", "via", "batch_poll_s")
 
 
-@app.command()
+@app.command(cls=ReadableCommand)
 @cli_errors
 @spec_options(
     *PROBED,
@@ -273,6 +239,7 @@ PROBED += ("api", "base_url", "timeout_s", "via", "batch_poll_s")
 )
 def probe(
     given: dict,
+    key_env: KeyEnv = "OPENAI_API_KEY",
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
@@ -281,25 +248,34 @@ def probe(
     top_logprobs, fingerprint, seed, temperature, legacy completions; --via batch: what a
     batch's output carries."""
     from detcheck.commands import FlipOptions, probe_command
+    from detcheck.send.probe import render, usable
 
-    result = probe_command(FlipOptions(**given), log=err)
-    from detcheck.send.probe import render
+    result = probe_command(FlipOptions(**given, key_env=key_env_of(key_env)), log=notes())
+    if usable(result):
+        return print_out(render(result), result, as_json)
+    from detcheck.commands.endpoints import version_hint
 
+    # nothing a measurement could use came back: the table says what was (not) seen, exit 3
+    hint = version_hint(result["endpoint"], result.get("status"))
+    why = (result.get("error") or "the answer carries no logprobs") + hint
+    result.update(error=why, exit_code=3)
     print_out(render(result), result, as_json)
+    err(f"detcheck: error: {why}" + ("" if hint else ": nothing to measure there"))
+    raise typer.Exit(3)
 
 
 from detcheck.cli import audit as _audit  # noqa: E402
 from detcheck.cli import imports as _imports  # noqa: E402
 
-app.command("import")(cli_errors(_imports.import_responses))
+app.command("import", cls=ReadableCommand)(cli_errors(_imports.import_responses))
 
-app.command("audit")(
+app.command("audit", cls=ReadableCommand)(
     cli_errors(spec_options(*_audit.AUDITED, help=_audit.HELP, kind="audit")(_audit.audit))
 )
 
 from detcheck.cli import verify as _verify  # noqa: E402
 
-app.command("verify")(
+app.command("verify", cls=ReadableCommand)(
     cli_errors(spec_options(*_verify.VERIFIED, help=_verify.HELP, kind="verify")(_verify.verify))
 )
 
@@ -307,7 +283,7 @@ app.command("verify")(
 SWEPT = tuple(name for name in MEASUREMENT if name not in ("concurrency", "resume"))
 
 
-@app.command()
+@app.command(cls=ReadableCommand)
 @cli_errors
 @spec_options(*SWEPT, "thresholds")
 def sweep(
@@ -327,6 +303,7 @@ def sweep(
             rich_help_panel=spec.RUN,
         ),
     ] = None,
+    key_env: KeyEnv = "OPENAI_API_KEY",
     adaptive: flag(
         "--adaptive",
         "Let 429s halve the requests in flight, as flip does (by default a sweep holds each "
@@ -340,37 +317,42 @@ def sweep(
     """The same measurement at several concurrency levels (and background loads).
 
     A batch-variance probe for servers you run yourself (vLLM, SGLang, llama.cpp)."""
-    from tabulate import tabulate
-
     from detcheck.commands import FlipOptions, sweep_command
     from detcheck.commands.sweep import parse_levels
+    from detcheck.render.table import fit
 
     levels = parse_levels(concurrency, "--concurrency", 1)
     loads = parse_levels(background_loads, "--background-loads", 0) if background_loads else None
     result = sweep_command(
-        FlipOptions(**given, progress=not quiet), levels, log=err, loads=loads, adaptive=adaptive
+        FlipOptions(**given, progress=not quiet, key_env=key_env_of(key_env)),
+        levels,
+        log=notes(quiet),
+        loads=loads,
+        adaptive=adaptive,
     )
     rows = result["levels"]
-    table = tabulate(
+    loaded = any(r["background_load"] for r in rows)
+    table = fit(
         [
             [
                 r["concurrency"],
-                r["background_load"],
+                *([r["background_load"]] if loaded else []),
                 f"{r['n']:,}",
                 r["distinct"],
                 r["clusters"],
                 f"{r['modal_share']:.1%}" if r["modal_share"] is not None else "",
                 f"{r['mean_in_flight']:.2f}" if r["mean_in_flight"] is not None else "",
                 "yes" if r["held"] else f"no ({r['throttled']:,} x 429)",
-                r["run_path"],
+                Path(str(r["run_path"])).name,
             ]
             for r in rows
         ],
-        headers=[
-            "concurrency", "background", "n", "distinct", "clusters", "modal share",
-            "mean in flight", "held", "run",
-        ],
+        ["concurrency", *(["background"] if loaded else []), "n", "distinct", "clusters",
+         "modal", "in flight", "held", "run"],
+        wrap={5 + loaded: 6, 7 + loaded: 12},
     )  # fmt: skip
+    if rows:
+        table += f"\nthe runs are under:\n{Path(str(rows[0]['run_path'])).parent}"
     if result["test"]:
         table += f"\nacross levels: {result['test']['verdict']}"
     print_out(table, result, as_json)
@@ -397,7 +379,14 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    """Measure how non-deterministic an LLM endpoint's token log-probabilities are."""
+    """Measure how non-deterministic an LLM endpoint's token log-probabilities are.
+
+    \b
+    Start here, no key (GPT-4o's coin flip, rebuilt from published figures):
+      detcheck flip --n 10000 --replay gpt-4o-coinflip
+    Then your endpoint (OpenAI-compatible; its key in OPENAI_API_KEY):
+      detcheck flip --base-url http://localhost:8000/v1 --model NAME
+    """
 
 
 def main() -> None:

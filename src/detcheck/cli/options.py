@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from detcheck import spec
+from detcheck.errors import UsageError
 
 
 def flag(option: str, help: str, panel: str | None = None, short: str | None = None):
@@ -60,6 +61,29 @@ AllowMixed = flag(
 )
 
 
+def key_env_of(name: str) -> str:
+    """--key-env as given, if it names a variable; never echoed, as it may be the key itself."""
+    from detcheck.commands.experiment_file import names_a_variable
+
+    if not names_a_variable(name):
+        raise UsageError(
+            "--key-env takes the name of an environment variable (like OPENAI_API_KEY), not "
+            "the key itself"
+        )
+    return name
+
+
+KeyEnv = Annotated[
+    str,
+    typer.Option(
+        "--key-env",
+        help="The environment variable holding the API key (there is no key option: a key on "
+        "the command line lands in shell history).",
+        rich_help_panel=spec.REQUEST,
+    ),
+]
+
+
 Quiet = flag(
     "--quiet", "No progress (a bar in a terminal, else a line every 30 s).", spec.OUTPUT, "-q"
 )
@@ -78,6 +102,30 @@ Yes = flag(
 )
 
 
+def Runs(what: str = "Runs, run directories, directories of runs, or s3:// / gs:// URIs"):  # noqa: N802
+    """The runs a command reads: `runs` (where flip, generate and import write) unless given."""
+    return Annotated[
+        list[str] | None,
+        typer.Argument(
+            help=f"{what} (flip, generate and import write under runs).", show_default="runs"
+        ),
+    ]
+
+
+def runs_or_default(paths: list[str] | None, verb: str, command: str) -> list[str]:
+    """The paths given, else runs/ if it is here; else what to do instead (exit 2)."""
+    if paths:
+        return paths
+    from pathlib import Path
+
+    if Path("runs").exists():
+        return ["runs"]
+    raise UsageError(
+        f"no runs/ here to {verb}: give the runs (detcheck {command} PATH...), or make some "
+        "(detcheck flip --replay gpt-4o-coinflip writes one under runs/)"
+    )
+
+
 Token = Annotated[
     str | None,
     typer.Option("--token", help="Analyse this token instead of the one the run measured."),
@@ -87,9 +135,7 @@ Token = Annotated[
 def _option(param: spec.Param, help_text: str | None = None, kind: str = "flip"):
     """The typer annotation of one spec parameter: every option is None when not given, so
     a resumed or replayed run's own value can apply before the default."""
-    help_text = help_text or param.help
-    if param.unit and param.unit not in ("s", "pp"):
-        help_text += f" [{param.unit}]"
+    help_text = help_text or param.help  # says its unit in words, once
     if param.type is bool:
         info = typer.Option(param.option, help=help_text, metavar="", rich_help_panel=param.group)
         return Annotated[bool, info], False
@@ -104,7 +150,7 @@ def _option(param: spec.Param, help_text: str | None = None, kind: str = "flip")
         param.option,
         *([param.short] if param.short else []),
         help=help_text,
-        metavar="<float>" if param.type is list else None,
+        metavar={list: "FLOAT", tuple: "LIST"}.get(param.type),  # repeated; comma-separated
         show_default=shown if shown is not None else False,
         envvar=param.env,
         rich_help_panel=param.group,

@@ -31,6 +31,24 @@ def warn(message: str) -> None:
     err(f"detcheck: warning: {message}")
 
 
+# what -q keeps: a warning, the answer to a Ctrl-C, and how to carry on a stopped run
+LOUD = ("warning:", "detcheck: warning:", "stopping:", "kept ")
+
+
+def notes(quiet: bool = False):
+    """Where a command's notes go: stderr, each line said once (an audit's forty arms share one
+    tokenizer note); under -q only what LOUD begins."""
+    said: set[str] = set()
+
+    def log(message: str) -> None:
+        if (quiet and not message.startswith(LOUD)) or message in said:
+            return
+        said.add(message)
+        err(message)
+
+    return log
+
+
 def cli_errors(func=None, *, internal_exit: int = 1):
     """One line on stderr and the error's exit code; a traceback only with --debug.
     `internal_exit`: the code for an unexpected failure (compare keeps 1 for "drift")."""
@@ -83,7 +101,7 @@ def asker(yes: bool):
 
 def show_plan(plan: dict, as_json: bool) -> None:
     from detcheck.commands.costs import fmt_usd
-    from detcheck.render.text import wrap
+    from detcheck.render.table import wrap
 
     cost = plan["estimated_cost_usd"]
     prompt = plan["prompt_tokens_per_request"]

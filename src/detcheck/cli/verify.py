@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from detcheck import spec
-from detcheck.cli.options import AsJson, Debug, DryRun, Quiet, Yes
-from detcheck.cli.output import asker, err, print_out, show_plan
+from detcheck.cli.options import AsJson, Debug, DryRun, KeyEnv, Quiet, Yes, key_env_of
+from detcheck.cli.output import asker, notes, print_out, show_plan
 
 # what verify sends is fixed (one token, temperature 0): these are how, where and how much
 VERIFIED = (
@@ -55,13 +55,7 @@ def verify(
             rich_help_panel=spec.REQUEST,
         ),  # fmt: skip
     ] = None,
-    key_env: Annotated[
-        str,
-        typer.Option(
-            help="The environment variable holding the candidate's key.",
-            rich_help_panel=spec.REQUEST,
-        ),  # fmt: skip
-    ] = "OPENAI_API_KEY",
+    key_env: KeyEnv = "OPENAI_API_KEY",
     prompts: Annotated[
         Path | None,
         typer.Option(
@@ -94,11 +88,11 @@ def verify(
     from detcheck.commands.verify import exit_code, verify_command
     from detcheck.render.verify import render
 
-    options = FlipOptions(**given, key_env=key_env, progress=not quiet, dry_run=dry_run,
-                          confirm=asker(yes))  # fmt: skip
+    options = FlipOptions(**given, key_env=key_env_of(key_env), progress=not quiet,
+                          dry_run=dry_run, confirm=asker(yes))  # fmt: skip
     result = verify_command(
-        options, (lambda _: None) if quiet else err, reference=reference,
-        reference_model=reference_model, reference_key_env=reference_key_env,
+        options, notes(quiet), reference=reference, reference_model=reference_model,
+        reference_key_env=key_env_of(reference_key_env) if reference_key_env else None,
         prompts_path=prompts, alpha=alpha,
     )  # fmt: skip
     if dry_run:

@@ -1,7 +1,9 @@
 """What each CLI command does, as plain functions the CLI and the Python API call (and tests can
 call too), one module per command: flip (and --resume), generate, show, experiment (`run`, read
-by experiment_file.py), compare, report, probe, sweep. options.py holds the measurement as asked
-for; planning.py resolves it, once, into a detcheck.plan.Plan; costs.py the price lines.
+by experiment_file.py), compare, report, probe, sweep, history. options.py holds the measurement
+as asked for; endpoints.py checks where it is sent (the base URL, the model, a key's variable)
+and explains a refusal of the first calls; planning.py resolves it, once, into a
+detcheck.plan.Plan; costs.py the price lines.
 
 May import every stage (send, store, analysis, render) and the vocabulary; never the edges
 (detcheck.cli, api, testing, pytest_plugin)."""

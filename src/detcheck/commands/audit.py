@@ -34,7 +34,7 @@ from detcheck.commands.audit_resume import (
 from detcheck.commands.costs import check_spend, total_spend
 from detcheck.commands.flip import flip_command
 from detcheck.config import strip_credentials
-from detcheck.errors import DetcheckError, EndpointError, Interrupted, UsageError
+from detcheck.errors import DetcheckError, Interrupted, Refused, UsageError
 
 Log = Callable[[str], None]
 
@@ -99,6 +99,9 @@ def audit_command(options, log: Log, *, checks: list[str], rounds: int = ROUNDS)
         raise UsageError("audit writes its arms to a local directory: -o takes a path")
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o {out}: not a directory (the audit's directory goes under it)")
+    from detcheck.commands.endpoints import checked
+
+    options = checked(options, log)  # the base URL as it will be called, and a model
     state = {"audit_version": AUDIT_VERSION, "audit_id": new_run_id("audit")}
     root = out / state["audit_id"]
     if options.dry_run:
@@ -284,13 +287,13 @@ def _nothing_left(options) -> dict:
 def _refusal(exc: DetcheckError, arm) -> str | None:
     """The endpoint's refusal of the parameter this arm changes (a 400 or 422 naming it), in
     its own words; None for anything else (an outage, a full disk, a lock, a timeout)."""
-    if not isinstance(exc, EndpointError) or exc.status not in (400, 422):
+    if not isinstance(exc, Refused) or exc.status not in (400, 422):
         return None
     names = [p for change in arm.changes for p in PARAMETERS_OF.get(change, ())]
     if arm.kind == "generate":
         names += LENGTH_PARAMETERS
-    said = exc.server_message.lower()
-    return exc.server_message if any(name in said for name in names) else None
+    said = exc.detail.lower()
+    return exc.detail if any(name in said for name in names) else None
 
 
 def _judged(check: str, calls: dict, sizes) -> tuple[list, list, str | None, str | None]:

@@ -120,6 +120,11 @@ def _looks_like_key(value) -> bool:
     return len(value) >= 24 and mixed and any(c.isdigit() for c in value)
 
 
+def names_a_variable(value: str) -> bool:
+    """Whether `value` is an environment variable's name, not a key given in its place."""
+    return bool(_ENV_NAME.fullmatch(value)) and not _looks_like_key(value)
+
+
 def _check_fields(table: dict, fail) -> None:
     for key, value in table.items():
         if key not in FIELDS:
@@ -132,7 +137,7 @@ def _check_fields(table: dict, fail) -> None:
             fail(f"field {key!r} must be {what}{shown}", key)
         if key == "labels" and not all(isinstance(v, str) for v in value):
             fail("field 'labels' must be a list of strings", key)
-        if key.endswith("key_env") and (not _ENV_NAME.fullmatch(value) or _looks_like_key(value)):
+        if key.endswith("key_env") and not names_a_variable(value):
             # never echo it: it may be the key itself
             fail(
                 f"field {key!r} must name an environment variable (like OPENAI_API_KEY) "

@@ -10,7 +10,7 @@ from pathlib import Path
 from detcheck import spec
 from detcheck.commands.costs import cost_line, usage_line
 from detcheck.commands.planning import new_plan, resume_plan
-from detcheck.errors import DetcheckError
+from detcheck.errors import DetcheckError, Refused
 from detcheck.plan import Plan
 
 Log = Callable[[str], None]
@@ -30,7 +30,20 @@ def flip_command(options, log: Log, *, report: bool = True):
         if options.dry_run:
             log(cost_line(plan.spend))
             return plan.spend, None, None
-    return execute(plan, open_writer(plan, log), log, report=report)
+    writer = open_writer(plan, log)
+    try:
+        return execute(plan, writer, log, report=report)
+    except Refused as exc:
+        if not exc.nothing_kept:
+            raise
+        import shutil
+
+        from detcheck.commands.endpoints import explain
+
+        # the first requests were refused: the empty run goes; say what was probably meant,
+        # and the command that puts it right
+        shutil.rmtree(writer.run_dir, ignore_errors=True)
+        raise explain(exc, options, plan.endpoint) from None
 
 
 def open_writer(plan: Plan, log: Log):
@@ -83,7 +96,13 @@ def execute(plan: Plan, writer, log: Log, *, report: bool = True):
         status = "interrupted" if outcome.interrupted else "complete"
         failing = False
     except DetcheckError as exc:
-        exc.args = (f"{exc}\n{_resume_hint(writer, done + flip.outcome.successes, n)}",)
+        kept = done + flip.outcome.successes
+        if isinstance(exc, Refused) and not kept and plan.stored is None and not writer.mirror:
+            # a configuration error (a wrong URL, key or model): an empty run helps no one,
+            # and --resume would refuse the corrected options
+            exc.nothing_kept = True
+            raise
+        exc.args = (f"{exc}\n{_resume_hint(writer, kept, n)}",)
         raise
     finally:
         try:

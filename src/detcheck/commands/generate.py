@@ -48,10 +48,11 @@ def generate_command(options, prompts: Path | None, log: Log):
     """(report, run paths, interrupted?) of one prompt's run, or of one run per prompt."""
     from detcheck.analysis.report import report_of
     from detcheck.commands.costs import check_spend, total_spend
+    from detcheck.commands.endpoints import checked
     from detcheck.store import read_runs
     from detcheck.store.runs import new_run_id
 
-    options = replace(options, kind="generate")
+    options = checked(replace(options, kind="generate"), log)  # the URL as called, a model
     if prompts is None:
         report, path, outcome = flip_command(options, log)
         return report, [path], outcome is not None and outcome.interrupted

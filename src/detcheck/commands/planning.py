@@ -4,57 +4,19 @@ nothing after this reads the options."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from detcheck import spec
 from detcheck.commands.costs import check_spend, cost_line, spend_of
+from detcheck.commands.endpoints import checked, live_endpoint
 from detcheck.commands.options import resolve_config, settled
 from detcheck.config import FlipConfig
 from detcheck.errors import UsageError
 from detcheck.plan import Control, Endpoint, Plan, RetryPolicy, Start
 
 Log = Callable[[str], None]
-
-
-def is_local(base_url: str) -> bool:
-    """A server on this machine or a private network (where keys are usually not checked)."""
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    try:
-        host = urlsplit(base_url).hostname or ""
-    except ValueError:
-        return False
-    if host == "localhost" or host.endswith((".local", ".localhost", ".internal")):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_private or address.is_unspecified
-
-
-def live_endpoint(base_url: str, timeout_s: float, key_env: str = "OPENAI_API_KEY") -> Endpoint:
-    key = os.environ.get(key_env)
-    if not key:
-        if is_local(base_url):  # vLLM, llama.cpp, SGLang: any key will do, but one is sent
-            raise UsageError(
-                f"{key_env} is not set. A local server usually takes any key: run with "
-                f"{key_env}=unused (or export it)"
-            )
-        raise UsageError(
-            f"{key_env} is not set. Export it, or try the offline demo: "
-            "detcheck flip --replay recordings/gpt-4o-2024-08-06-coinflip-10000"
-        )
-    if not base_url.startswith(("http://", "https://")):
-        from detcheck.config import strip_credentials
-
-        shown = strip_credentials(base_url) if "://" in base_url else "(not a URL)"
-        raise UsageError(f"--base-url must start with http:// or https://, got {shown!r}")
-    return Endpoint(base_url, key, timeout_s=timeout_s)
 
 
 def replay_endpoint(path: Path, served: int = 0):
@@ -96,6 +58,8 @@ def new_plan(options, log: Log) -> Plan:
     from detcheck.store.runs import layout_clash, partitioned, run_meta
 
     endpoint = recorded = None
+    recorded_meta: dict = {}
+    options = checked(options, log)  # the base URL as it will be called, and a model
     if options.replay is not None:
         endpoint, recorded_meta, size = replay_endpoint(options.replay)
         recorded = recorded_meta.get("config")
@@ -154,6 +118,8 @@ def new_plan(options, log: Log) -> Plan:
     meta["measurement"] = options.measurement
     meta["partition"] = None  # the Hive keys of the run's path, if it has them
     meta["client"] = endpoint.client_kind
+    if replay and recorded_meta.get("provenance"):  # a replay of data detcheck did not measure
+        meta["provenance"] = recorded_meta["provenance"]
     plan.meta = meta
     for t in targets if config.kind == "flip" else []:
         if UNRESOLVED in t.how:

@@ -5,19 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def figure_svg(report: dict, title: str | None) -> str | None:
-    """The report's figure as inline SVG, or None without matplotlib (the page says so)."""
+def figure_svg(report: dict, title: str | None = None) -> str | None:
+    """The report's figure as inline SVG, laid out for a page (its title is the page's); ""
+    when there is nothing to draw (a prompt set, answers compared by their text only, a token
+    that never came back); None without matplotlib (the page says so)."""
     from detcheck.errors import UsageError
     from detcheck.render.html import svg_of
-    from detcheck.render.plot import draw, pyplot
+    from detcheck.render.plot import PAGE, draw, pyplot
 
     if report.get("prompts"):  # a prompt set: the page's table is per prompt, no one figure
+        return ""
+    if report.get("kind") == "generate":
+        if not report.get("positions"):
+            return ""
+    elif not report.get("distinct"):
         return ""
     try:
         plt = pyplot()
     except UsageError:
         return None
-    fig = draw(report, title)
+    fig = draw(report, look=PAGE)
     try:
         return svg_of(fig)
     finally:

@@ -23,10 +23,11 @@ def show_command(path: Path, row: int) -> str:
 
     from tabulate import tabulate
 
+    from detcheck.recordings import locate
     from detcheck.store import find_runs, read_run
     from detcheck.text import printable
 
-    found = find_runs(Path(path))
+    found = find_runs(locate(path))  # a path, or the name of a recording that ships
     if len(found) != 1:
         raise UsageError(f"{path} holds {len(found)} runs; show takes one run")
     if (read_run(found[0], columns=["seq"]).meta.get("config") or {}).get("kind") == "generate":

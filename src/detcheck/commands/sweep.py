@@ -32,10 +32,12 @@ def sweep_command(
     with its level; and a test of whether the distribution of values depends on the level."""
     from dataclasses import replace as with_
 
+    from detcheck.commands.endpoints import checked
     from detcheck.send.pace import pacer_for
     from detcheck.store import read_run
     from detcheck.store.runs import new_run_id
 
+    options = checked(options, log)  # the base URL as it will be called, and a model
     loads = list(loads) if loads else [options.background_load or 0]
     options = with_(options, pacer=pacer_for(options.rpm))  # --rpm across the levels, not each
     sweep_id = new_run_id("sweep")

@@ -93,14 +93,17 @@ def verify_command(options, log: Log, *, reference: str, reference_model: str | 
     stored = None if _is_url(reference) else stored_reference(Path(reference))
     if stored is not None:
         prompts = _stored_prompts(stored, prompts, prompts_path)
+    from detcheck.commands.endpoints import checked
+
     common = {"temperature": 0.0, "max_tokens": 1, "kind": "flip", "concurrency": 1}
-    candidate = replace(options, **common)
+    # each side's base URL as it will be called, and its model (a local server's only one)
+    candidate = checked(replace(options, **common), log)
     sides = {"candidate": candidate}
     if stored is None:
-        sides["reference"] = replace(
+        sides["reference"] = checked(replace(
             candidate, base_url=reference, model=reference_model or options.model,
             key_env=reference_key_env or options.key_env,
-        )  # fmt: skip
+        ), log)  # fmt: skip
     state = {"verify_version": VERIFY_VERSION, "verify_id": new_run_id("verify")}
     root = out / state["verify_id"]
     spend = _spend(sides, prompts, n)

@@ -63,15 +63,16 @@ def changed_lines(result: dict) -> list[str]:
 
 
 def render(result: dict) -> str:
-    from tabulate import tabulate
+    """The audit for a terminal of 80 columns: the table's words wrap in their cells, the lines
+    under it at word boundaries."""
+
+    from detcheck.render.table import fit
 
     rows = [
         [c["name"], _arm(c.get("control")), _arm(c.get("treatment")), c["verdict"], _numbers(c)]
         for c in result["checks"]
     ]
-    table = tabulate(
-        rows, headers=["check", "control", "treatment", "verdict", "numbers"], maxcolwidths=40
-    )
+    table = fit(rows, ["check", "control", "treatment", "verdict", "numbers"], wrap={1, 2, 4})
     lines = [
         f"audit of {result['model']} at {result['endpoint']}: {result['n']} calls per arm, "
         f"concurrency {result['concurrency']}, {result['rounds']} rounds",
@@ -94,7 +95,10 @@ def render(result: dict) -> str:
     broken = [c["name"] for c in result["checks"] if c["verdict"] == "broken"]
     lines.append(f"broken: {', '.join(broken)}" if broken else "no check broken")
     lines.append(f"every arm is a run under {result['out']}")
-    return "\n".join(lines)
+    return "\n".join(
+        line if line is table else textwrap.fill(line, 80, break_on_hyphens=False) or line
+        for line in lines
+    )
 
 
 def html_page(result: dict, title: str | None = None) -> str:
@@ -104,23 +108,19 @@ def html_page(result: dict, title: str | None = None) -> str:
     from html import escape
 
     from detcheck.render.html import page
+    from detcheck.render.html_table import table
 
     heading = title or f"detcheck audit: {result['model']}"
     broken = [c["name"] for c in result["checks"] if c["verdict"] == "broken"]
     headline = f"broken: {', '.join(broken)}" if broken else "no check broken"
     drifted = bool(result.get("drift") and result["drift"]["drifted"])
-    rows = "".join(
-        "<tr>" + "".join(
-            f'<td{" class=wrap" if k in (1, 2, 4) else ""}>{escape(str(cell))}</td>'
-            for k, cell in enumerate(cells)
-        ) + "</tr>"
-        for cells in (
-            [c["name"], _arm(c.get("control")), _arm(c.get("treatment")), c["verdict"],
-             _numbers(c)]
-            for c in result["checks"]
-        )
-    )  # fmt: skip
-    head = "".join(f"<th>{h}</th>" for h in ("check", "control", "treatment", "verdict", "numbers"))
+    rows = [
+        [c["name"], _arm(c.get("control")), _arm(c.get("treatment")), c["verdict"], _numbers(c)]
+        for c in result["checks"]
+    ]
+    # on a phone each check is a card, its verdict on screen without scrolling sideways
+    checks = table(["check", "control", "treatment", "verdict", "numbers"], rows,
+                   cells_css={3: "verdict"})  # fmt: skip
     meanings = "".join(
         f"<li><b>{escape(c['name'])}</b>: {escape(c['meaning'])}</li>"
         for c in result["checks"]
@@ -137,8 +137,7 @@ def html_page(result: dict, title: str | None = None) -> str:
         f"<p>{escape(result['endpoint'])}: {result['n']} calls per arm, concurrency "
         f"{result['concurrency']}, {result['rounds']} rounds, audit {escape(result['audit_id'])}"
         "</p>",
-        f'<h2>Checks</h2><div class="scroll"><table><thead><tr>{head}</tr></thead>'
-        f"<tbody>{rows}</tbody></table></div>",
+        f"<h2>Checks</h2>{checks}",
     ]
     parts.append(f'<h2>What it means</h2><ul class="lines">{meanings}</ul>')
     if drifted:

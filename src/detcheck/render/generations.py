@@ -4,6 +4,7 @@ prompt set's table (TARr@N, TARa@N)."""
 from __future__ import annotations
 
 import math
+import textwrap
 
 from detcheck.analysis.generations import headline
 
@@ -45,15 +46,21 @@ def imported_lines(r: dict) -> list[str]:
 
 
 def render_text(r: dict) -> str:
-    from tabulate import tabulate
+    """The report for a terminal of 80 columns: tables narrowed to fit, prose folded."""
+    from detcheck.render.table import wrap
 
+    return "\n".join(wrap(line) for line in _lines(r))
+
+
+def _lines(r: dict) -> list[str]:
+    from detcheck.render.table import fit
     from detcheck.text import printable
 
     if r.get("prompts"):
-        return "\n".join([render_prompt_set(r), *map(printable, imported_lines(r))])
+        return [render_prompt_set(r), *map(printable, imported_lines(r))]
     lines = [r.get("headline") or headline(r), *map(printable, imported_lines(r)), ""]
     if not r["n"]:
-        return "\n".join(lines)
+        return lines
     rows = [
         [
             f"{c['count']:,}",
@@ -64,13 +71,7 @@ def render_text(r: dict) -> str:
         ]
         for c in r["completions"][:10]
     ]
-    lines.append(
-        tabulate(
-            rows,
-            headers=["Count", "Share", "Tokens", "Parts at", "Completion"],
-            disable_numparse=True,
-        )
-    )
+    lines.append(fit(rows, ["Count", "Share", "Tokens", "Parts at", "Completion"], wrap={4}))
     if r["unique_completions"] > len(rows):
         lines.append(f"... and {r['unique_completions'] - len(rows):,} more")
     if r["positions"]:
@@ -97,10 +98,13 @@ def render_text(r: dict) -> str:
         if r["lengths"] is None
         else (f"lengths {r['lengths']['min']}-{r['lengths']['max']} tokens; ")
     )
+    summary = (
+        f"responses {r['n']:,} | completions {r['unique_completions']:,} (Chao1 "
+        f"{u['chao1']:,.1f}, 95% CI {lo:,.1f} to {hi:,.1f}) | {where}"
+    )
     lines += [
         "",
-        f"responses {r['n']:,} | completions {r['unique_completions']:,} (Chao1 "
-        f"{u['chao1']:,.1f}, 95% CI {lo:,.1f} to {hi:,.1f}) | {where}",
+        textwrap.fill(summary, 80, break_on_hyphens=False),  # flush left: it has no label
         f"{lengths}finish reasons: "
         + ", ".join(f"{printable(k)} {v:,}" for k, v in r["finish_reasons"].items()),
         "calls per fingerprint: "
@@ -131,17 +135,16 @@ def render_text(r: dict) -> str:
             f"warning: {flags['text_mismatch']:,} response(s) whose text is not their tokens "
             "joined (a token's bytes, or the server, disagree with the message)"
         )
-    return "\n".join(lines)
+    return lines
 
 
-def _clip(text: str | None, limit: int = 60) -> str:
+def _clip(text: str | None, limit: int = 90) -> str:  # two lines of the table's last column
     text = (text or "").replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def render_prompt_set(r: dict) -> str:
-    from tabulate import tabulate
-
+    from detcheck.render.table import fit, wrap
     from detcheck.text import printable
 
     rows = [
@@ -156,19 +159,9 @@ def render_prompt_set(r: dict) -> str:
         ]
         for p in r["prompts"]
     ]
-    table = tabulate(
-        rows,
-        headers=[
-            "prompt",
-            "n",
-            "completions",
-            "modal share",
-            "common prefix",
-            "split gap",
-            "answers",
-        ],
-        disable_numparse=True,
-    )
+    headers = ["prompt", "n", "completions", "modal share", "common prefix", "split gap"]
+    table = fit(rows, [*headers, "answers"], wrap={0})
     ag = r["agreement"]
     answer = f"{ag['answer']:.1%}" if ag["answer"] is not None else "n/a (give --answer-regex)"
-    return "\n".join([r["headline"], "", table, "", f"TARr@N {ag['raw']:.1%}; TARa@N {answer}"])
+    lines = [wrap(r["headline"]), "", table, "", f"TARr@N {ag['raw']:.1%}; TARa@N {answer}"]
+    return "\n".join(lines)

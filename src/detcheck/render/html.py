@@ -8,31 +8,49 @@ import json
 import re
 from html import escape
 
-# Small, readable on a phone: one column, tables scroll sideways inside their own box.
+from detcheck.render.html_table import UNKNOWN, shown, table
+
+__all__ = ["UNKNOWN", "page", "report_page", "shown", "table"]
+
+# Small, readable on a phone: one column; a table's cells wrap, and below 40rem a wide table
+# becomes one card per row (each cell under its column's name), so nothing but the figure is
+# wider than the screen; the figure keeps its text as large as the page's and scrolls instead.
 STYLE = """
 :root { color-scheme: light dark; --muted: #666; --line: #ccc; --band: rgba(127,127,127,.08); }
 * { box-sizing: border-box; }
 body { font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto;
        padding: 1rem; max-width: 62rem; }
-h1 { font-size: 1.35rem; line-height: 1.3; margin: .2rem 0 1rem; }
+h1 { font-size: 1.35rem; line-height: 1.3; margin: .2rem 0 1rem; overflow-wrap: anywhere; }
 h2 { font-size: 1.1rem; margin: 2rem 0 .6rem; border-bottom: 1px solid var(--line); }
+p, li { overflow-wrap: anywhere; }
 .headline { font-size: 1.1rem; padding: .8rem 1rem; background: var(--band);
             border-left: 4px solid #4a7; margin: 1rem 0; }
 .drift { border-left-color: #c33; }
 dl.measured { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; margin: 0; }
 dl.measured dt { color: var(--muted); }
-dl.measured dd { margin: 0; overflow-wrap: anywhere; }
+dl.measured dd { margin: 0; overflow-wrap: anywhere; min-width: 0; }
 .scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; margin: .8rem 0; }
-table { border-collapse: collapse; font-variant-numeric: tabular-nums; min-width: 100%; }
-th, td { text-align: left; padding: .25rem .6rem; border-bottom: 1px solid var(--line);
-         white-space: nowrap; }
-td.num, th.num { text-align: right; }
-td.wrap { white-space: normal; min-width: 8rem; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; width: 100%;
+        margin: .8rem 0; }
+th, td { text-align: left; vertical-align: top; padding: .25rem .6rem;
+         border-bottom: 1px solid var(--line); overflow-wrap: anywhere; }
+td.num, th.num { text-align: right; white-space: nowrap; }
 tbody + tbody { border-top: 2px solid var(--muted); }
+.verdict { font-weight: 600; white-space: nowrap; }
+.fp { display: inline-block; margin-right: .6em; }
 figure { margin: 1rem 0; }
-figure svg { width: 100%; min-width: 48rem; height: auto; background: #fff; border-radius: 4px; }
-figcaption { color: var(--muted); font-size: .85rem; }
-@media (min-width: 50rem) { figcaption.narrow { display: none; } }
+figure svg { width: 100%; min-width: 60rem; height: auto; background: #fff; border-radius: 4px; }
+figcaption { color: var(--muted); }
+@media (min-width: 64rem) { figcaption.narrow { display: none; } }
+@media (max-width: 40rem) {
+  table.cards, table.cards tbody, table.cards tr, table.cards td { display: block; }
+  table.cards thead { display: none; }
+  table.cards tr { border-bottom: 1px solid var(--line); padding: .4rem 0; }
+  table.cards td { border: 0; padding: .1rem 0; text-align: left; white-space: normal; }
+  table.cards td[data-label]::before { content: attr(data-label) ": "; color: var(--muted); }
+  table.cards td:empty { display: none; }
+  th, td { padding: .25rem .35rem; }
+}
 ul.lines { padding-left: 1.1rem; } ul.lines li { margin: .35rem 0; }
 .label { color: var(--muted); }
 pre { overflow-x: auto; font-size: .8rem; padding: .8rem; background: var(--band); }
@@ -71,90 +89,83 @@ def report_body(
     figure_svg: str | None = None,
     heading: str = "detcheck report",
 ) -> str:
+    """The page's body. `figure_svg`: the figure; "" when there is nothing to draw (text
+    compared without logprobs), None when it could not be drawn (no matplotlib)."""
     parts = [f"<h1>{escape(heading)}</h1>"]
     parts.append(f'<p class="headline">{escape(report["headline"])}</p>')
     parts.append("<h2>What was measured</h2>" + _measured(report, configs or []))
     if figure_svg:
-        parts.append(
-            f'<h2>Figure</h2><figure><div class="scroll">{figure_svg}</div><figcaption '
-            'class="narrow">The figure is wider than this screen: scroll it sideways.'
-            "</figcaption></figure>"
-        )
-    elif figure_svg is None and configs is not None and not report.get("prompts"):
+        parts.append(figure(figure_svg))
+    elif figure_svg is None and configs is not None:
         parts.append(
             "<h2>Figure</h2><p>No figure: plotting needs matplotlib "
             "(<code>pip install matplotlib</code>).</p>"
         )
-    if report.get("prompts"):
-        parts.append("<h2>Prompts</h2>" + _prompts_table(report))
-    elif report.get("kind") == "generate":
-        from detcheck.render.generations import render_text
+    if report.get("kind") == "generate":
+        from detcheck.render.html_generations import generations_body
 
-        parts.append(f"<h2>Completions</h2><pre>{escape(render_text(report))}</pre>")
+        parts.append(generations_body(report))
     else:
         parts.append("<h2>Distinct values</h2>" + _values_table(report))
         parts.append("<h2>What the analysis says</h2>" + _analysis(report))
-    parts.append(
-        "<h2>Raw data</h2><details><summary>The report as JSON (what <code>--json</code> "
-        f"prints)</summary><pre>{escape(json.dumps(report, indent=2))}</pre></details>"
-    )
+    parts.append(raw_json(report, "report"))
     return "\n".join(parts)
 
 
-def _prompts_table(report: dict) -> str:
-    """A prompt set: each prompt's completions and answers, and the agreement over them."""
-    ag = report["agreement"]
-    rows = []
-    for p in report["prompts"]:
-        answers = p.get("answers") or {}
-        agrees_answer = bool(answers) and answers["distinct"] == 1 and not answers["unmatched"]
-        share = "" if p["modal_share"] is None else f"{p['modal_share']:.1%}"
-        cells = [
-            escape(str(p["id"])),
-            escape(_short(p.get("prompt"))),
-            f"<td class=num>{p['n']:,}",
-            f"<td class=num>{p['unique_completions']:,}",
-            f"<td class=num>{share}",
-            "yes" if p["unique_completions"] == 1 else "no",
-            ("yes" if agrees_answer else "no") if ag["answer"] is not None else "",
-        ]
-        rows.append("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}" for c in cells))
-    answer = f"{ag['answer']:.1%}" if ag["answer"] is not None else "n/a (no answers given)"
-    head = (
-        "<thead><tr><th>Prompt id</th><th>Prompt</th><th class=num>Calls</th>"
-        "<th class=num>Completions</th><th class=num>Modal share</th><th>One completion "
-        "(TARr)</th><th>One answer (TARa)</th></tr></thead>"
-    )
+def figure(svg: str) -> str:
+    """The figure, at a width that keeps its text as large as the page's: on a narrow screen
+    it scrolls sideways, and says so before it starts."""
     return (
-        f"<p>{ag['prompts']:,} prompts: TARr@N {ag['raw']:.1%}, TARa@N {escape(answer)}.</p>"
-        f'<div class="scroll"><table>{head}<tbody>{"".join(rows)}</tbody></table></div>'
+        '<h2>Figure</h2><figure><figcaption class="narrow">The figure is wider than this '
+        f'screen: scroll it sideways.</figcaption><div class="scroll">{svg}</div></figure>'
     )
 
 
-def _short(text: str | None, limit: int = 120) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def raw_json(data: dict, what: str) -> str:
+    return (
+        f"<h2>Raw data</h2><details><summary>The {what} as JSON (what <code>--json</code> "
+        f"prints)</summary><pre>{escape(json.dumps(data, indent=2))}</pre></details>"
+    )
 
 
 def _measured(report: dict, configs: list[dict]) -> str:
     m = report.get("measured") or {}
+    endpoint = ", ".join(m.get("endpoints") or [])
+    if m.get("provenance") and endpoint and not endpoint.startswith("replay:"):
+        endpoint += " (not measured there: see provenance)"
     rows = [
         ("model", ", ".join(m.get("models") or report.get("models") or [])),
-        ("endpoint", ", ".join(m.get("endpoints") or [])),
+        ("endpoint", endpoint),
+        ("provenance", " / ".join(m.get("provenance") or [])),
         ("started", _when(m)),
-        ("runs", ", ".join(m.get("run_ids") or [])),
+        ("runs", _several(m.get("run_ids") or [], "runs")),
         ("responses", f"{report['n']:,}"),
         ("measured token", repr(report.get("target")) if report.get("target") else ""),
-        ("fingerprints", ", ".join(f"{k} ({v:,})" for k, v in report["fingerprints"].items())),
+        (
+            "fingerprints",
+            ", ".join(f"{shown(k)} ({v:,})" for k, v in report["fingerprints"].items()),
+        ),
     ]
     for key in CONFIG_SHOWN:
         if key == "labels" and report.get("kind") == "generate":
             continue  # whole completions: no label is measured
-        values = {json.dumps(c.get(key)) for c in configs if key in c}
-        if values:
-            rows.append((key.replace("_", " "), " / ".join(sorted(values))))
+        values = {shown(None if c.get(key) is None else json.dumps(c.get(key))) for c in configs}
+        if any(key in c for c in configs):
+            shown_values = (
+                f"{len(values):,} {key}s (each in the table below)"
+                if key == "prompt" and len(values) > 3
+                else " / ".join(sorted(values))
+            )
+            rows.append((key.replace("_", " "), shown_values))
     cells = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in rows if v)
     return f'<dl class="measured">{cells}</dl>'
+
+
+def _several(names: list[str], what: str) -> str:
+    """All of them when a few; else how many, and the first and the last."""
+    if len(names) <= 3:
+        return ", ".join(names)
+    return f"{len(names):,} {what}, {names[0]} to {names[-1]}"
 
 
 def _when(m: dict) -> str:
@@ -179,11 +190,15 @@ def _values_table(report: dict) -> str:
     for cluster in report["clusters"]:
         rows = []
         for v in cluster["values"]:
-            shown = f"{v['logprob']:.15f}" if in_logprobs else f"{v['prob_pct']:.10f}"
-            fps = " ".join(f"{fp}:{c:,}" for fp, c in sorted(v["fingerprints"].items()))
+            value = f"{v['logprob']:.15f}" if in_logprobs else f"{v['prob_pct']:.10f}"
+            # a narrow cell breaks after a fingerprint's colon, not inside its name
+            fps = " ".join(
+                f'<span class="fp">{escape(shown(fp))}:<wbr>{c:,}</span>'
+                for fp, c in sorted(v["fingerprints"].items())
+            )
             rows.append(
-                f"<tr><td class=num>{shown}</td><td class=num>{v['count']:,}</td>"
-                f"<td>{escape(fps)}</td></tr>"
+                f"<tr><td class=num>{value}</td><td class=num>{v['count']:,}</td>"
+                f"<td>{fps}</td></tr>"
             )
         bodies.append("<tbody>" + "".join(rows) + "</tbody>")
     unit = report["threshold_unit"]
@@ -191,9 +206,7 @@ def _values_table(report: dict) -> str:
         f"{report['distinct']:,} distinct values in {len(report['clusters'])} clusters at "
         f"{report['threshold']:g} {unit} (a thick line starts a cluster)"
     )
-    return (
-        f'<p>{escape(caption)}</p><div class="scroll"><table>{head}{"".join(bodies)}</table></div>'
-    )
+    return f'<p>{escape(caption)}</p><table class="values">{head}{"".join(bodies)}</table>'
 
 
 def _analysis(report: dict) -> str:
@@ -210,12 +223,16 @@ def _analysis(report: dict) -> str:
 
 
 def svg_of(fig) -> str:
-    """A matplotlib figure as inline SVG that scales with the page (text drawn as paths, so no
-    font is needed)."""
+    """A matplotlib figure as inline SVG that scales with the page. Its text stays text (the
+    browser's sans-serif draws it, a reader can search and copy it, and its size can be
+    checked against the page's)."""
     import io
 
+    import matplotlib.pyplot as plt
+
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg")
+    with plt.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buffer, format="svg")
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg") :]
     svg = re.sub(r"<metadata>.*?</metadata>", "", svg, count=1, flags=re.S)  # generator, date
@@ -231,13 +248,11 @@ def markdown_page(markdown: str, data: dict, title: str) -> str:
     for kind, *block in markdown_blocks(markdown):
         if kind == "table":
             header, rows = block
-            head = "".join(f"<th>{_inline(c)}</th>" for c in header)
-            body = "".join(
-                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in rows
-            )
-            parts.append(
-                f'<div class="scroll"><table><thead><tr>{head}</tr></thead>{body}</table></div>'
-            )
+            numeric = {
+                i for i in range(len(header)) if rows and all(_NUMBER.match(r[i]) for r in rows)
+            }
+            cells = [[_inline(c) for c in r] for r in rows]
+            parts.append(table(header, cells, numeric=numeric, html_cells=True))
             continue
         (line,) = block
         if line.startswith("#"):
@@ -251,6 +266,9 @@ def markdown_page(markdown: str, data: dict, title: str) -> str:
         f"prints)</summary><pre>{escape(json.dumps(data, indent=2))}</pre></details>"
     )
     return page(title, "\n".join(parts))
+
+
+_NUMBER = re.compile(r"^[-+]?[\d.,]+(?:e[-+]?\d+)?%?(?: \([\d,]+\))?$")  # 2.59% (259), 1e-05
 
 
 def _inline(text: str) -> str:

@@ -103,25 +103,15 @@ def markdown_blocks(markdown: str):
 def plain_text(markdown: str, width: int = 80) -> str:
     """The Markdown report as a terminal shows it: headings and emphasis as words, pipe tables
     as aligned columns (the widest column folded to fit `width`), prose folded at words."""
-    from tabulate import tabulate
-
-    from detcheck.render.text import wrap
+    from detcheck.render.table import fit, wrap
 
     out: list[str] = []
     for kind, *block in markdown_blocks(markdown):
         if kind == "table":
             header, rows = block
             widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-            limits = [None] * len(header)
-            spare = width - (sum(widths) + 2 * (len(widths) - 1))
-            if spare < 0:  # fold the widest column
-                widest = widths.index(max(widths))
-                limits[widest] = max(20, widths[widest] + spare)
-            out.append(
-                tabulate(
-                    rows, header, tablefmt="simple", disable_numparse=True, maxcolwidths=limits
-                )
-            )
+            # the widest column folds to fit (at least 20 characters wide)
+            out.append(fit(rows, header, {widths.index(max(widths)): 20}, width))
             continue
         (line,) = block
         line = line.lstrip("#").strip() if line.startswith("#") else line

@@ -3,6 +3,7 @@ accumulation curve, from a report dict, with matplotlib (imported only when a fi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from detcheck.errors import UsageError
@@ -55,37 +56,72 @@ def plain_log_ticks(axis) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def draw(report: dict, title: str | None = None):
+@dataclass(frozen=True)
+class Look:
+    """How a figure is laid out for where it is shown."""
+
+    width_in: float = 14.0
+    least_pt: float = 0.0  # no text smaller than this
+    strip_columns: int = 6  # cluster close-ups side by side
+    title: bool = True  # what was measured, above the figure (a page says it in words)
+    stacked: bool = False  # the accumulation curve under the values, not beside them
+
+    def pt(self, size: float) -> float:
+        return max(size, self.least_pt)
+
+
+FILE = Look()  # `detcheck plot`: a wide image, read zoomed in
+# A page draws the figure 960 px wide (60rem): 9.6 in at 72 pt/in is shown 1.39 times its size,
+# so 12 pt text is 16.7 px, as large as the page's 16 px text.
+PAGE = Look(width_in=9.6, least_pt=12.0, strip_columns=3, title=False, stacked=True)
+
+
+def draw(report: dict, title: str | None = None, look: Look = FILE):
     """The figure of a report (flip: values, clusters close up, accumulation; generate: where
-    the paths part), for a file or an HTML page."""
+    the paths part), for a file or an HTML page (`look`)."""
     plt = pyplot()
-    if report.get("kind") == "generate":
-        return _plot_generation(plt, report, title)
+    with plt.rc_context({"font.size": look.pt(10), "legend.fontsize": look.pt(8)}):
+        if report.get("kind") == "generate":
+            return _plot_generation(plt, report, title, look)
+        return _plot_values(plt, report, title, look)
+
+
+def _plot_values(plt, report: dict, title: str | None, look: Look):
     strips = _strip_clusters(report["clusters"])
-    columns = min(6, max(1, len(strips)))
+    columns = min(look.strip_columns, max(1, len(strips)))
     strip_rows = -(-len(strips) // columns)
-    fig = plt.figure(figsize=(14, 5.2 + 2.3 * strip_rows), layout="constrained")
-    grid = fig.add_gridspec(1 + strip_rows, columns * 3, height_ratios=[2.4] + [1] * strip_rows)
-    ax_values = fig.add_subplot(grid[0, : columns * 2])
-    ax_curve = fig.add_subplot(grid[0, columns * 2 :])
+    top = [2.4, 1.6] if look.stacked else [2.4]
+    height = (4.2 + 3.0 + 2.9 * strip_rows) if look.stacked else (5.2 + 2.3 * strip_rows)
+    fig = plt.figure(figsize=(look.width_in, height), layout="constrained")
+    ratios = top + [1] * strip_rows
+    grid = fig.add_gridspec(len(ratios), columns * 3, height_ratios=ratios)
+    if look.stacked:
+        ax_values, ax_curve = fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, :])
+    else:
+        ax_values = fig.add_subplot(grid[0, : columns * 2])
+        ax_curve = fig.add_subplot(grid[0, columns * 2 :])
     fingerprints = sorted(report["fingerprints"])
     colours = {fp: plt.cm.tab10(i % 10) for i, fp in enumerate(fingerprints)}
-    _overview(ax_values, report, fingerprints, colours)
-    _accumulation(ax_curve, report)
+    _overview(ax_values, report, fingerprints, colours, look)
+    _accumulation(ax_curve, report, look)
     for k, cluster in enumerate(strips):
         row, col = divmod(k, columns)
-        ax = fig.add_subplot(grid[1 + row, col * 3 : col * 3 + 3])
-        _strip(ax, cluster, report, fingerprints, colours)
-    fig.suptitle(title or figure_title(report), fontsize=11)
+        ax = fig.add_subplot(grid[len(top) + row, col * 3 : col * 3 + 3])
+        _strip(ax, cluster, report, fingerprints, colours, look)
+    if look.title or title:
+        fig.suptitle(title or figure_title(report), fontsize=look.pt(11))
     return fig
 
 
-def figure_title(report: dict) -> str:
-    """What was measured, for a reader of the figure alone: model, endpoint, date, run, n."""
+def figure_title(report: dict, width: int = 110) -> str:
+    """What was measured, for a reader of the figure alone: model, endpoint (and where data
+    detcheck did not measure came from), date, run, n; on lines that fit the figure."""
+    import textwrap
+
     from detcheck.render.text import measured_line
 
     line = measured_line(report)
-    return line if line else f"n = {report['n']:,}"
+    return textwrap.fill(line, width, break_on_hyphens=False) if line else f"n = {report['n']:,}"
 
 
 def _strip_clusters(clusters: list[dict]) -> list[dict]:
@@ -96,7 +132,7 @@ def _strip_clusters(clusters: list[dict]) -> list[dict]:
     return sorted(chosen, key=lambda c: c["min_pct"])
 
 
-def _overview(ax, report: dict, fingerprints: list[str], colours: dict) -> None:
+def _overview(ax, report: dict, fingerprints: list[str], colours: dict, look: Look) -> None:
     """Every distinct value with its total count (a stem), its fingerprints' counts as dots,
     clusters shaded: the whole distribution at a glance."""
     for cluster in report["clusters"]:
@@ -114,7 +150,8 @@ def _overview(ax, report: dict, fingerprints: list[str], colours: dict) -> None:
             pts = [
                 (v["prob_pct"], v["fingerprints"][fp]) for v in values if fp in v["fingerprints"]
             ]
-            ax.scatter(*zip(*pts), s=12, color=colours[fp], label=fp, alpha=0.8, zorder=2)
+            label = fp if fp != "null" else "unknown"  # no fingerprint sent
+            ax.scatter(*zip(*pts), s=12, color=colours[fp], label=label, alpha=0.8, zorder=2)
     ax.set_yscale("log")
     plain_log_ticks(ax.yaxis)
     ax.set_ylim(0.8, max(v["count"] for v in values) * 1.6 if values else 10)
@@ -125,12 +162,14 @@ def _overview(ax, report: dict, fingerprints: list[str], colours: dict) -> None:
         f"{count(len(report['clusters']), 'cluster')} at {report['threshold']:g} "
         f"{report['threshold_unit']}"
         " (shaded)",
-        fontsize=10,
+        fontsize=look.pt(10),
     )
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=look.pt(8), loc="upper left")
 
 
-def _strip(ax, cluster: dict, report: dict, fingerprints: list[str], colours: dict) -> None:
+def _strip(
+    ax, cluster: dict, report: dict, fingerprints: list[str], colours: dict, look: Look
+) -> None:
     """One cluster magnified: its values as offsets from its lowest (in 1e-6 pp), so values
     a few float32 steps apart, drawn on top of each other above, stand apart."""
     lo = cluster["min_pct"]
@@ -143,12 +182,14 @@ def _strip(ax, cluster: dict, report: dict, fingerprints: list[str], colours: di
     ax.set_xlim(-0.08 * span, 1.08 * span)
     ax.set_ylim(0, max(counts) * 1.25)
     # two lines: six of these side by side, one line each ran into its neighbours
-    ax.set_title(f"{lo:.6f}%\n{len(values)} values, {count(cluster['count'], 'call')}", fontsize=8)
-    ax.set_xlabel(f"+ 1e-6 pp above {lo:.6f}%", fontsize=7)
-    ax.tick_params(labelsize=7)
+    ax.set_title(
+        f"{lo:.6f}%\n{len(values)} values, {count(cluster['count'], 'call')}", fontsize=look.pt(8)
+    )
+    ax.set_xlabel(f"+ 1e-6 pp above {lo:.6f}%", fontsize=look.pt(7))
+    ax.tick_params(labelsize=look.pt(7))
 
 
-def _accumulation(ax, report: dict) -> None:
+def _accumulation(ax, report: dict, look: Look) -> None:
     curve = report["accumulation"]
     ax.plot([p["calls"] for p in curve], [p["distinct"] for p in curve], marker="o", ms=3)
     unseen = report["unseen"]
@@ -161,26 +202,30 @@ def _accumulation(ax, report: dict) -> None:
     plain_log_ticks(ax.xaxis)
     ax.set_xlabel("calls")
     ax.set_ylabel("distinct values (expected)")
-    ax.set_title("accumulation: more calls, more values?", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title("accumulation: more calls, more values?", fontsize=look.pt(10))
+    ax.legend(fontsize=look.pt(8), loc="upper left")
 
 
-def _plot_generation(plt, report: dict, title: str | None):
+def _plot_generation(plt, report: dict, title: str | None, look: Look):
     """Where paths part: responses still on the modal completion by position (splits marked),
     and the bit-distinct logprobs of its token there (drift before any flip)."""
     if report.get("prompts"):
         raise UsageError("plot takes the runs of one prompt (a prompt set has one run each)")
     positions = report["positions"]
     xs = [p["position"] for p in positions]
-    fig, (ax_path, ax_drift) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
+    width = 12.0 if look is FILE else look.width_in
+    fig, (ax_path, ax_drift) = plt.subplots(2, 1, figsize=(width, 6.5), sharex=True)
     ax_path.step(xs, [p["responses"] for p in positions], where="post", color="tab:blue")
     for split in report["splits"]:
         ax_path.axvline(split["position"], color="tab:red", alpha=0.4)
         gap = split["top_gap_logprob"]
         if gap is not None:
-            ax_path.annotate(f"gap {gap:.3g}", (split["position"], report["n"]), fontsize=7)
+            ax_path.annotate(
+                f"gap {gap:.3g}", (split["position"], report["n"]), fontsize=look.pt(7)
+            )
     ax_path.set_ylabel("responses on the modal path")
-    ax_path.set_title(title or figure_title(report), fontsize=9)
+    if look.title or title:
+        ax_path.set_title(title or figure_title(report), fontsize=look.pt(9))
     ax_drift.bar(xs, [p["distinct_logprobs"] for p in positions], color="tab:grey")
     ax_drift.set_ylabel("distinct logprobs of its token")
     ax_drift.set_xlabel("position (0-based)")

@@ -5,11 +5,17 @@ It only formats what `detcheck.analysis.report` decided, so `--json` and the tex
 from __future__ import annotations
 
 from detcheck.analysis import stats
+from detcheck.analysis.report import untested
+from detcheck.render.table import LABEL_WIDTH, wrap
 from detcheck.text import count
+
+__all__ = ["LABEL_WIDTH", "measured_line", "render_text", "wrap"]
 
 
 def measured_line(r: dict) -> str | None:
-    """'gpt-4o at https://api.openai.com/v1 on 2026-11-30, run <id>, n = 200'."""
+    """'gpt-4o at https://api.openai.com/v1 on 2026-11-30, run <id>, n = 200'. A replay names
+    the recording it replayed; a run detcheck did not measure says how it came to be (its
+    provenance), next to the endpoint it names."""
     m = r.get("measured")
     if not m:
         return None
@@ -19,14 +25,36 @@ def measured_line(r: dict) -> str | None:
     which = f"run {runs[0]}" if len(runs) == 1 else f"{len(runs):,} runs"
     tier = " via the Batch API" if m.get("via") == ["batch"] else ""
     at = f"at {', '.join(m['endpoints']) or '?'}"
+    if _replayed(m):
+        at = f"from {', '.join(m['replayed_from'])}"
     if m.get("imported"):
         from detcheck.render.generations import named_files
 
         at = f"imported from {named_files(m['imported']['files'])}"
+    source = "; ".join(provenance_phrases(m))
     return (
-        f"{', '.join(m['models']) or 'unknown model'} {at}{tier}"
-        f"{when if first else ''}, {which}, n = {r['n']:,}"
+        f"{', '.join(m['models']) or 'unknown model'} {at}"
+        + (f" ({source})" if source else "")
+        + f"{tier}{when if first else ''}, {which}, n = {r['n']:,}"
     )
+
+
+def measured_label(r: dict) -> str:
+    """The label of the measured line: what kind of data this is."""
+    m = r.get("measured") or {}
+    if _replayed(m):
+        return "replayed"
+    return "source" if m.get("provenance") else "measured"
+
+
+def _replayed(m: dict) -> bool:
+    endpoints = m.get("endpoints") or []
+    return bool(m.get("replayed_from")) and all(e.startswith("replay:") for e in endpoints)
+
+
+def provenance_phrases(m: dict) -> list[str]:
+    """Each run's provenance as a phrase (its first clause: run.json keeps the whole)."""
+    return [p.split("; ")[0] for p in m.get("provenance") or []]
 
 
 def _interval(unseen: dict) -> str:
@@ -51,7 +79,7 @@ def render_text(report: dict) -> str:
     lines = [report["headline"]]
     line = measured_line(report)
     if line:
-        lines.append(f"measured      {printable(line)}")
+        lines.append(f"{measured_label(report):<{LABEL_WIDTH}}{printable(line)}")
     from detcheck.render.generations import imported_lines
 
     lines += [printable(x) for x in imported_lines(report)]
@@ -102,29 +130,6 @@ def render_text(report: dict) -> str:
     return "\n".join(wrap(line) for line in lines)
 
 
-LABEL_WIDTH = 14  # "explains?     ": the labels of the detail lines
-
-
-def wrap(line: str, width: int = 80) -> str:
-    """A line of text folded at word boundaries to fit a terminal of `width` columns: a labelled
-    detail line under its label, other prose flush left. Tables are left as they are."""
-    if len(line) <= width or "\n" in line:
-        return line
-    import re
-    import textwrap
-
-    labelled = re.match(r"^[a-z][a-z0-9?-]*(?: [a-z0-9?-]+)? +(?=\S)", line)
-    if labelled and len(labelled.group()) == LABEL_WIDTH:
-        indent = " " * LABEL_WIDTH
-    elif "  " in line.strip():  # aligned columns: a table row
-        return line
-    else:
-        indent = ""
-    return textwrap.fill(
-        line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
-    )
-
-
 def _details(r: dict) -> list[str]:
     out = []
     m = r["modal"]
@@ -165,7 +170,8 @@ def _details(r: dict) -> list[str]:
             )
             continue
         mi = f" [MI {result['mutual_information_bits']:.3f} bits]" if result else ""
-        out.append("explains?     " + stats.association_verdict(name, result) + mi)
+        why = untested(r, key)
+        out.append("explains?     " + stats.association_verdict(name, result, untested=why) + mi)
     first = r.get("first_call")
     if first and not first["modal"]:
         others = first["calls_with_its_value"] - 1
@@ -195,8 +201,8 @@ def _details(r: dict) -> list[str]:
         out.append(
             f"top-{d['full_top_k']} lists  {d['absolute_vectors']:,} distinct vectors, "
             f"{d['relative_signatures']:,} distinct relative-logit signatures; vs the modal list: "
-            f"{d['responses_normaliser_only']:,} responses only the normaliser moved, "
-            f"{d['responses_logits_moved']:,} the logits moved"
+            f"{count(d['responses_normaliser_only'], 'response')} only the normaliser moved, "
+            f"{count(d['responses_logits_moved'], 'response')} the logits moved"
             + (f"; logit gaps on a {grid:g} grid" if grid else "; no logit grid")
         )
     s = r["spread"]

@@ -489,11 +489,11 @@ class BatchFlip:
                     )
                     record["status"] = "cancelling"
             self.on_notice(
-                "cancelled the open batch(es); what they completed is collected by --resume"
+                "stopping: cancelled the open batch(es); --resume collects what they completed"
             )
         else:
             self.on_notice(
-                "the batch keeps running at the provider (--cancel-on-interrupt cancels it); "
-                "--resume collects it without sending anything again"
+                "stopping: the batch keeps running at the provider (--cancel-on-interrupt "
+                "cancels it); --resume collects it without sending anything again"
             )
         self.writer.write_meta()

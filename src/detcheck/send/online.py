@@ -24,7 +24,7 @@ from tenacity.wait import wait_exponential_jitter
 from detcheck.config import (
     strip_credentials,
 )
-from detcheck.errors import DetcheckError, EndpointError
+from detcheck.errors import DetcheckError, EndpointError, Refused
 from detcheck.plan import Plan
 from detcheck.send.background import background_request
 from detcheck.send.client import make_client, within
@@ -417,7 +417,8 @@ class Flip:
         except MalformedResponse as exc:
             row.update(error_type=exc.kind, error=str(exc))
             if exc.kind in FINAL_KINDS:  # no logprobs, a refusal: asking again won't help
-                return EndpointError(printable(redact(str(exc), self.secrets)))
+                message = printable(redact(str(exc), self.secrets))
+                return Refused(message, response.status_code, exc.kind, message)
             return TransientError(exc.kind, str(exc))
         # a text asked for without logprobs has none to check
         problem = unusable_reason(parsed, self.targets) if self.config.logprobs else None
@@ -487,8 +488,5 @@ class Flip:
             retry_after = retry_after_s(response.headers if response is not None else None)
             return TransientError(f"http_{status}", message, retry_after)
         # a one-line message: server text with its control characters and newlines escaped
-        return EndpointError(
-            fatal_message(status, printable(message), self.body["model"]),
-            status=status,
-            server_message=printable(message),
-        )
+        detail = printable(message)
+        return Refused(fatal_message(status, detail, self.body["model"]), status, code, detail)

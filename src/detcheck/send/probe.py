@@ -86,8 +86,30 @@ def temperature_semantics(gaps_by_t: dict[float, dict[str, float]]) -> str:
     return semantics
 
 
+def _failure(status: int, body: bytes) -> str:
+    """What a request that did not succeed came back with: 'HTTP 404: Not Found'."""
+    message = error_message_from_body(body) or clip(body.decode(errors="replace").strip(), 200)
+    return f"HTTP {status}" + (f": {message}" if message else "")
+
+
+def _read(shape, status: int, body: bytes):
+    """(parsed, failure): the answer if it carries logprobs; else why not. An answer without
+    logprobs is an answer (failure None, parsed None): the endpoint took the request."""
+    if status != 200:
+        return None, _failure(status, body)
+    try:
+        return shape.parse(body), None
+    except MalformedResponse as exc:
+        if exc.kind in ("no_logprobs", "logprobs_refused"):
+            return None, None
+        return None, f"HTTP 200, but {exc}"
+
+
 async def probe_endpoint(config: FlipConfig, endpoint: Endpoint) -> dict:
-    """What the endpoint honours, asked in `config.api`'s shape (chat unless told otherwise)."""
+    """What the endpoint honours, asked in `config.api`'s shape (chat unless told otherwise).
+    Only what a request showed is claimed: a parameter is accepted when a request carrying it
+    succeeded; when the main request fails, everything it would have shown is None (not
+    tested) and `untested` says why."""
     out: dict = {"endpoint": endpoint.shown, "model": config.model, "api": config.api}
     main = replace(config, top_logprobs=20)
     shape = main.shape
@@ -95,41 +117,57 @@ async def probe_endpoint(config: FlipConfig, endpoint: Endpoint) -> dict:
         main = replace(main, seed=None)
     async with make_client(endpoint, max_retries=1) as client:
         status, body = await _send(client, endpoint, shape.PATH, main.request_body())
-        # None: not asked (no seed given, or the API takes none)
-        out["seed_accepted"] = None if main.seed is None else not _refuses_seed(status, body)
-        if out["seed_accepted"] is False:
+        seed_refused = main.seed is not None and _refuses_seed(status, body)
+        if seed_refused:
             # what else the endpoint honours is still worth knowing: ask without seed from here
             main = replace(main, seed=None)
             status, body = await _send(client, endpoint, shape.PATH, main.request_body())
         out["status"] = status
-        if status != 200:
-            out["error"] = error_message_from_body(body) or clip(body.decode(errors="replace"), 200)
-        try:
-            parsed = shape.parse(body) if status == 200 else None
-        except MalformedResponse as exc:
-            parsed, out["error"] = None, str(exc)
-        data = load_json(body) if status == 200 and parsed else {}
+        parsed, failure = _read(shape, status, body)
+        answered = failure is None  # a 200 the shape reads, with or without logprobs
+        data = load_json(body) if answered else {}
+        out["untested"] = failure  # why the rows below say nothing (None: they do)
+        if failure:
+            out["error"] = failure
+        # None: not asked (no seed given, or the API takes none), or not tested
+        if seed_refused:
+            out["seed_accepted"] = False
+        elif main.seed is not None and answered:
+            out["seed_accepted"] = True
+        else:
+            out["seed_accepted"] = None
         out["top_logprobs_requested"] = 20
-        out["top_logprobs_returned"] = len(parsed.top_logprobs) if parsed else 0
-        out["logprobs"] = parsed is not None
-        out["system_fingerprint"] = bool(data.get("system_fingerprint"))
-        out["fingerprint_value"] = data.get("system_fingerprint")
-        gaps = {}
-        for t in TEMPERATURES:
-            body_t = replace(main, temperature=t, top_logprobs=5).request_body()
-            st, b = await _send(client, endpoint, shape.PATH, body_t)
-            try:
-                gaps[t] = _gaps(shape.parse(b).top_logprobs) if st == 200 else {}
-            except MalformedResponse:
-                gaps[t] = {}
-        out["temperature_semantics"] = temperature_semantics(gaps)
+        out["logprobs"] = (parsed is not None) if answered else None
+        returned = len(parsed.top_logprobs) if parsed else 0
+        out["top_logprobs_returned"] = returned if answered else None
+        fingerprint = data.get("system_fingerprint") if isinstance(data, dict) else None
+        out["system_fingerprint"] = bool(fingerprint) if answered else None
+        out["fingerprint_value"] = fingerprint if isinstance(fingerprint, str) else None
+        if parsed is not None:
+            out["temperature_semantics"] = await _temperatures(client, endpoint, main)
+        else:
+            out["temperature_semantics"] = f"not tested ({failure or 'no logprobs to compare'})"
         legacy = replace(main, api="completions", top_logprobs=5)
         st, b = await _send(client, endpoint, legacy.path, legacy.request_body())
-        try:
-            out["completions_api"] = st == 200 and bool(legacy.shape.parse(b).top_logprobs)
-        except MalformedResponse:
-            out["completions_api"] = False
+        legacy_parsed, legacy_failure = _read(legacy.shape, st, b)
+        out["completions_api"] = legacy_parsed is not None and bool(legacy_parsed.top_logprobs)
+        out["completions_api_failure"] = legacy_failure
     return _redacted(out, endpoint.secrets)
+
+
+async def _temperatures(client, endpoint: Endpoint, main: FlipConfig) -> str:
+    """Whether logprobs are raw, scaled by temperature, or special-cased at 0: the same
+    request at each of TEMPERATURES. A temperature whose request fails is said so."""
+    shape = main.shape
+    gaps = {}
+    for t in TEMPERATURES:
+        body_t = replace(main, temperature=t, top_logprobs=5).request_body()
+        st, b = await _send(client, endpoint, shape.PATH, body_t)
+        parsed, failure = _read(shape, st, b)
+        if failure:
+            return f"not tested (at temperature {t:g}: {failure})"
+        gaps[t] = _gaps(parsed.top_logprobs) if parsed else {}
+    return temperature_semantics(gaps)
 
 
 def _redacted(value, secrets):
@@ -145,38 +183,56 @@ def probe(config: FlipConfig, endpoint: Endpoint) -> dict:
     return asyncio.run(probe_endpoint(config, endpoint))
 
 
-def _seed_row(accepted: bool | None) -> str:
+def _seed_row(result: dict) -> str:
+    accepted = result["seed_accepted"]
+    if accepted is None and result.get("untested"):
+        return _untested(result)
     if accepted is None:
         return "not asked (--no-seed, or the API takes none)"
     return "accepted" if accepted else "refused (the other rows: asked without it; flip --no-seed)"
 
 
+def _untested(result: dict) -> str:
+    return f"not tested ({printable(result['untested'])})"
+
+
 def render(result: dict) -> str:
     from tabulate import tabulate
 
-    rows = [
-        [
-            result.get("api", "chat") + " API",
-            f"HTTP {result['status']}"
-            + (f": {printable(result['error'])}" if result.get("error") else ""),
-        ],
-        ["logprobs", "yes" if result["logprobs"] else "no"],
-        [
-            "top_logprobs",
-            f"{result['top_logprobs_returned']} of {result['top_logprobs_requested']} asked for",
-        ],
-        ["system_fingerprint", printable(result["fingerprint_value"]) or "not sent"],
-    ]
+    untested = result.get("untested")
+    if untested:
+        seen = {"logprobs": _untested(result), "top_logprobs": _untested(result)}
+        seen["system_fingerprint"] = _untested(result)
+    else:
+        seen = {
+            "logprobs": "yes" if result["logprobs"] else "no (the answer carries none)",
+            "top_logprobs": f"{result['top_logprobs_returned']} of "
+            f"{result['top_logprobs_requested']} asked for",
+            "system_fingerprint": printable(result["fingerprint_value"]) or "not sent",
+        }
+    answer = printable(untested) if untested else f"HTTP {result['status']}"
+    rows = [[result.get("api", "chat") + " API", answer], *map(list, seen.items())]
     if result.get("via") == "batch":  # one batch line: what the batch tier's output carries
         rows[0][0] = f"{result.get('api', 'chat')} API via the Batch API"
         rows.append(["batch", f"{printable(result['batch_id'])}: {result['batch_status']}"])
         return tabulate(rows, tablefmt="plain")
+    legacy_failure = result.get("completions_api_failure")
     rows += [
-        ["seed", _seed_row(result["seed_accepted"])],
-        ["temperature", result["temperature_semantics"]],
-        ["legacy /v1/completions", "answers with logprobs" if result["completions_api"] else "no"],
+        ["seed", _seed_row(result)],
+        ["temperature", printable(result["temperature_semantics"])],
+        [
+            "legacy /v1/completions",
+            "answers with logprobs"
+            if result["completions_api"]
+            else "no" + (f" ({printable(legacy_failure)})" if legacy_failure else ""),
+        ],
     ]
     return tabulate(rows, tablefmt="plain")
+
+
+def usable(result: dict) -> bool:
+    """Whether the probe saw what a measurement needs: an answer with logprobs."""
+    return bool(result.get("logprobs"))
 
 
 def probe_batch(config, endpoint, poll_s: float = 15.0, log=None) -> dict:

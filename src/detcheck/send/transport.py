@@ -183,9 +183,10 @@ def replay_source(path: Path):
     import pyarrow.compute as pc
 
     from detcheck.errors import DataError
+    from detcheck.recordings import locate
     from detcheck.store import read_run
 
-    run = read_run(Path(path), columns=["ok", "seq", "raw_body"])
+    run = read_run(locate(path), columns=["ok", "seq", "raw_body"])
     meta, table = run.meta, run.table
     del run
     # One copy of the bodies, not one per step (filter, sort, drop nulls): a 10,000-response

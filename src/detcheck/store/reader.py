@@ -475,7 +475,9 @@ def read_runs(paths: Iterable[Path], columns: Sequence[str] | None = None, warn=
             candidates = _find_remote(fs, named)
             load = partial(_read_remote_run, fs, scheme=str(given).split("://", 1)[0])
         else:
-            named = Path(given)
+            from detcheck.recordings import locate
+
+            named = locate(given)  # a path, or the name of a recording that ships
             candidates = find_runs(named)
             load = read_run
         for candidate in candidates:
