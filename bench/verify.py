@@ -57,8 +57,8 @@ def verify(reference: str, candidate: str, out: Path) -> dict:
          "smol", "-o", str(out), "--json", "-q"],
         env=env, capture_output=True, text=True,
     )  # fmt: skip
-    if done.returncode not in (0, 1):
-        raise SystemExit(done.stderr[-2000:])
+    if done.returncode not in (0, 1) or not done.stdout.strip():
+        raise SystemExit(f"verify exited {done.returncode}: {done.stderr[-2000:]}")
     data = json.loads(done.stdout)
     data["seconds"] = time.monotonic() - t0
     return data
@@ -212,7 +212,9 @@ def main() -> None:
             data = verify(ref, ref, tmp / f"self{k}")
             extra = {} if args.no_anchors or k >= 5 else anchors(data, ref, ref, rng)
             selves.append((data, extra))
-            print(f"self {k}: {data['verdict']} p={data['p_value']:.3g}", file=sys.stderr,
+            said = ", ".join(f"{name} p={p:.3g}" for name, p in extra.items() if name != (
+                "mmd_samples_per_side"))  # fmt: skip
+            print(f"self {k}: {data['verdict']} p={data['p_value']:.3g} {said}", file=sys.stderr,
                   flush=True)  # fmt: skip
     print(tabulate(rows, headers="keys"))
     verdicts = [d["verdict"] for d, _ in selves]
