@@ -69,6 +69,15 @@ def test_background_requests_are_priced_and_never_exceed_the_plan(tmp_path):
         assert len(measured(server)) <= plan["measured_requests"]
 
 
+def test_the_dry_run_says_the_longest_completion_any_arm_asks_for(tmp_path):
+    with FakeOpenAI(Engine()) as server:
+        plan = plan_of(server, "--only", "logprobs_toggle", "--max-tokens", "24", "--out", str(tmp_path))
+        text = invoke(server, "--dry-run", "--only", "logprobs_toggle", "--max-tokens", "24").stdout
+    # the warm-up asks for one token; the generate arms for --max-tokens: the plan says 24
+    assert plan["completion_tokens_per_request"] == 24
+    assert "up to 24 completion" in " ".join(text.split())
+
+
 def test_flip_background_load_is_priced_and_capped(tmp_path):
     env_args = ("--n", "10", "--background-load", "3", "-o", str(tmp_path))
     with FakeOpenAI(Engine()) as server:

@@ -16,8 +16,8 @@ from detcheck.cli import app
 
 runner = CliRunner()
 GROUP = typer.main.get_command(app)
-WRITES = {"flip", "generate", "sweep", "run", "plot", "report", "audit", "import"}  # to a path
-PROGRESS = {"flip", "generate", "sweep", "run", "audit", "import"}
+WRITES = {"flip", "generate", "sweep", "run", "plot", "report", "audit", "import", "verify"}  # to a path
+PROGRESS = {"flip", "generate", "sweep", "run", "audit", "import", "verify"}
 
 
 def _opts(command: str) -> set[str]:

@@ -26,6 +26,7 @@ FAILING = {
     "sweep": ["sweep", "--concurrency", "0"],
     "audit": ["audit", "--n", "3"],
     "import": ["import", "/nonexistent/log.jsonl", "--format", "openai"],
+    "verify": ["verify", "--reference", "http://127.0.0.1:9/v1", "--n", "0"],
 }
 
 

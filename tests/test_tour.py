@@ -32,7 +32,7 @@ PROMISES = {
     "Responses made elsewhere: a table of repeated questions becomes a prompt set (TARr, TARa)": [
         "5 prompts, 15 calls", "TARr@N", "TARa@N",
     ],
-    "What an audit would send": ["dry run: nothing was sent", "requests to smol"],
+    "What an audit would send": ["dry run: nothing was sent", "to smol at http://localhost:8080/v1"],
     "The shareable page of the whole GPT-4o recording (10,000 calls)": ["wrote "],
 }  # fmt: skip
 

@@ -230,3 +230,22 @@ def test_a_prompt_id_never_writes_outside_the_verification(tmp_path):
     assert not Path("/abs/path").exists()
     assert all(root in p.parents for p in tmp_path.rglob("_run.json"))  # none escaped
     assert set(data["per_prompt"]) == set(ids)  # the ids as given, in the results
+
+
+def test_a_missing_key_for_either_side_is_said_before_anything_is_made_or_sent(tmp_path, prompts):
+    with FakeOpenAI(Model()) as cand, FakeOpenAI(Model()) as ref:
+        for side, env in (
+            ("candidate", {"OPENAI_API_KEY": ""}),
+            ("reference", {"OPENAI_API_KEY": "sk-test", "REF_KEY": ""}),
+        ):
+            result = CliRunner().invoke(
+                app,
+                ["verify", "--base-url", cand.base_url, "--model", "m", "--reference",
+                 ref.base_url, "--reference-key-env", "REF_KEY", "--prompts", str(prompts),
+                 "-o", str(tmp_path / "out")],
+                env=env,
+            )  # fmt: skip
+            assert result.exit_code == 2, result.stderr
+            assert f"error: the {side}: " in result.stderr and "is not set" in result.stderr
+        assert cand.requests == [] and ref.requests == []
+    assert not (tmp_path / "out").exists()

@@ -76,8 +76,7 @@ def flip(server, out, *args):
             "tiny",
             "--out",
             str(out),
-            "-q",
-            "--json",
+            "--json",  # not -q: the tests read the notes (how the target was matched)
             *map(str, args),
         ],
         env=ENV,

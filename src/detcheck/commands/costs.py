@@ -91,12 +91,14 @@ def spend_of(
 
 def total_spend(spends: list[dict], **extra) -> dict:
     """Several runs' spends as one plan (a prompt set, an audit): requests of each kind and
-    the cost added up (unknown if any is), the rest as the first run's."""
+    the cost added up (unknown if any is), completion tokens as the longest any asks for (an
+    audit's generate arms ask for more than its flips), the rest as the first run's."""
     costs = [s["estimated_cost_usd"] for s in spends]
     counted = ("requests", "measured_requests", "background_requests")
     return {
         **spends[0],
         **{key: sum(s[key] for s in spends) for key in counted},
+        "completion_tokens_per_request": max(s["completion_tokens_per_request"] for s in spends),
         "estimated_cost_usd": None if None in costs else sum(costs),
         **extra,
     }

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from detcheck import spec
 from detcheck.config import strip_credentials
-from detcheck.errors import EndpointError, Refused, UsageError
+from detcheck.errors import Refused, UsageError
 from detcheck.plan import Endpoint
 
 Log = Callable[[str], None]
@@ -141,8 +141,9 @@ def choose_model(options, log: Log):
     )
 
 
-def explain(exc: Refused, options, endpoint) -> EndpointError:
-    """What the first requests' refusal means, with the command that puts it right."""
+def explain(exc: Refused, options, endpoint) -> Refused:
+    """What the first requests' refusal means, with the command that puts it right (still the
+    endpoint's refusal: status, code and detail kept, so an audit can tell whose it was)."""
     from detcheck.send.models import listed, served_models
 
     base_url = strip_credentials(endpoint.base_url)
@@ -152,23 +153,25 @@ def explain(exc: Refused, options, endpoint) -> EndpointError:
     if exc.status == 404 and unversioned and exc.code != "model_not_found":
         fixed = base_url.rstrip("/") + "/v1"
         return _with_fix(
+            exc,
             f"{base_url} answered 404{detail}: did you mean --base-url {fixed}?",
             command_line(options, base_url=fixed),
         )
     if exc.status in (400, 404) and (exc.code == "model_not_found" or "model" in exc.detail):
         models, why = served_models(endpoint)
         if models is not None and model in models:  # the model is there: something else
-            return EndpointError(f"{exc}\nnothing was kept: put that right and run it again")
+            return _same(exc, f"{exc}\nnothing was kept: put that right and run it again")
         what = f"{base_url} does not serve model {model!r} ({exc.status}: {exc.detail})"
         if not models:
             said = f"its /models did not say what it serves ({why})" if why else "it lists none"
-            return _with_fix(f"{what}; {said}", None)
+            return _with_fix(exc, f"{what}; {said}", None)
         return _with_fix(
+            exc,
             f"{what}; it serves: {listed(models)}",
             command_line(options, model=models[0]),
             several=len(models) > 1,
         )
-    return _with_fix(str(exc), None)
+    return _with_fix(exc, str(exc), None)
 
 
 def version_hint(base_url: str, status: int | None) -> str:
@@ -179,13 +182,19 @@ def version_hint(base_url: str, status: int | None) -> str:
     return f": did you mean --base-url {shown}/v1?"
 
 
-def _with_fix(diagnosis: str, command: str | None, several: bool = False) -> EndpointError:
+def _with_fix(exc: Refused, diagnosis: str, command: str | None, several: bool = False) -> Refused:
     if command is None:
-        return EndpointError(
-            f"{diagnosis}\nnothing was kept: put that right and run the same command again"
+        return _same(
+            exc, f"{diagnosis}\nnothing was kept: put that right and run the same command again"
         )
     how = "run again with one of them, e.g." if several else "run again with"
-    return EndpointError(f"{diagnosis}\nnothing was kept; {how}: {command}")
+    return _same(exc, f"{diagnosis}\nnothing was kept; {how}: {command}")
+
+
+def _same(exc: Refused, message: str) -> Refused:
+    said = Refused(message, exc.status, exc.code, exc.detail)
+    said.nothing_kept = True
+    return said
 
 
 def command_line(options, **changes) -> str:

@@ -104,6 +104,14 @@ def verify_command(options, log: Log, *, reference: str, reference_model: str | 
             candidate, base_url=reference, model=reference_model or options.model,
             key_env=reference_key_env or options.key_env,
         ), log)  # fmt: skip
+    if not options.dry_run:  # a missing key is said before anything is made or sent
+        from detcheck.commands.endpoints import live_endpoint
+
+        for name, side in sides.items():
+            try:
+                live_endpoint(side.value("base_url"), side.value("timeout_s"), side.key_env)
+            except UsageError as exc:
+                raise UsageError(f"the {name}: {exc}") from None
     state = {"verify_version": VERIFY_VERSION, "verify_id": new_run_id("verify")}
     root = out / state["verify_id"]
     spend = _spend(sides, prompts, n)
