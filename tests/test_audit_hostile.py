@@ -71,8 +71,9 @@ def test_background_requests_are_priced_and_never_exceed_the_plan(tmp_path):
 
 def test_the_dry_run_says_the_longest_completion_any_arm_asks_for(tmp_path):
     with FakeOpenAI(Engine()) as server:
-        plan = plan_of(server, "--only", "logprobs_toggle", "--max-tokens", "24", "--out", str(tmp_path))
-        text = invoke(server, "--dry-run", "--only", "logprobs_toggle", "--max-tokens", "24").stdout
+        args = ("--only", "logprobs_toggle", "--max-tokens", "24")
+        plan = plan_of(server, *args, "--out", str(tmp_path))
+        text = invoke(server, "--dry-run", *args).stdout
     # the warm-up asks for one token; the generate arms for --max-tokens: the plan says 24
     assert plan["completion_tokens_per_request"] == 24
     assert "up to 24 completion" in " ".join(text.split())

@@ -16,7 +16,8 @@ from detcheck.cli import app
 
 runner = CliRunner()
 GROUP = typer.main.get_command(app)
-WRITES = {"flip", "generate", "sweep", "run", "plot", "report", "audit", "import", "verify"}  # to a path
+# the commands that write to a path
+WRITES = {"flip", "generate", "sweep", "run", "plot", "report", "audit", "import", "verify"}
 PROGRESS = {"flip", "generate", "sweep", "run", "audit", "import", "verify"}
 
 
