@@ -137,3 +137,20 @@ def test_the_streamed_analysis_is_the_brute_force_one(tmp_path, seed, kept):
     assert r["lengths"]["min"] == want["lengths"][0] and r["lengths"]["max"] == want["lengths"][-1]
     assert r["flags"]["over_length"] == sum(len(t) > cap for t, _ in rows)
     assert r["errors_by_type"] == {"http_500": sum(k % 17 == 5 for k in range(len(rows)))}
+
+
+@pytest.mark.parametrize("distinct", [2, 8, 9, 10, 17])
+def test_every_count_of_distinct_drift_values_at_a_position(tmp_path, distinct):
+    # one completion, all of one length (read as a grid); its first logprob takes `distinct`
+    # values: the modal response's own and distinct - 1 others (9 found none left over after
+    # the first pass of eight and crashed on a real llama.cpp run)
+    tokens = [" a", " b", " c", " d"]
+    rows = [(tokens, [-0.5 - 0.01 * (k % distinct), -0.25, -0.25, -0.25]) for k in range(60)]
+    run = write_run(tmp_path / "run", rows, len(tokens))
+    r = summarise(read_generations([run]))
+    want = brute_force(rows, len(tokens))
+    got = [(p["position"], p["token"], p["responses"], p["distinct_tokens"],
+            p["distinct_logprobs"], p["logprob_min"], p["logprob_max"])
+           for p in r["positions"]]  # fmt: skip
+    assert got == want["positions"]
+    assert r["positions"][0]["distinct_logprobs"] == distinct

@@ -140,6 +140,8 @@ def _drift(paths: Paths, t, values: np.ndarray, div: np.ndarray, lengths: np.nda
             for w in np.flatnonzero(has).tolist():
                 paths.others.setdefault(w, []).append(picked[w : w + 1])
             left &= ~(has[None, :] & (grid == picked[None, :]))
+        if not left.any():  # the eighth pass took the last of them
+            return
         r, where = np.nonzero(left)  # many distinct values: the rest at once
         found = grid[r, where]
     else:
