@@ -81,11 +81,16 @@ def test_batching_noise_is_never_read_as_another_model(tmp_path, prompts):
         )
         assert code == 0 and data["verdict"] in ("identical", "consistent"), data["verdict"]
         assert data["reference_spread_nats"] > 0  # it did vary, and that was measured
-    # a real difference, 100 times the noise, is told apart from it
+    # a real difference, 100 times the noise, is told apart from it; over 24 prompts, as the
+    # built-in set has (over 8, two prompts whose halves caught other batch states, as a loaded
+    # machine gives, are enough to keep p above alpha / 3)
+    many = tmp_path / "many.jsonl"
+    many.write_text("".join(json.dumps({"id": f"q{k}", "prompt": f"Question {k}:"}) + "\n"
+                            for k in range(24)))  # fmt: skip
     code, data, _, _ = verify(
-        Model(batch_noise=1e-4), Model(batch_noise=1e-4, step=1e-2), tmp_path / "x", prompts
+        Model(batch_noise=1e-4), Model(batch_noise=1e-4, step=1e-2), tmp_path / "x", many
     )
-    assert (code, data["verdict"]) == (1, "differs")
+    assert (code, data["verdict"]) == (1, "differs"), data["reference_moved_against_itself"]
     assert data["distance_x_spread"] > 5
     assert 0 < data["floor_nats"] < data["distance_nats"]
 
