@@ -1,6 +1,6 @@
 """The pages people share, looked at in a real browser (headless Chromium, tests/browser.py) at
 a desktop's width (1280 px) and a phone's (390 px): the page of a flip run, a generate run, a
-prompt set, an imported prompt set without logprobs, a comparison and an audit.
+prompt set, an imported prompt set without logprobs, a comparison, an audit and a verification.
 
 On each: no table cell is clipped; nothing is wider than the screen but a figure that says it
 scrolls; an audit's verdicts are on screen without scrolling sideways; there is no empty
@@ -25,10 +25,11 @@ from conftest import RECORDING, ROOT
 from detcheck.cli import app
 from fake_openai import FakeOpenAI
 from test_audit import Engine
+from verify_engine import Model
 
 runner = CliRunner()
 WIDTHS = {"desktop": 1280, "phone": 390}
-PAGES = ("flip", "generate", "prompt-set", "imported", "compare", "audit")
+PAGES = ("flip", "generate", "prompt-set", "imported", "compare", "audit", "verify")
 
 # what the browser measures on a page, at the size it was opened at
 MEASURE = (Path(__file__).parent / "measure_page.js").read_text()
@@ -72,6 +73,12 @@ def pages(tmp_path_factory) -> dict[str, Path]:
         done = runner.invoke(app, audit, env=env)
     _ok(done)
     built["audit"] = report("audit", root / "a" / json.loads(done.stdout)["audit_id"])
+    with FakeOpenAI(Model(batch_noise=1e-4)) as ref, FakeOpenAI(Model(step=1e-2)) as cand:
+        verify = ["verify", "--base-url", cand.base_url, "--model", "m", "--reference",
+                  ref.base_url, "-o", str(root / "v"), "-q", "--json"]  # fmt: skip
+        done = runner.invoke(app, verify, env={"OPENAI_API_KEY": "sk-test"})
+    _ok(done)
+    built["verify"] = report("verify", json.loads(done.stdout)["out"])
     return built
 
 
@@ -112,7 +119,7 @@ def test_the_page_reads_well_in_a_browser(page, width, pages, browser, shots):
         assert figure["texts"] > 5  # real text, that can be measured (and searched)
         assert figure["smallest_text_px"] >= seen["body_px"] - 0.05, figure
     # a prompt set is a table; answers compared by their text only have no value to draw
-    assert len(seen["figures"]) == (1 if page in ("flip", "generate") else 0)
+    assert len(seen["figures"]) == (1 if page in ("flip", "generate", "verify") else 0)
     if page == "audit":
         assert len(seen["verdicts"]) >= 8
         assert all(v["on_screen"] for v in seen["verdicts"]), seen["verdicts"]

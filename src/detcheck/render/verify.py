@@ -143,24 +143,29 @@ def _figure(result: dict) -> str:
     """Each prompt's distance beside what the reference's own spread allows (log scale)."""
     import math
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from detcheck.render.html import svg_of
+    from detcheck.render.plot import plain_log_ticks, pyplot
+
+    plt = pyplot()  # prompt ids are the user's text: never read as mathtext
 
     per = result["per_prompt"]
     names = list(per)
     if not names:
         return ""
-    floor = 1e-9  # a log axis has no zero: exact agreement is drawn at its bottom
+    drawn = [per[p][k] for p in names for k in ("distance_nats", "allowance_nats")]
+    positive = [v for v in drawn if v > 0]
+    # a log axis has no zero: exact agreement (a distance or spread of 0) is drawn at its
+    # bottom, a decade below the least value that is not
+    floor = min(positive) / 10 if positive else 1e-9
+    zero = len(positive) < len(drawn)
 
     def y(v: float) -> float:
         return max(v, floor)
 
-    with plt.rc_context({"svg.fonttype": "path", "font.size": 11}):
-        fig, ax = plt.subplots(figsize=(9, 3.6))
+    # drawn 960 px wide on the page (as plot.PAGE): 9.6 in at 72 pt/in is shown 1.39 times its
+    # size, so 12 pt text is 16.7 px, as large as the page's own
+    with plt.rc_context({"font.size": 12, "legend.fontsize": 12}):
+        fig, ax = plt.subplots(figsize=(9.6, 4.6), layout="constrained")
         xs = list(range(len(names)))
         ax.scatter(xs, [y(per[p]["allowance_nats"]) for p in names], marker="_", s=240,
                    color="#777", label="allowed: the reference's own spread")  # fmt: skip
@@ -170,12 +175,13 @@ def _figure(result: dict) -> str:
         ax.set_yscale("log")
         ax.set_xticks(xs)
         ax.set_xticklabels(names, rotation=60, ha="right")
-        ax.set_ylabel("nats (bottom: none)")
+        ax.set_ylabel("nats (bottom: 0)" if zero else "nats")
         top = max([y(per[p]["distance_nats"]) for p in names]
                   + [y(per[p]["allowance_nats"]) for p in names] + [floor * 10])  # fmt: skip
-        ax.set_ylim(floor / 2, 10 ** (math.ceil(math.log10(top)) + 0.5))
-        ax.legend(loc="upper left", fontsize=10)
-        fig.tight_layout()
+        ax.set_ylim(floor / 2 if zero else floor, 10 ** (math.ceil(math.log10(top)) + 0.5))
+        plain_log_ticks(ax.yaxis)
+        # above the axes: inside, it would cover the points at the top
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.01), ncol=2, frameon=False)
         svg = svg_of(fig)
         plt.close(fig)
     return (
