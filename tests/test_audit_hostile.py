@@ -381,3 +381,14 @@ def test_the_false_alarm_rate_holds_with_the_same_noise_in_both_arms(values):
         treatment = rng.choice(values, size=40).tolist()
         broken += verdicts.differs("x", control, treatment)["verdict"] == "broken"
     assert broken / trials <= verdicts.ALPHA, broken / trials
+
+
+def test_a_missing_key_is_said_before_the_audit_is_made(tmp_path):
+    with FakeOpenAI(Engine()) as server:
+        args = ["audit", "--base-url", server.base_url, "--model", "m", "-o", str(tmp_path / "a")]
+        result = CliRunner().invoke(app, args, env={"OPENAI_API_KEY": ""})
+        assert server.requests == []
+    assert result.exit_code == 2
+    assert result.stderr.startswith("detcheck: error: OPENAI_API_KEY is not set")
+    assert "--resume" not in result.stderr and "audit " not in result.stderr  # no header
+    assert not (tmp_path / "a").exists()  # nothing made: nothing to resume

@@ -106,6 +106,9 @@ def audit_command(options, log: Log, *, checks: list[str], rounds: int = ROUNDS)
     root = out / state["audit_id"]
     if options.dry_run:
         return _audit(options, log, state, root, checks=checks, rounds=rounds)
+    from detcheck.commands.endpoints import require_key
+
+    require_key(options)  # before the audit's directory is made
     try:
         root.mkdir(parents=True)
     except OSError as exc:

@@ -63,6 +63,12 @@ def live_endpoint(base_url: str, timeout_s: float, key_env: str = "OPENAI_API_KE
     return Endpoint(base_url_of(base_url), key, timeout_s=timeout_s)
 
 
+def require_key(options) -> None:
+    """A command that makes a directory before its first request (audit, verify) says a
+    missing key first: nothing made, nothing to resume."""
+    live_endpoint(options.value("base_url"), options.value("timeout_s"), options.key_env)
+
+
 def base_url_of(given: str, log: Log | None = None) -> str:
     """The base URL to call: a value without a scheme refused with the fix; an API path on its
     end (which the client appends itself) dropped, with a warning."""

@@ -105,11 +105,11 @@ def verify_command(options, log: Log, *, reference: str, reference_model: str | 
             key_env=reference_key_env or options.key_env,
         ), log)  # fmt: skip
     if not options.dry_run:  # a missing key is said before anything is made or sent
-        from detcheck.commands.endpoints import live_endpoint
+        from detcheck.commands.endpoints import require_key
 
         for name, side in sides.items():
             try:
-                live_endpoint(side.value("base_url"), side.value("timeout_s"), side.key_env)
+                require_key(side)
             except UsageError as exc:
                 raise UsageError(f"the {name}: {exc}") from None
     state = {"verify_version": VERIFY_VERSION, "verify_id": new_run_id("verify")}
