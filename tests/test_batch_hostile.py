@@ -218,6 +218,9 @@ def test_a_refused_upload_that_echoes_the_key_never_prints_it(tmp_path, monkeypa
         assert KEY not in result.stderr and KEY not in result.stdout
         assert "Incorrect API key provided: [REDACTED]" in result.stderr
         assert json.loads(result.stdout)["exit_code"] == 3
+        # nothing was created or paid: a configuration error leaves no run to --resume
+        assert "nothing was kept" in result.stderr and "--resume" not in result.stderr
+        assert list(tmp_path.iterdir()) == []
         monkeypatch.setenv("OPENAI_API_KEY", KEY)
         with pytest.raises(EndpointError) as caught:
             detcheck.flip(n=4, via="batch", base_url=api.base_url, out=tmp_path / "api")

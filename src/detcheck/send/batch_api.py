@@ -46,9 +46,9 @@ class CallFailed(EndpointError):
     """A Batch API call that failed; `transient`: trying again may help (no answer, a dropped
     connection, a 5xx or a 429), so a create that failed so may have gone through."""
 
-    def __init__(self, message: str, transient: bool):
+    def __init__(self, message: str, transient: bool, status: int | None = None):
         super().__init__(message)
-        self.transient = transient
+        self.transient, self.status = transient, status
 
 
 # what a streamed download raises comes from the HTTP client itself, not the SDK
@@ -181,7 +181,8 @@ class BatchAPI:
                 return await (within(self.timeout_s, make()) if bounded else make())
             except Exception as exc:
                 transient, reason = self.explain(exc)
-                raise CallFailed(f"{what}: {reason}", transient) from None
+                status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+                raise CallFailed(f"{what}: {reason}", transient, status) from None
 
         return await self.retried(once, None if retry else 1)
 
