@@ -39,6 +39,20 @@ def test_a_base_url_without_v1_is_diagnosed_and_leaves_no_run(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no empty run to trip over (or to --resume)
 
 
+def test_a_sweep_suggests_the_sweep_corrected_not_its_first_flip(tmp_path):
+    with FakeOpenAI() as server:
+        root = server.base_url.removesuffix("/v1")
+        args = ["sweep", "-q", "-n", "5", "--base-url", root, "--model", "m", "--concurrency",
+                "1,4", "--background-loads", "0,2", "-o", str(tmp_path)]  # fmt: skip
+        result = runner.invoke(app, args, env=KEY)
+    assert result.exit_code == 3
+    assert error_lines(result)[1] == (
+        f"nothing was kept; run again with: detcheck sweep --model m --base-url {root}/v1 -n 5 "
+        f"-o {tmp_path} --concurrency 1,4 --background-loads 0,2"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_base_url_ending_in_the_api_path_is_used_without_it(tmp_path):
     with FakeOpenAI() as server:
         given = server.base_url + "/chat/completions"

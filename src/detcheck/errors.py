@@ -33,6 +33,9 @@ class Refused(EndpointError):
         super().__init__(message)
         self.status, self.code, self.detail = status, code, detail
         self.nothing_kept = False  # set when the run it stopped was discarded, being empty
+        # what was probably meant (option -> value) and the words before the fix, when known
+        self.fix: dict | None = None
+        self.diagnosis, self.several = message, False
 
 
 class Interrupted(DetcheckError):

@@ -162,6 +162,7 @@ def explain(exc: Refused, options, endpoint) -> Refused:
             exc,
             f"{base_url} answered 404{detail}: did you mean --base-url {fixed}?",
             command_line(options, base_url=fixed),
+            fix={"base_url": fixed},
         )
     if exc.status in (400, 404) and (exc.code == "model_not_found" or "model" in exc.detail):
         models, why = served_models(endpoint)
@@ -176,6 +177,7 @@ def explain(exc: Refused, options, endpoint) -> Refused:
             f"{what}; it serves: {listed(models)}",
             command_line(options, model=models[0]),
             several=len(models) > 1,
+            fix={"model": models[0]},
         )
     return _with_fix(exc, str(exc), None)
 
@@ -188,13 +190,26 @@ def version_hint(base_url: str, status: int | None) -> str:
     return f": did you mean --base-url {shown}/v1?"
 
 
-def _with_fix(exc: Refused, diagnosis: str, command: str | None, several: bool = False) -> Refused:
+def _with_fix(exc: Refused, diagnosis: str, command: str | None, several: bool = False,
+              fix: dict | None = None) -> Refused:  # fmt: skip
     if command is None:
         return _same(
             exc, f"{diagnosis}\nnothing was kept: put that right and run the same command again"
         )
-    how = "run again with one of them, e.g." if several else "run again with"
-    return _same(exc, f"{diagnosis}\nnothing was kept; {how}: {command}")
+    said = _same(exc, f"{diagnosis}\nnothing was kept; {_how(several)}: {command}")
+    # a command that ran this one for its own (sweep) says its own command line with the fix
+    said.diagnosis, said.fix, said.several = diagnosis, fix, several
+    return said
+
+
+def _how(several: bool) -> str:
+    return "run again with one of them, e.g." if several else "run again with"
+
+
+def refixed(exc: Refused, command: str) -> Refused:
+    """`exc` (a first call's refusal that `explain` gave a fix) with `command` as the one to
+    run again: the command the user typed, not the one it ran."""
+    return _same(exc, f"{exc.diagnosis}\nnothing was kept; {_how(exc.several)}: {command}")
 
 
 def _same(exc: Refused, message: str) -> Refused:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from detcheck.commands.endpoints import refixed
 from detcheck.commands.flip import flip_command
-from detcheck.errors import UsageError
+from detcheck.errors import Refused, UsageError
 
 Log = Callable[[str], None]
 
@@ -57,11 +58,33 @@ def sweep_command(
                 tags=tags,
                 hold_concurrency=not adaptive,  # the level is what is measured: hold it
             )
-            report, run_path, _ = flip_command(level, log)
+            try:
+                report, run_path, _ = flip_command(level, log)
+            except Refused as exc:
+                if exc.fix is None or rows:  # a fix applies to the sweep's first level only
+                    raise
+                line = _command_line(options, levels, loads, adaptive, exc.fix)
+                raise refixed(exc, line) from None
             run = read_run(run_path, columns=["ok", "in_flight"]) if _local(run_path) else None
             rows.append(_level_row(report, run, concurrency, load, run_path))
             values_by_level.append(_values(report))
     return {"sweep_id": sweep_id, "levels": rows, "test": _across_levels(values_by_level)}
+
+
+def _command_line(options, levels, loads, adaptive: bool, fix: dict) -> str:
+    """The sweep as given, with the fix: its levels as lists, as it takes them."""
+    import shlex
+    from dataclasses import replace as with_
+
+    from detcheck.commands.endpoints import command_line
+
+    line = command_line(with_(options, kind="sweep", concurrency=None, background_load=None),
+                        **fix)  # fmt: skip
+    extra = ["--concurrency", ",".join(map(str, levels))]
+    if len(loads) > 1 or loads[0]:
+        extra += ["--background-loads", ",".join(map(str, loads))]
+    extra += ["--adaptive"] if adaptive else []
+    return f"{line} {shlex.join(extra)}"
 
 
 def _local(path) -> bool:
