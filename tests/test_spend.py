@@ -104,3 +104,22 @@ def test_a_resume_is_held_to_max_cost_for_what_is_left(tmp_path):
         assert len(server.requests) == 20  # nothing more was sent
     assert result.exit_code == 2
     assert "estimated at up to $11.00, above --max-cost" in result.stderr
+
+
+def test_a_sweep_is_held_to_max_cost_as_a_whole(tmp_path):
+    # 3 levels of 1,000 calls: $0.055 each, $0.165 the sweep. A cap of $0.10 covers any one
+    # level: held to it level by level, the sweep sent all 3,000
+    args = ["sweep", "--concurrency", "1,2,4", "-n", "1000", "--out", str(tmp_path), "-q"]
+    with FakeOpenAI() as server:
+        env = {**KEY, "OPENAI_BASE_URL": server.base_url}
+        plan = runner.invoke(app, [*args, "--dry-run", "--json"], env=env)
+        assert plan.exit_code == 0, plan.stderr
+        data = json.loads(plan.stdout)
+        assert data["requests"] == 3000 and round(data["estimated_cost_usd"], 4) == 0.165
+        refused = runner.invoke(app, [*args, "--max-cost", "0.10"], env=env)
+        assert refused.exit_code == 2, refused.stderr
+        assert "estimated at up to $0.1650, above --max-cost $0.1000" in refused.stderr
+        assert server.requests == [] and not list(tmp_path.iterdir())
+        done = runner.invoke(app, [*args[:4], "10", *args[5:], "--max-cost", "0.10"], env=env)
+        assert done.exit_code == 0, done.stderr
+        assert len(server.requests) == 30

@@ -312,6 +312,8 @@ def sweep(
     ) = False,
     as_json: AsJson = False,
     quiet: Quiet = False,
+    dry_run: DryRun = False,
+    yes: Yes = False,
     debug: Debug = False,
 ) -> None:
     """The same measurement at several concurrency levels (and background loads).
@@ -324,12 +326,20 @@ def sweep(
     levels = parse_levels(concurrency, "--concurrency", 1)
     loads = parse_levels(background_loads, "--background-loads", 0) if background_loads else None
     result = sweep_command(
-        FlipOptions(**given, progress=not quiet, key_env=key_env_of(key_env)),
+        FlipOptions(
+            **given,
+            progress=not quiet,
+            key_env=key_env_of(key_env),
+            dry_run=dry_run,
+            confirm=asker(yes),
+        ),  # fmt: skip
         levels,
         log=notes(quiet),
         loads=loads,
         adaptive=adaptive,
     )
+    if dry_run:
+        return show_plan(result, as_json)
     rows = result["levels"]
     loaded = any(r["background_load"] for r in rows)
     table = fit(

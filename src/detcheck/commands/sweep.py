@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from detcheck.commands.costs import check_spend, fmt_usd, total_spend
 from detcheck.commands.endpoints import refixed
 from detcheck.commands.flip import flip_command
 from detcheck.errors import Refused, UsageError
@@ -30,7 +31,8 @@ def sweep_command(
     adaptive: bool = False,
 ) -> dict:
     """The same measurement at every (concurrency, background load) pair, one run each, tagged
-    with its level; and a test of whether the distribution of values depends on the level."""
+    with its level; and a test of whether the distribution of values depends on the level. A
+    dry run returns what the whole sweep would send and cost, and sends nothing."""
     from dataclasses import replace as with_
 
     from detcheck.commands.endpoints import checked
@@ -42,22 +44,39 @@ def sweep_command(
     loads = list(loads) if loads else [options.background_load or 0]
     options = with_(options, pacer=pacer_for(options.rpm))  # --rpm across the levels, not each
     sweep_id = new_run_id("sweep")
+
+    def level_of(concurrency: int, load: int):
+        tags = {
+            "sweep_id": sweep_id,
+            "sweep_concurrency": concurrency,
+            "sweep_background_load": load,
+        }
+        return with_(
+            options,
+            concurrency=concurrency,
+            background_load=load,
+            tags=tags,
+            hold_concurrency=not adaptive,  # the level is what is measured: hold it
+        )
+
+    # the whole sweep is priced, held to --max-cost and confirmed once, before anything is
+    # sent (each level held to it alone would let a sweep of k levels spend k times the cap)
+    spends = [flip_command(with_(level_of(c, b), dry_run=True), _silent)[0]
+              for c in levels for b in loads]  # fmt: skip
+    spend = total_spend(spends, levels=len(spends))
+    if options.replay is None and not options.dry_run:
+        log(f"the sweep: {spend['requests']:,} requests in {len(spends)} levels"
+            + (f", at most {fmt_usd(spend['estimated_cost_usd'])} at list prices"
+               if spend["estimated_cost_usd"] is not None else ""))  # fmt: skip
+    if options.dry_run:
+        return spend
+    check_spend(spend, options.max_cost, options.confirm)
+    options = with_(options, max_cost=None, confirm=None)
     rows, values_by_level = [], []
     for concurrency in levels:
         for load in loads:
             log(f"--- concurrency {concurrency}, background load {load}")
-            tags = {
-                "sweep_id": sweep_id,
-                "sweep_concurrency": concurrency,
-                "sweep_background_load": load,
-            }
-            level = with_(
-                options,
-                concurrency=concurrency,
-                background_load=load,
-                tags=tags,
-                hold_concurrency=not adaptive,  # the level is what is measured: hold it
-            )
+            level = level_of(concurrency, load)
             try:
                 report, run_path, _ = flip_command(level, log)
             except Refused as exc:
@@ -69,6 +88,10 @@ def sweep_command(
             rows.append(_level_row(report, run, concurrency, load, run_path))
             values_by_level.append(_values(report))
     return {"sweep_id": sweep_id, "levels": rows, "test": _across_levels(values_by_level)}
+
+
+def _silent(_: str) -> None:
+    pass
 
 
 def _command_line(options, levels, loads, adaptive: bool, fix: dict) -> str:
