@@ -225,13 +225,13 @@ def test_rpm_paces_each_side_across_its_prompts_and_rounds(tmp_path, prompts):
 
 def test_a_prompt_id_never_writes_outside_the_verification(tmp_path):
     prompts = tmp_path / "hostile.jsonl"
-    ids = ["../../escape", "/abs/path", "a b", "ok-id"]
+    ids = ["../../escape", "/abs/path", "a b", "ok-id", "..", "x/../../y"]
     prompts.write_text("".join(json.dumps({"id": i, "prompt": f"Say {k}"}) + "\n"
                                for k, i in enumerate(ids)))  # fmt: skip
     _, data, _, _ = verify(Model(), Model(), tmp_path / "out", prompts)
     root = Path(data["out"])
     made = {p.parent.parent.name for p in (root / "candidate").rglob("_run.json")}
-    assert len(made) == 4 and "ok-id" in made
+    assert len(made) == 6 and "ok-id" in made
     assert not Path("/abs/path").exists()
     assert all(root in p.parents for p in tmp_path.rglob("_run.json"))  # none escaped
     assert set(data["per_prompt"]) == set(ids)  # the ids as given, in the results

@@ -50,3 +50,10 @@ class StorageError(DetcheckError):
 
 class RunBusy(UsageError):
     """Another process is writing the run: two writers would corrupt it."""
+
+
+def reworded(exc: DetcheckError, message: str) -> DetcheckError:
+    """`exc` saying `message` instead: its type, exit code and fields (a Refused's status and
+    detail) kept, for a command that names where it happened (an audit's arm, a verify side)."""
+    exc.args = (message,)
+    return exc

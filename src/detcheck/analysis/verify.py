@@ -83,11 +83,14 @@ def _common_k(*sides: Sequence[Answer]) -> int:
 def compare_prompt(reference: Sequence[Answer], candidate: Sequence[Answer]) -> dict:
     """One prompt's numbers: the reference's spread, how far the candidate moved, whether its
     answers are the reference's own, whether the top token agrees, the vocabulary shared."""
-    anchors = anchors_of(reference)
+    k = _common_k(reference, candidate)
+    # the anchors both sides list: a provider that caps top_logprobs at 3 is compared on the
+    # reference's top 3 (a token it does not list would count as its least listed logprob,
+    # and move every prompt)
+    anchors = anchors_of(reference)[:k]
     ref = [vector(a, anchors) for a in reference]
     cand = [vector(a, anchors) for a in candidate]
     gaps = nearest(cand, ref)
-    k = _common_k(reference, candidate)
     known = {a.top[:k] for a in reference}
     listed = {token for a in reference for token, _ in a.top}
     theirs = [token for token, _ in _modal(candidate).top]
@@ -205,7 +208,8 @@ def verdict(reference: dict, candidate: dict, alpha: float = ALPHA) -> dict:
     p_value = fisher_greater(moved, own, total) if total else 1.0
     need = least_to_tell(own, total, alpha) if total else None
     floors = sorted(allowed.values())
-    if p_value < alpha:
+    family = vocabulary(ref, cand)
+    if p_value < alpha or family["other_family"]:  # another tokenizer is another model
         verdict_ = DIFFERS
     elif all(per[p]["identical"] for p in prompts):
         verdict_ = IDENTICAL
@@ -236,6 +240,6 @@ def verdict(reference: dict, candidate: dict, alpha: float = ALPHA) -> dict:
         # the least distance that, on every prompt, this measurement tells from the noise
         "floor_nats": floors[need - 1] if need else None,
         "floor_prompts": need,
-        "vocabulary": vocabulary(ref, cand),
+        "vocabulary": family,
         "per_prompt": per,
     }

@@ -109,9 +109,12 @@ def show_plan(plan: dict, as_json: bool) -> None:
     requests = f"{plan['requests']:,} requests"
     if background:
         requests += f" ({plan['measured_requests']:,} measured + at most {background:,} background)"
+    where = f"{plan['model']} at {plan['endpoint']}"
+    if plan.get("reference_endpoint"):  # verify: both sides
+        where = (f"{where} (the candidate) and {plan['reference_model']} at "
+                 f"{plan['reference_endpoint']} (the reference), half each")  # fmt: skip
     lines = [
-        f"dry run: nothing was sent. {requests} to {plan['model']} at {plan['endpoint']} "
-        f"({plan['api']} API)",
+        f"dry run: nothing was sent. {requests} to {where} ({plan['api']} API)",
         "tokens per request: "
         + (f"{prompt} prompt + " if prompt is not None else "prompt unknown + ")
         + f"up to {plan['completion_tokens_per_request']} completion",

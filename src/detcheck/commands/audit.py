@@ -34,7 +34,7 @@ from detcheck.commands.audit_resume import (
 from detcheck.commands.costs import check_spend, total_spend
 from detcheck.commands.flip import flip_command
 from detcheck.config import strip_credentials
-from detcheck.errors import DetcheckError, Interrupted, Refused, UsageError
+from detcheck.errors import DetcheckError, Interrupted, Refused, UsageError, reworded
 
 Log = Callable[[str], None]
 
@@ -108,6 +108,7 @@ def audit_command(options, log: Log, *, checks: list[str], rounds: int = ROUNDS)
         return _audit(options, log, state, root, checks=checks, rounds=rounds)
     from detcheck.commands.endpoints import require_key
 
+    _calls_per_arm(options, rounds)  # usage errors first, then the key
     require_key(options)  # before the audit's directory is made
     try:
         root.mkdir(parents=True)
@@ -126,9 +127,7 @@ def _audit(options, log: Log, state: dict, root: Path, *, checks, rounds) -> dic
     from detcheck.store.files import _write_atomic
 
     resuming = options.resume is not None
-    n = options.n if options.n is not None else spec.default("n", "audit")
-    if n < rounds:
-        raise UsageError(f"audit needs --n of at least {rounds} (one call per arm per round)")
+    n = _calls_per_arm(options, rounds)
     concurrency = options.concurrency or spec.default("concurrency", "audit")
     max_tokens = options.max_tokens or spec.default("max_tokens", "audit")
     sizes = Sizes(concurrency, options.prompt or spec.default("prompt"))
@@ -210,7 +209,7 @@ def _audit(options, log: Log, state: dict, root: Path, *, checks, rounds) -> dic
             if refused is None:  # not the endpoint's word on this arm: left for --resume
                 first = str(exc).splitlines()[0]
                 kept = f"kept what arrived in {root}; {hint}"
-                raise type(exc)(f"arm {name}: {first}\n{kept}") from None
+                raise reworded(exc, f"arm {name}: {first}\n{kept}") from None
             errors[name] = refused
             save()
             log(f"{name}: the endpoint refused this arm ({refused}); its checks are not tested")
@@ -253,6 +252,15 @@ def _audit(options, log: Log, state: dict, root: Path, *, checks, rounds) -> dic
     _finish(state, root, table, checks=checks, skipped=skipped, sizes=sizes)
     save()
     return state
+
+
+def _calls_per_arm(options, rounds: int) -> int:
+    from detcheck import spec
+
+    n = options.n if options.n is not None else spec.default("n", "audit")
+    if n < rounds:
+        raise UsageError(f"audit needs --n of at least {rounds} (one call per arm per round)")
+    return n
 
 
 def _left(root: Path, table: dict, per_round: list[int], errors: dict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from detcheck.config import FlipConfig
+from detcheck.config import FlipConfig, strip_credentials
 
 Log = Callable[[str], None]
 
@@ -75,7 +75,7 @@ def spend_of(
         "dry_run": True,
         "via": via,
         "model": config.model,
-        "endpoint": endpoint,
+        "endpoint": strip_credentials(endpoint),  # printed, and in --json: never a key
         "api": config.api,
         "requests": n + extra,  # every request it may send
         "measured_requests": n,
@@ -99,6 +99,8 @@ def total_spend(spends: list[dict], **extra) -> dict:
         **spends[0],
         **{key: sum(s[key] for s in spends) for key in counted},
         "completion_tokens_per_request": max(s["completion_tokens_per_request"] for s in spends),
+        # the models whose price is unknown (why a total cannot be known)
+        "unpriced_models": sorted({s["model"] for s in spends if s["estimated_cost_usd"] is None}),
         "estimated_cost_usd": None if None in costs else sum(costs),
         **extra,
     }
@@ -112,9 +114,11 @@ def check_spend(spend: dict, max_cost: float | None, confirm) -> None:
     cost = spend["estimated_cost_usd"]
     if max_cost is not None:
         if cost is None:
+            unpriced = spend.get("unpriced_models") or [spend["model"]]
             raise UsageError(
                 f"--max-cost {fmt_usd(max_cost)}: no list price is known for "
-                f"{spend['model']!r}, so the cost cannot be checked; run without --max-cost"
+                f"{', '.join(map(repr, unpriced))}, so the cost cannot be checked; run without "
+                "--max-cost"
             )
         if cost > max_cost:
             raise UsageError(

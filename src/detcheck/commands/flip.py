@@ -196,7 +196,9 @@ def execute_many(options_list: list, log: Log, *, in_flight: int) -> list[Path]:
     failed = [o for o in ended if isinstance(o, BaseException)]
     if failed:
         raise failed[0]
-    if any(o.interrupted for o in ended):
+    # a signal that came as the last requests were answered ended nothing, but was asked for:
+    # the caller (a verification's next phase) must not carry on
+    if any(o.interrupted for o in ended) or any(f.stop_requested for f in flips):
         from detcheck.errors import Interrupted
 
         raise Interrupted("interrupted: what arrived is kept")

@@ -21,7 +21,7 @@ from pathlib import Path
 from detcheck.analysis import verify as judge
 from detcheck.commands.costs import check_spend, total_spend
 from detcheck.config import strip_credentials
-from detcheck.errors import DetcheckError, UsageError
+from detcheck.errors import DetcheckError, EndpointError, Interrupted, UsageError, reworded
 
 Log = Callable[[str], None]
 
@@ -70,6 +70,7 @@ def verify_command(options, log: Log, *, reference: str, reference_model: str | 
     prints); a dry run, what it would send and cost."""
     from detcheck import spec
     from detcheck.commands.generate import load_prompts
+    from detcheck.send.runner import sigterm_as_interrupt
     from detcheck.store import RunLock, is_uri
     from detcheck.store.runs import new_run_id
 
@@ -79,31 +80,47 @@ def verify_command(options, log: Log, *, reference: str, reference_model: str | 
         raise UsageError("verify measures online batching: it takes no --via batch")
     if not 0 < alpha < 0.5:
         raise UsageError(f"--alpha must be between 0 and 0.5, got {alpha}")
-    n = options.n if options.n is not None else spec.default("n", "verify")
-    alone, batched = sizes_of(n, rounds)
-    in_flight = options.concurrency or spec.default("concurrency", "verify")
+    given_n = options.n if options.n is not None else spec.default("n", "verify")
+    alone, batched = sizes_of(given_n, rounds)
+    n = (alone + batched) * rounds  # what is sent per prompt and side: whole rounds
+    if n != given_n:
+        log(f"--n {given_n}: {n} calls per prompt and side ({rounds} rounds of {alone + batched})")
+    in_flight = options.concurrency
+    if in_flight is None:
+        in_flight = spec.default("concurrency", "verify")
     if in_flight < 2:
         raise UsageError(f"--concurrency must be at least 2 (the batched answers), got {in_flight}")
-    out = Path(options.out or spec.default("out"))
-    if is_uri(str(out)):
+    top_k = options.value("top_logprobs")
+    if top_k is None or top_k < 1:
+        raise UsageError(f"verify compares top logprobs: --top-logprobs must be at least 1, "
+                         f"got {top_k}")  # fmt: skip
+    if is_uri(str(options.out or "")) or "://" in str(options.out or ""):
         raise UsageError("verify writes its runs to a local directory: -o takes a path")
+    out = Path(options.out or spec.default("out"))
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o {out}: not a directory (the verification's directory goes under it)")
     prompts = load_prompts(prompts_path) if prompts_path else list(DEFAULT_PROMPTS)
     stored = None if _is_url(reference) else stored_reference(Path(reference))
     if stored is not None:
         prompts = _stored_prompts(stored, prompts, prompts_path)
+    least = _least_prompts(alpha / rounds)
+    if len(prompts) < least:
+        raise UsageError(
+            f"{len(prompts)} prompts can never show a difference at --alpha {alpha:g} (each of "
+            f"{rounds} looks at {alpha / rounds:.3g}: even every prompt moving is not enough): "
+            f"give at least {least}"
+        )
     from detcheck.commands.endpoints import checked
 
     common = {"temperature": 0.0, "max_tokens": 1, "kind": "flip", "concurrency": 1}
     # each side's base URL as it will be called, and its model (a local server's only one)
-    candidate = checked(replace(options, **common), log)
+    candidate = _side("candidate", lambda: checked(replace(options, **common), log))
     sides = {"candidate": candidate}
     if stored is None:
-        sides["reference"] = checked(replace(
+        sides["reference"] = _side("reference", lambda: checked(replace(
             candidate, base_url=reference, model=reference_model or options.model,
             key_env=reference_key_env or options.key_env,
-        ), log)  # fmt: skip
+        ), log))  # fmt: skip
     if not options.dry_run:  # a missing key is said before anything is made or sent
         from detcheck.commands.endpoints import require_key
 
@@ -134,9 +151,36 @@ def verify_command(options, log: Log, *, reference: str, reference_model: str | 
         }  # fmt: skip
         state["status"] = "running"
         _save(root, state)
-        return _rounds(state, root, sides, prompts, stored, log, sizes=(alone, batched, in_flight))
+        try:
+            with sigterm_as_interrupt():  # between phases too: said, and the state saved
+                return _rounds(state, root, sides, prompts, stored, log,
+                               sizes=(alone, batched, in_flight))  # fmt: skip
+        except KeyboardInterrupt:
+            state["status"] = "interrupted"
+            _save(root, state)
+            raise Interrupted(f"interrupted: what arrived is kept in {root}") from None
     finally:
         lock.release()
+
+
+def _least_prompts(level: float) -> int:
+    """The fewest prompts whose every one moving (the reference's own halves none) is a
+    difference at `level`: fewer can never give `differs`."""
+    k = 1
+    while judge.fisher_greater(k, 0, k) >= level:
+        k += 1
+    return k
+
+
+def _side(name: str, make):
+    """A side's options (its URL checked, its model chosen); an error names the side."""
+    try:
+        return make()
+    except DetcheckError as exc:
+        said = str(exc)
+        if name == "reference":  # its URL was given as --reference
+            said = said.replace("--base-url", "--reference")
+        raise reworded(exc, f"the {name}: {said}") from None
 
 
 def dir_name(prompt_id: str) -> str:
@@ -189,21 +233,31 @@ def stored_reference(path: Path) -> Path:
     if (path / STATE).is_file():
         found = path
     elif path.is_dir():
-        done = [p for p in sorted(path.iterdir()) if (p / STATE).is_file()
-                and _state(p).get("settings", {}).get("reference")]  # fmt: skip
+        done = []
+        for p in path.iterdir():
+            if not (p / STATE).is_file():
+                continue
+            state = _state(p)
+            if state.get("status") == "complete" and state["settings"].get("reference"):
+                done.append(((p / STATE).stat().st_mtime, p.name, p))  # the newest to end
         if not done:
             raise UsageError(
                 f"--reference {path}: neither a base URL (http://...) nor a directory that "
-                "`detcheck verify -o` wrote"
+                "`detcheck verify -o` wrote with a complete verification"
             )
-        found = done[-1]
+        found = max(done)[2]
     else:
         raise UsageError(
             f"--reference {path}: no such directory (give a base URL, http://..., or a directory "
             "that `detcheck verify -o` wrote)"
         )
     state = _state(found)
-    if not (state.get("settings") or {}).get("reference"):
+    if state.get("status") != "complete":
+        raise UsageError(
+            f"--reference {found}: that verification did not finish ({state.get('status')}): "
+            "its reference side may lack rounds; give a complete one"
+        )
+    if not state["settings"].get("reference"):
         raise UsageError(f"--reference {found}: its own reference was a stored one, not measured")
     if not (found / "reference").is_dir():
         raise UsageError(f"--reference {found}: its reference side is missing")
@@ -211,10 +265,20 @@ def stored_reference(path: Path) -> Path:
 
 
 def _state(path: Path) -> dict:
+    """A stored verification's state, checked for what a reuse reads."""
     try:
-        return json.loads((path / STATE).read_text())
+        state = json.loads((path / STATE).read_text())
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path / STATE}: cannot read it ({exc})") from None
+    settings = state.get("settings") if isinstance(state, dict) else None
+    prompts = settings.get("prompts") if isinstance(settings, dict) else None
+    if not (isinstance(prompts, list) and all(
+        isinstance(p, dict) and isinstance(p.get("id"), str) and isinstance(p.get("prompt"), str)
+        for p in prompts
+    )):  # fmt: skip
+        raise UsageError(f"{path / STATE}: not a verification detcheck wrote (no settings with "
+                         "its prompts)")  # fmt: skip
+    return state
 
 
 def _stored_prompts(stored: Path, prompts, prompts_path) -> list[tuple[str, str]]:
@@ -238,7 +302,13 @@ def _spend(sides: dict, prompts, n: int) -> dict:
         for side in sides.values()
         for _, text in prompts
     ]
-    return total_spend(spends, prompts=len(prompts), sides=list(sides))
+    reference = sides.get("reference")
+    return total_spend(
+        spends, prompts=len(prompts), sides=list(sides),
+        # half of it goes to the reference: the plan names it too
+        reference_endpoint=strip_credentials(reference.value("base_url")) if reference else None,
+        reference_model=reference.value("model") if reference else None,
+    )  # fmt: skip
 
 
 def _silent(_: str) -> None:
@@ -274,9 +344,13 @@ def _rounds(state, root, sides, prompts, stored, log, *, sizes) -> dict:
                 ]
                 try:
                     execute_many(options, log, in_flight=limit)
+                except Interrupted:
+                    state["status"] = "interrupted"
+                    _save(root, state)
+                    raise Interrupted(f"interrupted: {hint}") from None
                 except DetcheckError as exc:  # a side down: exit 3, naming which
                     first = str(exc).splitlines()[0]
-                    raise type(exc)(f"the {name}: {first} ({hint})") from None
+                    raise reworded(exc, f"the {name}: {first} ({hint})") from None
         result = _look(state, root, stored, alpha / rounds, seen)
         log(f"round {k}: {result['verdict']} (p = {result['p_value']:.3g}, "
             f"{result['moved_prompts']} of {result['prompts']} prompts moved)")  # fmt: skip
@@ -308,6 +382,13 @@ def _look(state: dict, root: Path, stored: Path | None, alpha: float, seen: dict
     """The verdict on every answer so far (a stored reference: all of its answers)."""
     reference = answers_of(stored / "reference" if stored else root / "reference", seen)
     candidate = answers_of(root / "candidate", seen)
+    for name, answers in (("reference", reference), ("candidate", candidate)):
+        if not any(answers.values()):  # every answer without top logprobs: nothing to compare
+            raise EndpointError(
+                f"the {name}: no answer carried top logprobs (asked for "
+                f"{state['settings']['candidate']['top_logprobs']}): it cannot be verified "
+                f"({_runs_hint(root)})"
+            )
     found = judge.verdict(reference, candidate, alpha)
     found["calls"] = {
         "reference": 0 if stored else _count(reference),
@@ -315,6 +396,10 @@ def _look(state: dict, root: Path, stored: Path | None, alpha: float, seen: dict
     }
     found["reference_calls_stored"] = _count(reference) if stored else None
     return found
+
+
+def _runs_hint(root: Path) -> str:
+    return f"what arrived is kept in {root}"
 
 
 def _count(answers: dict) -> int:

@@ -24,6 +24,9 @@ def _nats(value: float | None) -> str:
 
 def headline(result: dict) -> str:
     v = result["verdict"]
+    vocab = result.get("vocabulary") or {}
+    if v == "differs" and vocab.get("other_family"):  # whatever the count says
+        return f"{v}: another model family ({vocab['why']})"
     return f"{v}: {MEANING[v]}"
 
 
@@ -91,7 +94,13 @@ def lines_of(result: dict) -> list[str]:
 
 
 def render(result: dict) -> str:
-    return "\n".join(textwrap.fill(line, 80, subsequent_indent="  ") for line in lines_of(result))
+    # a path or URL is never broken (at a hyphen, or inside): it must copy whole
+    return "\n".join(
+        textwrap.fill(
+            line, 80, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False
+        )  # fmt: skip
+        for line in lines_of(result)
+    )
 
 
 def html_page(result: dict, title: str | None = None) -> str:

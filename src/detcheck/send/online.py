@@ -198,6 +198,10 @@ class Flip:
         finally:
             stopping.cancel()
 
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
     def stop(self) -> None:
         """Ctrl-C or SIGTERM: the first waits for what is in flight to be recorded, a second
         abandons it."""

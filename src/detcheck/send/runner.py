@@ -12,21 +12,50 @@ import signal
 from detcheck.errors import Interrupted
 
 
-def install_stop_handlers(loop, flips) -> None:
+def install_stop_handlers(loop, flips) -> dict:
+    """The loop's handlers for Ctrl-C and SIGTERM; returns the handlers they replace (for
+    remove_stop_handlers to put back: a verification's own, between its phases)."""
+
     def stop() -> None:
         for flip in flips:
             flip.stop()
 
+    before = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         # not in the main thread (detcheck.flip() from a notebook's running loop): no handlers
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            before[sig] = signal.getsignal(sig)
             loop.add_signal_handler(sig, stop)
+    return before
 
 
-def remove_stop_handlers(loop) -> None:
+def remove_stop_handlers(loop, before: dict | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.remove_signal_handler(sig)
+            if before and before.get(sig) is not None:
+                signal.signal(sig, before[sig])
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM read as Ctrl-C (KeyboardInterrupt) for a command of many runs, also between
+    them: the default would end the process there with nothing said. Only in the main thread;
+    the handler before is put back after."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def run_flip(flip):
@@ -51,7 +80,7 @@ def run_flips(flips: list) -> list:
 
     async def together():
         loop = asyncio.get_running_loop()
-        install_stop_handlers(loop, flips)
+        before = install_stop_handlers(loop, flips)
         try:
             # one client (one connection pool, one TLS set-up) when they share an endpoint
             if len({id(f.endpoint) for f in flips}) == 1:
@@ -64,7 +93,7 @@ def run_flips(flips: list) -> list:
                 *(f.run(signals=False) for f in flips), return_exceptions=True
             )
         finally:
-            remove_stop_handlers(loop)
+            remove_stop_handlers(loop, before)
 
     gc.freeze()
     try:
