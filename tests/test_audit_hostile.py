@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from audit_engine import PROMPT, Engine, verdict_of
 from detcheck.cli import app
 from detcheck.store import read_run
-from fake_openai import FakeOpenAI
+from fake_openai import FakeOpenAI, Reply
 
 
 def invoke(server: FakeOpenAI, *args: str):
@@ -392,3 +392,16 @@ def test_a_missing_key_is_said_before_the_audit_is_made(tmp_path):
     assert result.stderr.startswith("detcheck: error: OPENAI_API_KEY is not set")
     assert "--resume" not in result.stderr and "audit " not in result.stderr  # no header
     assert not (tmp_path / "a").exists()  # nothing made: nothing to resume
+
+
+def test_a_refused_key_ends_the_audit_in_one_line_exit_3(tmp_path):
+    def refuse(i, request):
+        body = {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}}
+        return Reply(401, json.dumps(body).encode())
+
+    with FakeOpenAI(refuse) as server:
+        result = invoke(server, "--n", "8", "--out", str(tmp_path), "--json")
+    assert result.exit_code == 3, result.stderr
+    assert "internal error" not in result.stderr
+    assert "arm warmup: " in result.stderr and "Incorrect API key" in result.stderr
+    assert json.loads(result.stdout)["exit_code"] == 3
