@@ -38,6 +38,17 @@ def prompts(tmp_path) -> Path:
     return path
 
 
+@pytest.fixture
+def many(tmp_path) -> Path:
+    """24 prompts, as the built-in set has: where batch noise is on, 8 are too few to decide
+    (on a loaded machine two prompts whose halves caught other batch states keep p above
+    alpha / 3)."""
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps({"id": f"q{k}", "prompt": f"Question {k}:"}) + "\n"
+                            for k in range(24)))  # fmt: skip
+    return path
+
+
 def verify(reference, candidate, out: Path, prompts: Path, *args: str):
     """Run `detcheck verify --json` of `candidate` against `reference` (a Model, whose server is
     started, or a stored verification's path); (exit code, result, reference server, candidate
@@ -72,7 +83,7 @@ def test_the_same_model_is_identical_and_a_step_away_differs(tmp_path, prompts):
     assert len(data["most_moved"]) == 5 and data["most_moved"][0] in {p["id"] for p in PROMPTS}
 
 
-def test_batching_noise_is_never_read_as_another_model(tmp_path, prompts):
+def test_batching_noise_is_never_read_as_another_model(tmp_path, prompts, many):
     # the reference and the candidate both move with the batch they share (1e-4 of a logit);
     # a test blind to the reference's own variation would call the second side `differs`
     for k in range(3):
@@ -81,12 +92,7 @@ def test_batching_noise_is_never_read_as_another_model(tmp_path, prompts):
         )
         assert code == 0 and data["verdict"] in ("identical", "consistent"), data["verdict"]
         assert data["reference_spread_nats"] > 0  # it did vary, and that was measured
-    # a real difference, 100 times the noise, is told apart from it; over 24 prompts, as the
-    # built-in set has (over 8, two prompts whose halves caught other batch states, as a loaded
-    # machine gives, are enough to keep p above alpha / 3)
-    many = tmp_path / "many.jsonl"
-    many.write_text("".join(json.dumps({"id": f"q{k}", "prompt": f"Question {k}:"}) + "\n"
-                            for k in range(24)))  # fmt: skip
+    # a real difference, 100 times the noise, is told apart from it (over 24 prompts)
     code, data, _, _ = verify(
         Model(batch_noise=1e-4), Model(batch_noise=1e-4, step=1e-2), tmp_path / "x", many
     )
@@ -111,7 +117,8 @@ def test_another_vocabulary_is_named_another_model_family(tmp_path, prompts):
     assert "another tokenizer" in data["vocabulary"]["why"]
 
 
-def test_a_stored_reference_is_reused_without_calling_it(tmp_path, prompts):
+def test_a_stored_reference_is_reused_without_calling_it(tmp_path, many):
+    prompts = many
     _, first, _, _ = verify(Model(batch_noise=1e-4), Model(batch_noise=1e-4), tmp_path, prompts)
     stored = Path(first["out"])
     assert (stored / "reference").is_dir() and (stored / "candidate").is_dir()
@@ -119,7 +126,7 @@ def test_a_stored_reference_is_reused_without_calling_it(tmp_path, prompts):
         code, data, ref, cand = verify(given, Model(batch_noise=1e-4), tmp_path / "again",
                                        prompts)  # fmt: skip
         assert ref.requests == []  # the reference is not called
-        assert data["calls"]["reference"] == 0 and data["reference_calls_stored"] == 8 * 9
+        assert data["calls"]["reference"] == 0 and data["reference_calls_stored"] == 24 * 9
         assert code == 0 and data["verdict"] in ("identical", "consistent")
         assert data["settings"]["reference_stored"] == str(stored)
     code, data, ref, _ = verify(stored, Model(batch_noise=1e-4, step=0.05), tmp_path / "x",
