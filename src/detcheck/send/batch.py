@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from detcheck.errors import EndpointError, Refused
+from detcheck.errors import EndpointError
 from detcheck.plan import Plan
 from detcheck.send.batch_api import (
     DONE,
@@ -202,18 +202,7 @@ class BatchFlip:
     async def _submit(self, lines: list[tuple[int, int]]) -> dict:
         data = "".join(json.dumps(self._line(c, a), separators=(",", ":")) + "\n" for c, a in lines)
         name = f"detcheck-{self.writer.meta['run_id']}-{len(self._batches())}.jsonl"
-        try:
-            uploaded = await self.api.call(
-                "uploading the batch input file",
-                lambda: self.api.client.files.create(file=(name, data.encode()), purpose="batch"),
-            )
-        except CallFailed as exc:
-            if exc.transient or not self._refusal(exc.status):
-                raise
-            # the endpoint refused the first upload (a bad key, a wrong URL): nothing was
-            # created or paid, so it is a configuration error, as a first online call's 4xx
-            detail = str(exc).split(": ", 1)[-1]
-            raise Refused(str(exc), exc.status, None, detail) from None
+        uploaded = await self.api.upload(name, data.encode(), first=not self._batches())
         record = {
             "input_file_id": uploaded.id,
             "lines": len(lines),
@@ -230,9 +219,6 @@ class BatchFlip:
         self.writer.write_meta()
         self.on_notice(f"batch {batch.id}: {len(lines):,} requests submitted ({WINDOW} window)")
         return record
-
-    def _refusal(self, status: int | None) -> bool:
-        return status is not None and 400 <= status < 500 and not self._batches()
 
     async def _create(self, record: dict):
         """Create the batch, once. A create that got no answer may have created it: detcheck

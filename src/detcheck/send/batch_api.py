@@ -18,7 +18,7 @@ import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from detcheck.errors import EndpointError
+from detcheck.errors import EndpointError, Refused
 from detcheck.plan import RetryPolicy
 from detcheck.send.client import make_client, within
 from detcheck.send.record import error_message_from_body
@@ -185,6 +185,21 @@ class BatchAPI:
                 raise CallFailed(f"{what}: {reason}", transient, status) from None
 
         return await self.retried(once, None if retry else 1)
+
+    async def upload(self, name: str, data: bytes, *, first: bool):
+        """Upload a batch input file. The first refused with a 4xx (a bad key, a wrong URL) is
+        the endpoint's refusal: nothing was created or paid, a configuration error as a first
+        online call's 4xx is (the run that started is not kept)."""
+        try:
+            return await self.call(
+                "uploading the batch input file",
+                lambda: self.client.files.create(file=(name, data), purpose="batch"),
+            )
+        except CallFailed as exc:
+            if exc.transient or not first or exc.status is None or not 400 <= exc.status < 500:
+                raise
+            detail = str(exc).split(": ", 1)[-1]
+            raise Refused(str(exc), exc.status, None, detail) from None
 
     def explain(self, exc: BaseException) -> tuple[bool, str]:
         """(whether trying again may help, the reason as it may be shown)."""
