@@ -71,7 +71,7 @@ def verify_command(options, log: Log, *, reference: str, reference_model: str | 
     from detcheck import spec
     from detcheck.commands.generate import load_prompts
     from detcheck.send.runner import sigterm_as_interrupt
-    from detcheck.store import RunLock, is_uri
+    from detcheck.store import RunLock
     from detcheck.store.runs import new_run_id
 
     if options.replay is not None or options.resume is not None:
@@ -94,7 +94,7 @@ def verify_command(options, log: Log, *, reference: str, reference_model: str | 
     if top_k is None or top_k < 1:
         raise UsageError(f"verify compares top logprobs: --top-logprobs must be at least 1, "
                          f"got {top_k}")  # fmt: skip
-    if is_uri(str(options.out or "")) or "://" in str(options.out or ""):
+    if "://" in str(options.out or ""):  # an object store, file://: before Path() mangles it
         raise UsageError("verify writes its runs to a local directory: -o takes a path")
     out = Path(options.out or spec.default("out"))
     if out.exists() and not out.is_dir():
@@ -125,10 +125,7 @@ def verify_command(options, log: Log, *, reference: str, reference_model: str | 
         from detcheck.commands.endpoints import require_key
 
         for name, side in sides.items():
-            try:
-                require_key(side)
-            except UsageError as exc:
-                raise UsageError(f"the {name}: {exc}") from None
+            _side(name, lambda side=side: require_key(side))
     state = {"verify_version": VERIFY_VERSION, "verify_id": new_run_id("verify")}
     root = out / state["verify_id"]
     spend = _spend(sides, prompts, n)
