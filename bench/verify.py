@@ -81,10 +81,16 @@ def lpt_p(reference: dict, candidate: dict, rng, permutations: int = 2000) -> fl
             total += np.abs(rows[labels].mean(0) - rows[~labels].mean(0)).sum()
         return total
 
-    observed = statistic([np.arange(len(r)) < n for r, n in blocks])
+    return permutation_p(blocks, statistic, rng, permutations)
+
+
+def permutation_p(blocks, statistic, rng, permutations: int) -> float:
+    """The permutation p-value of `statistic` over per-prompt blocks (data, reference count):
+    each block's labels shuffled within it, the observed split counted among the shuffles."""
+    observed = statistic([np.arange(len(d)) < n for d, n in blocks])
     count = 0
     for _ in range(permutations):
-        assign = [rng.permutation(np.arange(len(r)) < n) for r, n in blocks]
+        assign = [rng.permutation(np.arange(len(d)) < n) for d, n in blocks]
         count += statistic(assign) >= observed
     return (count + 1) / (permutations + 1)
 
@@ -133,12 +139,7 @@ def mmd_p(reference: dict, candidate: dict, rng, permutations: int = 500) -> flo
                       + (kyy.sum() - np.trace(kyy)) / (ny * (ny - 1)) - 2 * kxy.mean())  # fmt: skip
         return total
 
-    observed = statistic([np.arange(len(k)) < n for k, n in blocks])
-    count = 0
-    for _ in range(permutations):
-        assign = [rng.permutation(np.arange(len(k)) < n) for k, n in blocks]
-        count += statistic(assign) >= observed
-    return (count + 1) / (permutations + 1)
+    return permutation_p(blocks, statistic, rng, permutations)
 
 
 def anchors(data: dict, reference_url: str, candidate_url: str, rng) -> dict:

@@ -66,18 +66,25 @@ def read_table(path: Path, fmt: str, columns: dict) -> Iterator[Record | str]:
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes | int]]:
     """Each non-blank line; one over MAX_LINE_BYTES arrives as its length (not held)."""
-
     with open_input(path) as f:
-        number = 0
-        while raw := readline_capped(f, MAX_LINE_BYTES + 1, path):
-            number += 1
-            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                length = len(raw)
-                while (rest := readline_capped(f, 1 << 20, path)) and not rest.endswith(b"\n"):
-                    length += len(rest)
-                yield number, length + len(rest)
-            elif raw.strip():
+        for number, raw in _capped_lines(f, path):
+            if isinstance(raw, int) or raw.strip():
                 yield number, raw
+
+
+def _capped_lines(f, path: Path) -> Iterator[tuple[int, bytes | int]]:
+    """Every line of `f`, numbered from 1; one over MAX_LINE_BYTES is read past without being
+    held and arrives as its length."""
+    number = 0
+    while raw := readline_capped(f, MAX_LINE_BYTES + 1, path):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            length = len(raw)
+            while (rest := readline_capped(f, 1 << 20, path)) and not rest.endswith(b"\n"):
+                length += len(rest)
+            yield number, length + len(rest)
+        else:
+            yield number, raw
 
 
 def _json(raw: bytes | int, where: str) -> object:
@@ -333,14 +340,9 @@ def _csv_rows(path: Path, columns: dict) -> Iterator[Record | str]:
     overlong: dict[int, int] = {}
 
     def text_lines(f) -> Iterator[str]:
-        number = 0
-        while raw := readline_capped(f, MAX_LINE_BYTES + 1, path):
-            number += 1
-            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                length = len(raw)
-                while (rest := readline_capped(f, 1 << 20, path)) and not rest.endswith(b"\n"):
-                    length += len(rest)
-                overlong[number] = length + len(rest)
+        for number, raw in _capped_lines(f, path):
+            if isinstance(raw, int):
+                overlong[number] = raw
                 yield "overlong\n"  # a row of its own, for the reader to name
                 continue
             try:
